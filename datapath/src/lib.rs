@@ -1,0 +1,6 @@
+//! mtugate's datapath.
+#![deny(unsafe_code)]
+
+pub mod ops;
+pub mod pipeline;
+pub mod wire;

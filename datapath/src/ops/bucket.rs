@@ -1,0 +1,1 @@
+//! bucket (to be written).

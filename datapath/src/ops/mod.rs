@@ -1,0 +1,6 @@
+//! Operations on packets.
+
+pub mod bucket;
+pub mod frag;
+pub mod icmp;
+pub mod mss;

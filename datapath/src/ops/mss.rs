@@ -1,0 +1,1 @@
+//! mss (to be written).

@@ -1,0 +1,1 @@
+//! Wire views (to be written).

@@ -1,0 +1,1 @@
+//! mtugate management thread (issue 4).
