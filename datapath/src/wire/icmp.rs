@@ -1,0 +1,167 @@
+//! ICMPv4 (RFC 792) and ICMPv6 (RFC 4443) headers: the parts mtugate reads
+//! (is this an error message?) and writes (Fragmentation Needed, Packet Too
+//! Big).
+
+use super::WireError;
+
+/// Length of the ICMP/ICMPv6 header (type, code, checksum, 4 bytes of rest).
+pub const HEADER_LEN: usize = 8;
+
+/// ICMPv4 types and codes.
+pub mod v4 {
+    /// Echo Reply.
+    pub const ECHO_REPLY: u8 = 0;
+    /// Destination Unreachable.
+    pub const DEST_UNREACHABLE: u8 = 3;
+    /// Code of Destination Unreachable: fragmentation needed and DF set.
+    pub const CODE_FRAG_NEEDED: u8 = 4;
+    /// Source Quench (deprecated, still an error).
+    pub const SOURCE_QUENCH: u8 = 4;
+    /// Redirect.
+    pub const REDIRECT: u8 = 5;
+    /// Echo Request.
+    pub const ECHO_REQUEST: u8 = 8;
+    /// Time Exceeded.
+    pub const TIME_EXCEEDED: u8 = 11;
+    /// Parameter Problem.
+    pub const PARAMETER_PROBLEM: u8 = 12;
+
+    /// Whether an ICMPv4 type is an error message (RFC 1122 §3.2.2: no ICMP
+    /// error is sent about one).
+    pub fn is_error(t: u8) -> bool {
+        matches!(
+            t,
+            DEST_UNREACHABLE | SOURCE_QUENCH | REDIRECT | TIME_EXCEEDED | PARAMETER_PROBLEM
+        )
+    }
+}
+
+/// ICMPv6 types.
+pub mod v6 {
+    /// Packet Too Big.
+    pub const PACKET_TOO_BIG: u8 = 2;
+
+    /// Whether an ICMPv6 type is an error message (RFC 4443 §2.1: types
+    /// 0..=127).
+    pub fn is_error(t: u8) -> bool {
+        t < 128
+    }
+}
+
+/// A typed view of an ICMP or ICMPv6 message.
+///
+/// After [`Message::check_len`] succeeds no accessor panics.
+#[derive(Debug, Clone, Copy)]
+pub struct Message<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> Message<T> {
+    /// Wraps a buffer without checking it.
+    pub const fn new_unchecked(buffer: T) -> Self {
+        Message { buffer }
+    }
+
+    /// Wraps a buffer and checks it with [`Message::check_len`].
+    pub fn new_checked(buffer: T) -> Result<Self, WireError> {
+        let m = Self::new_unchecked(buffer);
+        m.check_len()?;
+        Ok(m)
+    }
+
+    /// Checks that the buffer holds the 8-byte header.
+    pub fn check_len(&self) -> Result<(), WireError> {
+        if self.buffer.as_ref().len() < HEADER_LEN {
+            Err(WireError::Truncated)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Type.
+    pub fn msg_type(&self) -> u8 {
+        self.buffer.as_ref()[0]
+    }
+
+    /// Code.
+    pub fn code(&self) -> u8 {
+        self.buffer.as_ref()[1]
+    }
+
+    /// Checksum field.
+    pub fn checksum(&self) -> u16 {
+        let b = self.buffer.as_ref();
+        u16::from_be_bytes([b[2], b[3]])
+    }
+
+    /// Next-hop MTU of an ICMPv4 Fragmentation Needed (RFC 1191 §4): the low
+    /// 16 bits of the rest-of-header word.
+    pub fn next_hop_mtu(&self) -> u16 {
+        let b = self.buffer.as_ref();
+        u16::from_be_bytes([b[6], b[7]])
+    }
+
+    /// MTU of an ICMPv6 Packet Too Big (RFC 4443 §3.2): the whole
+    /// rest-of-header word.
+    pub fn mtu32(&self) -> u32 {
+        let b = self.buffer.as_ref();
+        u32::from_be_bytes([b[4], b[5], b[6], b[7]])
+    }
+
+    /// What follows the header (for errors: the quoted packet).
+    pub fn body(&self) -> &[u8] {
+        &self.buffer.as_ref()[HEADER_LEN..]
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Message<T> {
+    /// Writes type, code, a zero checksum and the rest-of-header word.
+    pub fn set_header(&mut self, msg_type: u8, code: u8, rest: u32) {
+        let b = self.buffer.as_mut();
+        b[0] = msg_type;
+        b[1] = code;
+        b[2] = 0;
+        b[3] = 0;
+        b[4..8].copy_from_slice(&rest.to_be_bytes());
+    }
+
+    /// Sets the checksum field.
+    pub fn set_checksum(&mut self, v: u16) {
+        self.buffer.as_mut()[2..4].copy_from_slice(&v.to_be_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_recognised() {
+        for t in [3, 4, 5, 11, 12] {
+            assert!(v4::is_error(t), "{t}");
+        }
+        for t in [0, 8, 13, 14] {
+            assert!(!v4::is_error(t), "{t}");
+        }
+        assert!(v6::is_error(1) && v6::is_error(2) && v6::is_error(4));
+        assert!(!v6::is_error(128) && !v6::is_error(135));
+    }
+
+    #[test]
+    fn construct_and_deconstruct() {
+        let mut b = [0xffu8; 12];
+        let mut m = Message::new_checked(&mut b[..]).unwrap();
+        m.set_header(v4::DEST_UNREACHABLE, v4::CODE_FRAG_NEEDED, 1400);
+        m.set_checksum(0x1234);
+        let m = Message::new_checked(&b[..]).unwrap();
+        assert_eq!(m.msg_type(), 3);
+        assert_eq!(m.code(), 4);
+        assert_eq!(m.next_hop_mtu(), 1400);
+        assert_eq!(m.mtu32(), 1400);
+        assert_eq!(m.checksum(), 0x1234);
+        assert_eq!(m.body().len(), 4);
+        for n in 0..HEADER_LEN {
+            assert!(Message::new_checked(&b[..n]).is_err());
+        }
+    }
+}
