@@ -1,1 +1,856 @@
-//! The pipeline (to be written).
+//! The packet pipeline: frames in, verdicts out.
+//!
+//! This is everything mtugate does to a packet, with no I/O: no clock reads
+//! (`now` is passed in, read once per batch by the caller), no sockets, no
+//! allocation per packet, no locks, no logging. The AF_XDP worker feeds it
+//! frames straight from the UMEM; tests feed it from memory.
+//!
+//! For each frame received on port `p` the pipeline returns one [`Verdict`]:
+//!
+//! * [`Verdict::Forward`] out of the other port, possibly modified in place
+//!   (MSS clamped or inserted);
+//! * [`Verdict::Fragments`]: the frame now holds the first fragment and the
+//!   remaining ones were written into frames taken from [`ExtraFrames`], all
+//!   to go out of the other port;
+//! * [`Verdict::Reply`]: the frame was turned into an ICMP or ICMPv6 error
+//!   that goes back out of port `p` (the original packet is dropped and
+//!   counted as [`DropReason::TooBig`]);
+//! * [`Verdict::Drop`] with a reason, counted.
+//!
+//! Non-IP frames (ARP, LLDP, ...) pass untouched: in wire mode the appliance
+//! is a bump in the wire and must not break neighbour discovery.
+//!
+//! ## Accounting
+//!
+//! Per ingress port, after any sequence of frames:
+//! `rx_packets == forwarded + fragmented + Σ drops`, and the frames
+//! transmitted are `forwarded + fragments_created + Σ icmp_sent`.
+//! [`Counters::balanced`] checks the first identity.
+
+use crate::ops::bucket::{source_key_v4, source_key_v6, SourceLimiter, TokenBucket};
+use crate::ops::frag::{self, FragError};
+use crate::ops::icmp;
+use crate::ops::mss::{self, ClampParams, Plan};
+use crate::wire::{ethernet, ipv4, ipv6, tcp, WireError};
+
+pub use crate::ops::frag::ExtraFrames;
+
+/// Number of ports the pipeline forwards between (wire mode).
+pub const PORTS: usize = 2;
+
+/// Index of a port: 0 or 1.
+pub type PortId = usize;
+
+/// The IPv4 datagram size every host must accept (RFC 1812 §4.3.2.3): the
+/// ceiling of an ICMP error's size.
+const ICMP4_MAX_LEN: usize = 576;
+/// The IPv6 minimum MTU (RFC 4443 §2.4 (c)): the ceiling of an ICMPv6 error.
+const ICMP6_MAX_LEN: usize = 1280;
+/// Slots of the per-source SYN limiter.
+const SYN_LIMITER_SLOTS: usize = 1024;
+
+/// The MSS to clamp to, per address family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clamp {
+    /// Do not clamp this family.
+    Off,
+    /// Derive from the MTUs: the smaller of the two ports' MTUs minus 40
+    /// (IPv4) or 60 (IPv6). Both ports count because the MSS a SYN carries
+    /// limits the segments that flow the *other* way, and in a bump in the
+    /// wire the tunnel may be on either side.
+    Auto,
+    /// A fixed value.
+    Fixed(u16),
+}
+
+/// What to do with a SYN that needs rewriting when the SYN limit is exhausted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverLimit {
+    /// Forward it unclamped (connectivity first).
+    Pass,
+    /// Drop it (the host retransmits; count [`DropReason::SynLimit`]).
+    Drop,
+}
+
+/// What to do with an IPv4 packet too big for the egress MTU that has DF set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DfPolicy {
+    /// Honour DF: drop and send ICMP Fragmentation Needed (RFC 1191).
+    Respect,
+    /// Fragment UDP despite DF, like `ip_no_pmtu_disc` for UDP tunnels.
+    ClearUdp,
+    /// Fragment everything despite DF.
+    ClearAll,
+}
+
+/// MSS clamping settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MssSettings {
+    /// Clamp for IPv4 SYNs.
+    pub ipv4: Clamp,
+    /// Clamp for IPv6 SYNs.
+    pub ipv6: Clamp,
+    /// Only clamp an MSS inside this inclusive range (`-m tcpmss --mss lo:hi`).
+    pub range: Option<(u16, u16)>,
+    /// Insert an MSS option into SYNs that carry none (as `xt_TCPMSS`).
+    pub insert: bool,
+    /// Clamp SYNs arriving on port 0 / port 1 (both by default).
+    pub on_ingress: [bool; PORTS],
+}
+
+/// A token bucket's rate and burst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Tokens per second.
+    pub per_sec: u64,
+    /// Bucket depth.
+    pub burst: u64,
+}
+
+/// ICMP error settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IcmpSettings {
+    /// Source address of ICMPv4 errors; `None` uses the destination of the
+    /// offending packet (the appliance has no address of its own in wire mode).
+    pub source_v4: Option<[u8; 4]>,
+    /// Source address of ICMPv6 errors; `None` as for IPv4.
+    pub source_v6: Option<[u8; 16]>,
+    /// Limit on errors sent (both families together); `None` = unlimited.
+    pub limit: Option<Rate>,
+}
+
+/// SYN rewrite limits: the answer to "MSS adjustment lets an attacker melt
+/// the box with SYNs".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SynLimitSettings {
+    /// Limit on rewrites over all sources; `None` = unlimited.
+    pub global: Option<Rate>,
+    /// Limit per source /24 (IPv4) or /64 (IPv6); `None` = only the global one.
+    pub per_source: Option<Rate>,
+    /// What happens to a SYN over the limit.
+    pub over_limit: OverLimit,
+}
+
+/// Everything the pipeline needs to know, as an operator states it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// Largest L3 packet allowed to leave through each port.
+    pub port_mtu: [u16; PORTS],
+    /// MSS clamping.
+    pub mss: MssSettings,
+    /// DF policy.
+    pub df: DfPolicy,
+    /// ICMP errors.
+    pub icmp: IcmpSettings,
+    /// SYN rewrite limits.
+    pub syn_limit: SynLimitSettings,
+}
+
+impl Default for Settings {
+    /// MTU 1500 on both ports, `auto` clamp for both families, DF respected,
+    /// ICMP errors limited like Linux's defaults (1000/s, burst 50), SYN
+    /// rewrites 100 000/s globally and 1000/s per source, passed when over.
+    fn default() -> Self {
+        Settings {
+            port_mtu: [1500, 1500],
+            mss: MssSettings {
+                ipv4: Clamp::Auto,
+                ipv6: Clamp::Auto,
+                range: None,
+                insert: false,
+                on_ingress: [true, true],
+            },
+            df: DfPolicy::Respect,
+            icmp: IcmpSettings {
+                source_v4: None,
+                source_v6: None,
+                limit: Some(Rate {
+                    per_sec: 1000,
+                    burst: 50,
+                }),
+            },
+            syn_limit: SynLimitSettings {
+                global: Some(Rate {
+                    per_sec: 100_000,
+                    burst: 10_000,
+                }),
+                per_source: Some(Rate {
+                    per_sec: 1000,
+                    burst: 100,
+                }),
+                over_limit: OverLimit::Pass,
+            },
+        }
+    }
+}
+
+/// A setting the pipeline cannot work with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    /// An MTU below the IPv4 minimum of 68 (RFC 791).
+    #[error("port {port} MTU {mtu} is below the IPv4 minimum of 68")]
+    MtuTooSmall {
+        /// Which port.
+        port: PortId,
+        /// The MTU given.
+        mtu: u16,
+    },
+    /// A fixed clamp larger than the MTU allows, or zero.
+    #[error("{family} MSS {mss} does not fit: it must be 1..={max} (smallest port MTU minus {overhead})")]
+    ClampTooLarge {
+        /// "ipv4" or "ipv6".
+        family: &'static str,
+        /// The MSS given.
+        mss: u16,
+        /// The largest acceptable value.
+        max: u16,
+        /// The header overhead subtracted from the MTU.
+        overhead: u16,
+    },
+    /// An empty match range.
+    #[error("MSS match range {0}:{1} is empty")]
+    EmptyRange(u16, u16),
+    /// A rate with a zero burst, which could never grant anything.
+    #[error("{0} burst must be at least 1")]
+    ZeroBurst(&'static str),
+}
+
+/// Validated settings, compiled into the form the fast path reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    settings: Settings,
+    /// Clamp parameters per family (0 = IPv4, 1 = IPv6) and ingress port.
+    clamp: [[Option<ClampParams>; PORTS]; 2],
+}
+
+impl Config {
+    /// Validates and compiles settings.
+    pub fn new(settings: Settings) -> Result<Config, SettingsError> {
+        for (port, &mtu) in settings.port_mtu.iter().enumerate() {
+            if mtu < ipv4::MIN_MTU {
+                return Err(SettingsError::MtuTooSmall { port, mtu });
+            }
+        }
+        if let Some((lo, hi)) = settings.mss.range {
+            if lo > hi {
+                return Err(SettingsError::EmptyRange(lo, hi));
+            }
+        }
+        for (name, r) in [
+            ("icmp", settings.icmp.limit),
+            ("syn_limit", settings.syn_limit.global),
+            ("syn_limit per-source", settings.syn_limit.per_source),
+        ] {
+            if matches!(r, Some(Rate { burst: 0, .. })) {
+                return Err(SettingsError::ZeroBurst(name));
+            }
+        }
+        let min_mtu = settings.port_mtu[0].min(settings.port_mtu[1]);
+        let mut clamp = [[None; PORTS]; 2];
+        let families = [
+            (settings.mss.ipv4, 40u16, "ipv4", mss::DEFAULT_MSS_V4),
+            (settings.mss.ipv6, 60u16, "ipv6", mss::DEFAULT_MSS_V6),
+        ];
+        for (fam, (c, overhead, family, default)) in families.into_iter().enumerate() {
+            let max = min_mtu.saturating_sub(overhead);
+            let value = match c {
+                Clamp::Off => continue,
+                Clamp::Auto => max,
+                Clamp::Fixed(v) => {
+                    if v == 0 || v > max {
+                        return Err(SettingsError::ClampTooLarge {
+                            family,
+                            mss: v,
+                            max,
+                            overhead,
+                        });
+                    }
+                    v
+                }
+            };
+            for (port, slot) in clamp[fam].iter_mut().enumerate() {
+                if settings.mss.on_ingress[port] && value > 0 {
+                    *slot = Some(ClampParams {
+                        clamp: value,
+                        range: settings.mss.range,
+                        insert_default: settings.mss.insert.then_some(default),
+                    });
+                }
+            }
+        }
+        Ok(Config { settings, clamp })
+    }
+
+    /// The settings this configuration was built from.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The MSS SYNs of `family` (0 = IPv4, 1 = IPv6) arriving on `port` are
+    /// clamped to, if any.
+    pub fn clamp_for(&self, family: usize, port: PortId) -> Option<u16> {
+        self.clamp[family][port].map(|p| p.clamp)
+    }
+}
+
+/// Why a frame was dropped. Each has a counter per ingress port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum DropReason {
+    /// Shorter than an Ethernet header, or cut inside its VLAN tags.
+    Truncated = 0,
+    /// IPv4 header unusable: version, IHL, total length longer than the frame.
+    BadIpv4,
+    /// IPv4 header checksum wrong on a packet we had to fragment or answer.
+    BadIpv4Checksum,
+    /// IPv6 header unusable: version, payload length longer than the frame,
+    /// jumbogram.
+    BadIpv6,
+    /// Larger than the egress MTU and not fragmentable (DF set, or IPv6):
+    /// an ICMP error was sent back unless the rules or the limit forbade it.
+    TooBig,
+    /// Fragmentation refused: MTU below 68, header too long for the MTU,
+    /// malformed IPv4 options, frame too small.
+    CannotFragment,
+    /// No free frame for the extra fragments.
+    NoFrame,
+    /// A SYN over the SYN rewrite limit, with `over_limit = "drop"`.
+    SynLimit,
+}
+
+impl DropReason {
+    /// Number of reasons.
+    pub const COUNT: usize = 8;
+    /// Every reason, in counter index order.
+    pub const ALL: [DropReason; Self::COUNT] = [
+        DropReason::Truncated,
+        DropReason::BadIpv4,
+        DropReason::BadIpv4Checksum,
+        DropReason::BadIpv6,
+        DropReason::TooBig,
+        DropReason::CannotFragment,
+        DropReason::NoFrame,
+        DropReason::SynLimit,
+    ];
+
+    /// The label value used in metrics (`reason="too_big"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::Truncated => "truncated",
+            DropReason::BadIpv4 => "bad_ipv4",
+            DropReason::BadIpv4Checksum => "bad_ipv4_checksum",
+            DropReason::BadIpv6 => "bad_ipv6",
+            DropReason::TooBig => "too_big",
+            DropReason::CannotFragment => "cannot_fragment",
+            DropReason::NoFrame => "no_frame",
+            DropReason::SynLimit => "syn_limit",
+        }
+    }
+}
+
+/// Address family index used by per-family counters.
+pub mod family {
+    /// IPv4.
+    pub const V4: usize = 0;
+    /// IPv6.
+    pub const V6: usize = 1;
+    /// Label values, by index.
+    pub const NAMES: [&str; 2] = ["ipv4", "ipv6"];
+}
+
+/// Per-port counters, owned by one worker. Plain integers: the worker
+/// publishes copies to the management thread.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Frames received.
+    pub rx_packets: u64,
+    /// Bytes received (whole frames).
+    pub rx_bytes: u64,
+    /// Frames forwarded out of the other port (modified or not).
+    pub forwarded: u64,
+    /// Frames dropped, by [`DropReason`] index.
+    pub drops: [u64; DropReason::COUNT],
+    /// SYNs whose MSS was lowered, by family.
+    pub mss_clamped: [u64; 2],
+    /// SYNs that got an MSS option inserted, by family.
+    pub mss_inserted: [u64; 2],
+    /// SYNs that needed rewriting but were over the SYN limit (passed
+    /// unclamped or dropped, per `over_limit`).
+    pub syn_limited: u64,
+    /// Packets forwarded unchanged because their TCP header, TCP options or
+    /// IPv6 extension header chain could not be parsed.
+    pub malformed_passed: u64,
+    /// Non-IP frames (ARP, LLDP, more than two VLAN tags, ...) passed.
+    pub non_ip_passed: u64,
+    /// IPv4 packets fragmented.
+    pub fragmented: u64,
+    /// Fragments created (the first one included).
+    pub fragments_created: u64,
+    /// IPv4 packets fragmented despite DF, by DF policy.
+    pub df_overridden: u64,
+    /// ICMP errors sent, by family (Fragmentation Needed, Packet Too Big).
+    pub icmp_sent: [u64; 2],
+    /// ICMP errors not sent because of the rate limit.
+    pub icmp_rate_limited: u64,
+    /// ICMP errors not sent because the rules forbid one (about an ICMP
+    /// error, a non-first fragment, a group or invalid address) or it did
+    /// not fit.
+    pub icmp_suppressed: u64,
+}
+
+impl Counters {
+    /// Total drops over all reasons.
+    pub fn dropped(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+
+    /// Frames this port's traffic put on the wire: forwards, fragments and
+    /// ICMP errors.
+    pub fn transmitted(&self) -> u64 {
+        self.forwarded + self.fragments_created + self.icmp_sent[0] + self.icmp_sent[1]
+    }
+
+    /// Whether every received frame has exactly one outcome.
+    pub fn balanced(&self) -> bool {
+        self.rx_packets == self.forwarded + self.fragmented + self.dropped()
+    }
+
+    /// Adds another set of counters (for aggregation across workers).
+    pub fn add(&mut self, o: &Counters) {
+        self.rx_packets += o.rx_packets;
+        self.rx_bytes += o.rx_bytes;
+        self.forwarded += o.forwarded;
+        for (a, b) in self.drops.iter_mut().zip(o.drops) {
+            *a += b;
+        }
+        for i in 0..2 {
+            self.mss_clamped[i] += o.mss_clamped[i];
+            self.mss_inserted[i] += o.mss_inserted[i];
+            self.icmp_sent[i] += o.icmp_sent[i];
+        }
+        self.syn_limited += o.syn_limited;
+        self.malformed_passed += o.malformed_passed;
+        self.non_ip_passed += o.non_ip_passed;
+        self.fragmented += o.fragmented;
+        self.fragments_created += o.fragments_created;
+        self.df_overridden += o.df_overridden;
+        self.icmp_rate_limited += o.icmp_rate_limited;
+        self.icmp_suppressed += o.icmp_suppressed;
+    }
+}
+
+/// A worker's mutable state: counters and rate limiters.
+#[derive(Debug, Clone)]
+pub struct State {
+    /// Counters by ingress port.
+    pub counters: [Counters; PORTS],
+    syn: Option<SourceLimiter>,
+    icmp: TokenBucket,
+}
+
+impl State {
+    /// New state for a worker. `seed` keys the per-source hash (give each
+    /// worker a random one so that an attacker cannot aim at one slot).
+    pub fn new(cfg: &Config, now: u64, seed: u64) -> State {
+        let mut s = State {
+            counters: [Counters::default(); PORTS],
+            syn: None,
+            icmp: TokenBucket::unlimited(),
+        };
+        s.build_syn_limiter(cfg, now, seed);
+        s.reconfigure(cfg, now);
+        s
+    }
+
+    fn build_syn_limiter(&mut self, cfg: &Config, now: u64, seed: u64) {
+        let sl = cfg.settings.syn_limit;
+        self.syn = match (sl.global, sl.per_source) {
+            (None, None) => None,
+            (g, p) => {
+                // A missing half is "unlimited": a bucket that never empties
+                // within any realistic run.
+                let g = g.unwrap_or(Rate {
+                    per_sec: u64::MAX / 4,
+                    burst: u64::MAX / 4,
+                });
+                let p = p.unwrap_or(g);
+                Some(SourceLimiter::new(
+                    g.per_sec,
+                    g.burst,
+                    p.per_sec,
+                    p.burst,
+                    SYN_LIMITER_SLOTS,
+                    seed,
+                    now,
+                ))
+            }
+        };
+    }
+
+    /// Applies changed rates (a live reload) without losing counters or the
+    /// tokens already earned.
+    pub fn reconfigure(&mut self, cfg: &Config, now: u64) {
+        match cfg.settings.icmp.limit {
+            Some(r) => self.icmp.set_rate(r.per_sec, r.burst, now),
+            None => self.icmp.set_unlimited(),
+        }
+        let sl = cfg.settings.syn_limit;
+        match (&mut self.syn, sl.global, sl.per_source) {
+            (_, None, None) => self.syn = None,
+            (Some(l), g, p) => {
+                let g = g.unwrap_or(Rate {
+                    per_sec: u64::MAX / 4,
+                    burst: u64::MAX / 4,
+                });
+                let p = p.unwrap_or(g);
+                l.set_rates(g.per_sec, g.burst, p.per_sec, p.burst, now);
+            }
+            (None, _, _) => self.build_syn_limiter(cfg, now, now ^ 0x9e37_79b9_7f4a_7c15),
+        }
+    }
+}
+
+/// What to do with one frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send `len` bytes of the frame out of the other port.
+    Forward {
+        /// Frame length to transmit.
+        len: usize,
+    },
+    /// Send the frame (now the first fragment, `first_len` bytes) and the
+    /// next `extra` frames committed to [`ExtraFrames`] out of the other port.
+    Fragments {
+        /// Length of the first fragment's frame.
+        first_len: usize,
+        /// How many extra frames were committed for this packet.
+        extra: usize,
+    },
+    /// Send `len` bytes of the frame (now an ICMP error) back out of the
+    /// port it came in on.
+    Reply {
+        /// Frame length to transmit.
+        len: usize,
+    },
+    /// Free the frame.
+    Drop(DropReason),
+}
+
+/// One received frame: its whole buffer (so it can grow in place), the
+/// length received, and the port it came in on.
+#[derive(Debug)]
+pub struct FrameRef<'a> {
+    /// The frame's buffer, its whole capacity.
+    pub buf: &'a mut [u8],
+    /// Bytes received.
+    pub len: usize,
+    /// Ingress port.
+    pub port: PortId,
+}
+
+/// Runs the pipeline over a batch. `verdicts[i]` receives the verdict of
+/// `frames[i]`; frames committed to `extra` belong, in order, to the
+/// [`Verdict::Fragments`] verdicts in batch order.
+pub fn process<E: ExtraFrames>(
+    frames: &mut [FrameRef<'_>],
+    now: u64,
+    cfg: &Config,
+    state: &mut State,
+    extra: &mut E,
+    verdicts: &mut [Verdict],
+) {
+    for (f, v) in frames.iter_mut().zip(verdicts.iter_mut()) {
+        *v = process_frame(f.buf, f.len, f.port, now, cfg, state, extra);
+    }
+}
+
+/// Runs the pipeline over one frame received on `ingress` (0 or 1): `buf`
+/// is the frame's whole buffer and `len` the bytes received.
+#[inline]
+pub fn process_frame<E: ExtraFrames>(
+    buf: &mut [u8],
+    len: usize,
+    ingress: PortId,
+    now: u64,
+    cfg: &Config,
+    state: &mut State,
+    extra: &mut E,
+) -> Verdict {
+    let ingress = ingress & 1;
+    let len = len.min(buf.len());
+    let c = &mut state.counters[ingress];
+    c.rx_packets += 1;
+    c.rx_bytes += len as u64;
+    let verdict = classify(buf, len, ingress, now, cfg, state, extra);
+    let c = &mut state.counters[ingress];
+    match verdict {
+        Verdict::Forward { .. } => c.forwarded += 1,
+        Verdict::Fragments { extra, .. } => {
+            c.fragmented += 1;
+            c.fragments_created += 1 + extra as u64;
+        }
+        Verdict::Reply { .. } => c.drops[DropReason::TooBig as usize] += 1,
+        Verdict::Drop(r) => c.drops[r as usize] += 1,
+    }
+    verdict
+}
+
+fn classify<E: ExtraFrames>(
+    buf: &mut [u8],
+    len: usize,
+    ingress: PortId,
+    now: u64,
+    cfg: &Config,
+    state: &mut State,
+    extra: &mut E,
+) -> Verdict {
+    let Ok(eth) = ethernet::Frame::new_checked(&buf[..len]) else {
+        return Verdict::Drop(DropReason::Truncated);
+    };
+    let l2 = match eth.l2_info() {
+        Ok(l2) => l2,
+        Err(WireError::TooManyVlanTags) => {
+            state.counters[ingress].non_ip_passed += 1;
+            return Verdict::Forward { len };
+        }
+        Err(_) => return Verdict::Drop(DropReason::Truncated),
+    };
+    let mut ctx = Ctx {
+        buf,
+        len,
+        l2: l2.header_len,
+        ingress,
+        now,
+        cfg,
+        state,
+    };
+    match l2.ethertype {
+        ethernet::ethertype::IPV4 => ctx.ipv4(extra),
+        ethernet::ethertype::IPV6 => ctx.ipv6(),
+        _ => {
+            ctx.state.counters[ingress].non_ip_passed += 1;
+            Verdict::Forward { len }
+        }
+    }
+}
+
+/// One frame in flight through the pipeline.
+struct Ctx<'a, 'b> {
+    buf: &'a mut [u8],
+    len: usize,
+    l2: usize,
+    ingress: PortId,
+    now: u64,
+    cfg: &'b Config,
+    state: &'b mut State,
+}
+
+/// What the SYN step did to the frame.
+enum SynOutcome {
+    /// Carry on; the frame may have grown by `grew` bytes.
+    Continue { grew: usize },
+    /// Drop it (over the SYN limit with `over_limit = "drop"`).
+    Drop,
+}
+
+impl Ctx<'_, '_> {
+    fn counters(&mut self) -> &mut Counters {
+        &mut self.state.counters[self.ingress]
+    }
+
+    fn egress_mtu(&self) -> u16 {
+        self.cfg.settings.port_mtu[self.ingress ^ 1]
+    }
+
+    fn ipv4<E: ExtraFrames>(&mut self, extra: &mut E) -> Verdict {
+        let l2 = self.l2;
+        let Ok(ip) = ipv4::Packet::new_checked(&self.buf[l2..self.len]) else {
+            return Verdict::Drop(DropReason::BadIpv4);
+        };
+        let (hl, mut tl) = (ip.header_len(), usize::from(ip.total_len()));
+        let (proto, df) = (ip.protocol(), ip.dont_frag());
+        let first_frag = ip.frag_offset() == 0;
+        let can_grow = !ip.is_fragment();
+        let src = ip.src();
+        if proto == ipv4::protocol::TCP && first_frag {
+            if let Some(p) = self.cfg.clamp[family::V4][self.ingress] {
+                let key = source_key_v4(src);
+                match self.syn(l2 + hl, l2 + tl, &p, key, family::V4, can_grow) {
+                    SynOutcome::Drop => return Verdict::Drop(DropReason::SynLimit),
+                    SynOutcome::Continue { grew: 0 } => {}
+                    SynOutcome::Continue { grew } => {
+                        tl += grew;
+                        let mut ip = ipv4::Packet::new_unchecked(&mut self.buf[l2..]);
+                        ip.update_total_len(tl as u16);
+                        self.len = l2 + tl;
+                    }
+                }
+            }
+        }
+        let mtu = self.egress_mtu();
+        if tl <= usize::from(mtu) {
+            return Verdict::Forward { len: self.len };
+        }
+        // Too big. From here on we originate packets derived from this
+        // header, so refuse to launder a corrupt one.
+        if !ipv4::Packet::new_unchecked(&self.buf[l2..self.len]).verify_checksum() {
+            return Verdict::Drop(DropReason::BadIpv4Checksum);
+        }
+        let may_fragment = !df
+            || match self.cfg.settings.df {
+                DfPolicy::Respect => false,
+                DfPolicy::ClearUdp => proto == ipv4::protocol::UDP,
+                DfPolicy::ClearAll => true,
+            };
+        if may_fragment {
+            return match frag::fragment_ipv4(self.buf, self.len, l2, mtu, extra) {
+                Ok(f) => {
+                    if df {
+                        self.counters().df_overridden += 1;
+                    }
+                    Verdict::Fragments {
+                        first_len: f.first_len,
+                        extra: f.extra,
+                    }
+                }
+                Err(FragError::NoFrame) => Verdict::Drop(DropReason::NoFrame),
+                Err(_) => Verdict::Drop(DropReason::CannotFragment),
+            };
+        }
+        if icmp::check_v4(self.buf, self.len, l2).is_err() {
+            self.counters().icmp_suppressed += 1;
+            return Verdict::Drop(DropReason::TooBig);
+        }
+        if !self.state.icmp.try_take(self.now) {
+            self.counters().icmp_rate_limited += 1;
+            return Verdict::Drop(DropReason::TooBig);
+        }
+        let max = ICMP4_MAX_LEN.min(usize::from(self.cfg.settings.port_mtu[self.ingress]));
+        let src = self.cfg.settings.icmp.source_v4;
+        match icmp::build_frag_needed(self.buf, self.len, l2, src, mtu, max) {
+            Ok(len) => {
+                self.counters().icmp_sent[family::V4] += 1;
+                Verdict::Reply { len }
+            }
+            Err(_) => {
+                self.counters().icmp_suppressed += 1;
+                Verdict::Drop(DropReason::TooBig)
+            }
+        }
+    }
+
+    fn ipv6(&mut self) -> Verdict {
+        let l2 = self.l2;
+        let Ok(ip) = ipv6::Packet::new_checked(&self.buf[l2..self.len]) else {
+            return Verdict::Drop(DropReason::BadIpv6);
+        };
+        let mut tl = ip.total_len();
+        let src = ip.src();
+        match ip.upper_layer() {
+            Ok(u) if u.protocol == ipv4::protocol::TCP && u.has_header() => {
+                if let Some(p) = self.cfg.clamp[family::V6][self.ingress] {
+                    let key = source_key_v6(&src);
+                    let can_grow = u.fragment.is_none();
+                    match self.syn(l2 + u.offset, l2 + tl, &p, key, family::V6, can_grow) {
+                        SynOutcome::Drop => return Verdict::Drop(DropReason::SynLimit),
+                        SynOutcome::Continue { grew: 0 } => {}
+                        SynOutcome::Continue { grew } => {
+                            tl += grew;
+                            let pl = (tl - ipv6::HEADER_LEN) as u16;
+                            ipv6::Packet::new_unchecked(&mut self.buf[l2..]).set_payload_len(pl);
+                            self.len = l2 + tl;
+                        }
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(_) => self.counters().malformed_passed += 1,
+        }
+        let mtu = self.egress_mtu();
+        if tl <= usize::from(mtu) {
+            return Verdict::Forward { len: self.len };
+        }
+        // IPv6 routers never fragment (RFC 8200 §5): Packet Too Big.
+        if icmp::check_v6(self.buf, self.len, l2).is_err() {
+            self.counters().icmp_suppressed += 1;
+            return Verdict::Drop(DropReason::TooBig);
+        }
+        if !self.state.icmp.try_take(self.now) {
+            self.counters().icmp_rate_limited += 1;
+            return Verdict::Drop(DropReason::TooBig);
+        }
+        let max = ICMP6_MAX_LEN.min(usize::from(self.cfg.settings.port_mtu[self.ingress]));
+        let src = self.cfg.settings.icmp.source_v6;
+        match icmp::build_packet_too_big(self.buf, self.len, l2, src, u32::from(mtu), max) {
+            Ok(len) => {
+                self.counters().icmp_sent[family::V6] += 1;
+                Verdict::Reply { len }
+            }
+            Err(_) => {
+                self.counters().icmp_suppressed += 1;
+                Verdict::Drop(DropReason::TooBig)
+            }
+        }
+    }
+
+    /// The SYN step for the TCP segment at `buf[start..end]`: clamp or
+    /// insert the MSS if the segment is a SYN that needs it and the SYN
+    /// limit allows. `can_grow`: the packet is not a fragment, so an option
+    /// may be inserted.
+    fn syn(
+        &mut self,
+        start: usize,
+        end: usize,
+        p: &ClampParams,
+        key: u64,
+        fam: usize,
+        can_grow: bool,
+    ) -> SynOutcome {
+        let keep = SynOutcome::Continue { grew: 0 };
+        let seg = &self.buf[start..end];
+        if seg.len() < tcp::MIN_HEADER_LEN || usize::from(seg[12] >> 4) * 4 < tcp::MIN_HEADER_LEN
+        {
+            self.counters().malformed_passed += 1;
+            return keep;
+        }
+        if seg[13] & (tcp::flags::SYN | tcp::flags::RST) != tcp::flags::SYN {
+            return keep;
+        }
+        let plan = mss::plan(seg, p);
+        let growing = matches!(plan, Plan::Insert(_));
+        match plan {
+            Plan::Keep => return keep,
+            Plan::Malformed => {
+                self.counters().malformed_passed += 1;
+                return keep;
+            }
+            Plan::Insert(_) if !can_grow || end + 4 > self.buf.len() || end + 4 > 0xffff => {
+                return keep;
+            }
+            Plan::Clamp { .. } | Plan::Insert(_) => {}
+        }
+        if let Some(l) = &mut self.state.syn {
+            if !l.try_take(key, self.now) {
+                self.counters().syn_limited += 1;
+                return match self.cfg.settings.syn_limit.over_limit {
+                    OverLimit::Pass => keep,
+                    OverLimit::Drop => SynOutcome::Drop,
+                };
+            }
+        }
+        match plan {
+            Plan::Insert(v) => {
+                let hl = seg.len();
+                mss::insert(&mut self.buf[start..end + 4], hl, v);
+                self.counters().mss_inserted[fam] += 1;
+            }
+            _ => {
+                mss::apply_clamp(&mut self.buf[start..end], &plan);
+                self.counters().mss_clamped[fam] += 1;
+            }
+        }
+        SynOutcome::Continue {
+            grew: if growing { 4 } else { 0 },
+        }
+    }
+}

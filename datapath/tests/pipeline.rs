@@ -1,0 +1,618 @@
+//! End-to-end tests of the sans-IO pipeline: frames built and checked by
+//! etherparse (an independent implementation), fed through `process_frame`.
+
+use etherparse::{
+    Ethernet2Header, IpNumber, Ipv4Header, NetSlice, PacketBuilder, SlicedPacket, TcpOptionElement,
+    TransportSlice,
+};
+use mtugate_datapath::pipeline::{
+    self, Clamp, Config, Counters, DfPolicy, DropReason, ExtraFrames, OverLimit, Rate,
+    Settings, State, Verdict,
+};
+use proptest::prelude::*;
+
+const MAC_A: [u8; 6] = [2, 0, 0, 0, 0, 1];
+const MAC_B: [u8; 6] = [2, 0, 0, 0, 0, 2];
+const SRC4: [u8; 4] = [192, 0, 2, 1];
+const DST4: [u8; 4] = [192, 0, 2, 2];
+const SRC6: [u8; 16] = [0x20, 1, 0xd, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+const DST6: [u8; 16] = [0x20, 1, 0xd, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+const FRAME: usize = 2048;
+
+/// Extra frames backed by vectors.
+struct Frames {
+    free: usize,
+    out: Vec<Vec<u8>>,
+    pending: Vec<u8>,
+}
+
+impl Frames {
+    fn new(free: usize) -> Self {
+        Frames {
+            free,
+            out: Vec::new(),
+            pending: Vec::new(),
+        }
+    }
+}
+
+impl ExtraFrames for Frames {
+    fn available(&self) -> usize {
+        self.free
+    }
+    fn next_buf(&mut self) -> Option<&mut [u8]> {
+        if self.free == 0 {
+            return None;
+        }
+        self.pending = vec![0; FRAME];
+        Some(&mut self.pending)
+    }
+    fn commit(&mut self, len: usize) {
+        self.free -= 1;
+        let mut f = std::mem::take(&mut self.pending);
+        f.truncate(len);
+        self.out.push(f);
+    }
+}
+
+/// The appliance of the lab: port 0 inside at 1500, port 1 the tunnel at 1400.
+fn settings() -> Settings {
+    let mut s = Settings::default();
+    s.port_mtu = [1500, 1400];
+    s
+}
+
+struct Dut {
+    cfg: Config,
+    st: State,
+    frames: Frames,
+}
+
+impl Dut {
+    fn new(s: Settings) -> Dut {
+        let cfg = Config::new(s).unwrap();
+        let st = State::new(&cfg, 0, 42);
+        Dut {
+            cfg,
+            st,
+            frames: Frames::new(64),
+        }
+    }
+
+    /// Runs one frame in from `port` at time `now`; returns the verdict and
+    /// the frame's buffer (with its new length applied where it has one).
+    fn run_at(&mut self, frame: &[u8], port: usize, now: u64) -> (Verdict, Vec<u8>) {
+        let mut buf = vec![0u8; FRAME.max(frame.len())];
+        buf[..frame.len()].copy_from_slice(frame);
+        let v = pipeline::process_frame(
+            &mut buf,
+            frame.len(),
+            port,
+            now,
+            &self.cfg,
+            &mut self.st,
+            &mut self.frames,
+        );
+        let len = match v {
+            Verdict::Forward { len } | Verdict::Reply { len } => len,
+            Verdict::Fragments { first_len, .. } => first_len,
+            Verdict::Drop(_) => frame.len(),
+        };
+        buf.truncate(len);
+        (v, buf)
+    }
+
+    fn run(&mut self, frame: &[u8], port: usize) -> (Verdict, Vec<u8>) {
+        self.run_at(frame, port, 1_000_000_000)
+    }
+
+    fn c(&self, port: usize) -> &Counters {
+        &self.st.counters[port]
+    }
+}
+
+fn tcp_v4(syn: bool, ack: bool, df: bool, options: &[TcpOptionElement], payload: &[u8]) -> Vec<u8> {
+    let mut b = PacketBuilder::ethernet2(MAC_A, MAC_B)
+        .ipv4(SRC4, DST4, 64)
+        .tcp(40000, 443, 0x1000, 64240);
+    if syn {
+        b = b.syn();
+    }
+    if ack {
+        b = b.ack(1);
+    }
+    let b = b.options(options).unwrap();
+    let mut v = Vec::new();
+    b.write(&mut v, payload).unwrap();
+    if !df {
+        v[20] &= !0x40;
+        fix_ipv4_checksum(&mut v, 14);
+    }
+    v
+}
+
+fn tcp_v6(syn: bool, options: &[TcpOptionElement], payload: &[u8]) -> Vec<u8> {
+    let mut b = PacketBuilder::ethernet2(MAC_A, MAC_B)
+        .ipv6(SRC6, DST6, 64)
+        .tcp(40000, 443, 0x1000, 64240);
+    if syn {
+        b = b.syn();
+    }
+    let b = b.options(options).unwrap();
+    let mut v = Vec::new();
+    b.write(&mut v, payload).unwrap();
+    v
+}
+
+fn udp_v4(df: bool, len: usize) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(MAC_A, MAC_B)
+        .ipv4(SRC4, DST4, 64)
+        .udp(5000, 5001)
+        .write(&mut v, &vec![0x5a; len])
+        .unwrap();
+    if !df {
+        v[20] &= !0x40;
+        fix_ipv4_checksum(&mut v, 14);
+    }
+    v
+}
+
+fn udp_v6(len: usize) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(MAC_A, MAC_B)
+        .ipv6(SRC6, DST6, 64)
+        .udp(5000, 5001)
+        .write(&mut v, &vec![0x5a; len])
+        .unwrap();
+    v
+}
+
+fn fix_ipv4_checksum(v: &mut [u8], l2: usize) {
+    let h = Ipv4Header::from_slice(&v[l2..]).unwrap().0;
+    let c = h.calc_header_checksum();
+    v[l2 + 10..l2 + 12].copy_from_slice(&c.to_be_bytes());
+}
+
+/// Parses a frame with etherparse and returns the MSS, checking that the
+/// TCP (and IPv4 header) checksums are right.
+fn checked_mss(frame: &[u8]) -> Option<u16> {
+    let p = SlicedPacket::from_ethernet(frame).unwrap();
+    let Some(TransportSlice::Tcp(t)) = p.transport else {
+        panic!("no TCP")
+    };
+    let (sum_ok, mss) = match p.net.unwrap() {
+        NetSlice::Ipv4(ip) => {
+            let h = ip.header().to_header();
+            assert_eq!(h.calc_header_checksum(), h.header_checksum, "IPv4 header checksum");
+            let c = t.to_header().calc_checksum_ipv4(&h, t.payload()).unwrap();
+            (c == t.checksum(), mss_opt(&t))
+        }
+        NetSlice::Ipv6(ip) => {
+            let h = ip.header().to_header();
+            let c = t.to_header().calc_checksum_ipv6(&h, t.payload()).unwrap();
+            (c == t.checksum(), mss_opt(&t))
+        }
+        _ => panic!("not IP"),
+    };
+    assert!(sum_ok, "TCP checksum");
+    mss
+}
+
+fn mss_opt(t: &etherparse::TcpSlice<'_>) -> Option<u16> {
+    t.options_iterator().find_map(|o| match o {
+        Ok(TcpOptionElement::MaximumSegmentSize(v)) => Some(v),
+        _ => None,
+    })
+}
+
+const MSS1460: [TcpOptionElement; 1] = [TcpOptionElement::MaximumSegmentSize(1460)];
+
+#[test]
+fn arp_passes_untouched() {
+    let mut arp = vec![0xff; 6];
+    arp.extend_from_slice(&MAC_A);
+    arp.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
+    arp.extend_from_slice(&[0; 32]);
+    let mut d = Dut::new(settings());
+    let (v, out) = d.run(&arp, 0);
+    assert_eq!(v, Verdict::Forward { len: arp.len() });
+    assert_eq!(out, arp);
+    assert_eq!(d.c(0).non_ip_passed, 1);
+    assert!(d.c(0).balanced());
+}
+
+#[test]
+fn plain_ack_passes_untouched() {
+    let f = tcp_v4(false, true, true, &[], &[1; 10]);
+    let mut d = Dut::new(settings());
+    let (v, out) = d.run(&f, 0);
+    assert_eq!(v, Verdict::Forward { len: f.len() });
+    assert_eq!(out, f);
+}
+
+// The lab case: auto clamp = min(1500, 1400) − 40 = 1360 (IPv4), − 60 = 1340
+// (IPv6), in both directions (SYN and SYN-ACK).
+#[test]
+fn auto_clamp_both_directions() {
+    let mut d = Dut::new(settings());
+    let (v, out) = d.run(&tcp_v4(true, false, true, &MSS1460, &[]), 0);
+    assert!(matches!(v, Verdict::Forward { .. }));
+    assert_eq!(checked_mss(&out), Some(1360));
+    let (_, out) = d.run(&tcp_v4(true, true, true, &MSS1460, &[]), 1);
+    assert_eq!(checked_mss(&out), Some(1360));
+    let (_, out) = d.run(&tcp_v6(true, &MSS1460, &[]), 0);
+    assert_eq!(checked_mss(&out), Some(1340));
+    assert_eq!(d.c(0).mss_clamped, [1, 1]);
+    assert_eq!(d.c(1).mss_clamped, [1, 0]);
+}
+
+// M9: clamp to path MTU 1500: IPv4 1460, IPv6 1440.
+#[test]
+fn m9_pmtu_1500() {
+    let mut s = settings();
+    s.port_mtu = [1500, 1500];
+    let mut d = Dut::new(s);
+    let (_, out) = d.run(&tcp_v4(true, false, true, &MSS1460, &[]), 0);
+    assert_eq!(checked_mss(&out), Some(1460));
+    let (_, out) = d.run(&tcp_v6(true, &MSS1460, &[]), 0);
+    assert_eq!(checked_mss(&out), Some(1440));
+}
+
+// M4: clamp in one direction only.
+#[test]
+fn m4_one_direction() {
+    let mut s = settings();
+    s.mss.ipv4 = Clamp::Fixed(1300);
+    s.mss.on_ingress = [true, false];
+    let mut d = Dut::new(s);
+    let (_, out) = d.run(&tcp_v4(true, false, true, &MSS1460, &[]), 0);
+    assert_eq!(checked_mss(&out), Some(1300));
+    let (_, out) = d.run(&tcp_v4(true, false, true, &MSS1460, &[]), 1);
+    assert_eq!(checked_mss(&out), Some(1460));
+}
+
+// M7 through the pipeline: insertion grows the IP packet by 4 bytes and
+// keeps both checksums right.
+#[test]
+fn m7_insert_through_pipeline() {
+    let mut s = settings();
+    s.mss.insert = true;
+    let mut d = Dut::new(s);
+    let f = tcp_v4(true, false, true, &[], &[]);
+    let (v, out) = d.run(&f, 0);
+    assert_eq!(v, Verdict::Forward { len: f.len() + 4 });
+    assert_eq!(checked_mss(&out), Some(536));
+    let f6 = tcp_v6(true, &[], &[]);
+    let (_, out) = d.run(&f6, 0);
+    assert_eq!(checked_mss(&out), Some(1220));
+    assert_eq!(d.c(0).mss_inserted, [1, 1]);
+    // M8: not with payload.
+    let f = tcp_v4(true, false, true, &[], &[1, 2, 3]);
+    let (_, out) = d.run(&f, 0);
+    assert_eq!(out, f);
+}
+
+// SYNs behind two VLAN tags and behind IPv6 extension headers are clamped.
+#[test]
+fn clamp_behind_vlan_and_extension_headers() {
+    let mut f = Vec::new();
+    PacketBuilder::ethernet2(MAC_A, MAC_B)
+        .double_vlan(
+            etherparse::SingleVlanHeader {
+                vlan_id: 100.try_into().unwrap(),
+                ..Default::default()
+            },
+            etherparse::SingleVlanHeader {
+                vlan_id: 10.try_into().unwrap(),
+                ..Default::default()
+            },
+        )
+        .ipv4(SRC4, DST4, 64)
+        .tcp(1, 2, 3, 4)
+        .syn()
+        .options(&MSS1460)
+        .unwrap()
+        .write(&mut f, &[])
+        .unwrap();
+    let mut d = Dut::new(settings());
+    let (_, out) = d.run(&f, 0);
+    assert_eq!(checked_mss(&out), Some(1360));
+
+    // IPv6 with hop-by-hop and destination options before TCP.
+    let tcp = tcp_v6(true, &MSS1460, &[]);
+    let mut f = tcp[..14].to_vec();
+    let mut ip = tcp[14..54].to_vec();
+    ip[6] = 0; // next header: hop-by-hop
+    let ext = [60u8, 0, 1, 4, 0, 0, 0, 0, 6, 0, 1, 4, 0, 0, 0, 0];
+    let pl = (tcp.len() - 54 + ext.len()) as u16;
+    ip[4..6].copy_from_slice(&pl.to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&ext);
+    f.extend_from_slice(&tcp[54..]);
+    let (_, out) = d.run(&f, 0);
+    assert_eq!(checked_mss(&out), Some(1340));
+    assert_eq!(d.c(0).mss_clamped, [1, 1]);
+}
+
+#[test]
+fn fits_is_forwarded_too_big_df_gets_frag_needed() {
+    let mut d = Dut::new(settings());
+    // 1400 bytes of IP fits the 1400 tunnel.
+    let (v, _) = d.run(&udp_v4(true, 1400 - 28), 0);
+    assert!(matches!(v, Verdict::Forward { .. }));
+    // 1401 does not: ICMP 3/4 with MTU 1400 back out of port 0.
+    let f = udp_v4(true, 1401 - 28);
+    let (v, out) = d.run(&f, 0);
+    assert!(matches!(v, Verdict::Reply { .. }), "{v:?}");
+    let p = SlicedPacket::from_ethernet(&out).unwrap();
+    assert_eq!(p.link.unwrap().to_header().unwrap().destination, MAC_A);
+    let Some(NetSlice::Ipv4(ip)) = p.net else {
+        panic!()
+    };
+    assert_eq!(ip.header().destination(), SRC4);
+    assert_eq!(ip.header().ttl(), 255);
+    let h = ip.header().to_header();
+    assert_eq!(h.calc_header_checksum(), h.header_checksum);
+    let Some(TransportSlice::Icmpv4(icmp)) = p.transport else {
+        panic!()
+    };
+    assert_eq!(icmp.type_u8(), 3);
+    assert_eq!(icmp.code_u8(), 4);
+    assert_eq!(u16::from_be_bytes([icmp.bytes5to8()[2], icmp.bytes5to8()[3]]), 1400);
+    assert_eq!(
+        etherparse::Icmpv4Header::from_slice(icmp.slice()).unwrap().0.icmp_type.calc_checksum(icmp.payload()),
+        icmp.checksum()
+    );
+    assert_eq!(d.c(0).icmp_sent, [1, 0]);
+    assert_eq!(d.c(0).drops[DropReason::TooBig as usize], 1);
+    assert!(d.c(0).balanced());
+}
+
+// F8 through the pipeline and the DF policies.
+#[test]
+fn df_clear_is_fragmented_and_policies() {
+    let mut s = settings();
+    s.port_mtu = [1500, 620];
+    s.mss.ipv4 = Clamp::Off;
+    s.mss.ipv6 = Clamp::Off;
+    let mut d = Dut::new(s);
+    let (v, first) = d.run(&udp_v4(false, 1500 - 28), 0);
+    assert_eq!(v, Verdict::Fragments { first_len: 14 + 620, extra: 2 });
+    let lens: Vec<usize> = std::iter::once(&first)
+        .chain(d.frames.out.iter())
+        .map(|f| f.len() - 14)
+        .collect();
+    assert_eq!(lens, [620, 620, 300]);
+    for f in std::iter::once(&first).chain(d.frames.out.iter()) {
+        let h = Ipv4Header::from_slice(&f[14..]).unwrap().0;
+        assert_eq!(h.calc_header_checksum(), h.header_checksum);
+    }
+    assert_eq!(d.c(0).fragments_created, 3);
+    // DF set and policy respect: ICMP.
+    assert!(matches!(d.run(&udp_v4(true, 1000), 0).0, Verdict::Reply { .. }));
+    // clear-udp: UDP with DF is fragmented, TCP with DF is not.
+    s.df = DfPolicy::ClearUdp;
+    let mut d = Dut::new(s);
+    assert!(matches!(d.run(&udp_v4(true, 1000), 0).0, Verdict::Fragments { .. }));
+    assert!(matches!(
+        d.run(&tcp_v4(false, true, true, &[], &[0; 1000]), 0).0,
+        Verdict::Reply { .. }
+    ));
+    assert_eq!(d.c(0).df_overridden, 1);
+    // clear-all: both.
+    s.df = DfPolicy::ClearAll;
+    let mut d = Dut::new(s);
+    assert!(matches!(
+        d.run(&tcp_v4(false, true, true, &[], &[0; 1000]), 0).0,
+        Verdict::Fragments { .. }
+    ));
+}
+
+#[test]
+fn no_free_frame_is_counted() {
+    let mut s = settings();
+    s.port_mtu = [1500, 620];
+    let mut d = Dut::new(s);
+    d.frames = Frames::new(1);
+    let (v, _) = d.run(&udp_v4(false, 1472), 0);
+    assert_eq!(v, Verdict::Drop(DropReason::NoFrame));
+    assert!(d.frames.out.is_empty());
+    assert!(d.c(0).balanced());
+}
+
+#[test]
+fn bad_checksum_is_not_laundered_by_fragmenting() {
+    let mut d = Dut::new(settings());
+    let mut f = udp_v4(false, 1472);
+    f[24] ^= 0xff;
+    assert_eq!(d.run(&f, 0).0, Verdict::Drop(DropReason::BadIpv4Checksum));
+}
+
+// I3 through the pipeline: IPv6 too big → Packet Too Big, 1280 bytes.
+#[test]
+fn ipv6_too_big_gets_packet_too_big() {
+    let mut d = Dut::new(settings());
+    let (v, out) = d.run(&udp_v6(1500 - 48), 0);
+    assert_eq!(v, Verdict::Reply { len: 14 + 1280 });
+    let p = SlicedPacket::from_ethernet(&out).unwrap();
+    let Some(NetSlice::Ipv6(ip)) = p.net else {
+        panic!()
+    };
+    assert_eq!(ip.header().hop_limit(), 255);
+    assert_eq!(ip.header().destination(), SRC6);
+    let Some(TransportSlice::Icmpv6(icmp)) = p.transport else {
+        panic!()
+    };
+    assert_eq!(icmp.type_u8(), 2);
+    assert_eq!(u32::from_be_bytes(icmp.bytes5to8()), 1400);
+    let h = ip.header().to_header();
+    let t = etherparse::Icmpv6Header::from_slice(icmp.slice()).unwrap().0;
+    assert_eq!(
+        t.icmp_type.calc_checksum(h.source, h.destination, icmp.payload()).unwrap(),
+        icmp.checksum()
+    );
+    assert_eq!(d.c(0).icmp_sent, [0, 1]);
+}
+
+#[test]
+fn icmp_errors_are_rate_limited() {
+    let mut s = settings();
+    s.icmp.limit = Some(Rate {
+        per_sec: 10,
+        burst: 5,
+    });
+    let mut d = Dut::new(s);
+    let f = udp_v4(true, 1472);
+    let mut replies = 0;
+    // 100 packets over one second: at most 5 + 10 errors.
+    for i in 0..100u64 {
+        if let (Verdict::Reply { .. }, _) = d.run_at(&f, 0, i * 10_000_000) {
+            replies += 1;
+        }
+    }
+    assert_eq!(replies, 5 + 9, "5 burst + one per 100 ms over 990 ms");
+    assert_eq!(d.c(0).icmp_rate_limited, 100 - replies);
+    assert_eq!(d.c(0).drops[DropReason::TooBig as usize], 100);
+}
+
+#[test]
+fn syn_limit_pass_and_drop() {
+    for over in [OverLimit::Pass, OverLimit::Drop] {
+        let mut s = settings();
+        s.syn_limit.global = Some(Rate {
+            per_sec: 1,
+            burst: 3,
+        });
+        s.syn_limit.per_source = None;
+        s.syn_limit.over_limit = over;
+        let mut d = Dut::new(s);
+        let f = tcp_v4(true, false, true, &MSS1460, &[]);
+        let mut clamped = 0;
+        for _ in 0..10 {
+            match d.run(&f, 0) {
+                (Verdict::Forward { .. }, out) if checked_mss(&out) == Some(1360) => clamped += 1,
+                (Verdict::Forward { .. }, out) => {
+                    assert_eq!(over, OverLimit::Pass);
+                    assert_eq!(out, f);
+                }
+                (Verdict::Drop(DropReason::SynLimit), _) => assert_eq!(over, OverLimit::Drop),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(clamped, 3);
+        assert_eq!(d.c(0).syn_limited, 7);
+        // A SYN already below the clamp costs no token and is never limited.
+        let low = tcp_v4(true, false, true, &[TcpOptionElement::MaximumSegmentSize(1200)], &[]);
+        assert!(matches!(d.run(&low, 0).0, Verdict::Forward { .. }));
+        assert_eq!(d.c(0).syn_limited, 7);
+    }
+}
+
+#[test]
+fn malformed_tcp_is_passed_and_counted() {
+    let mut d = Dut::new(settings());
+    let mut f = tcp_v4(true, false, true, &MSS1460, &[]);
+    f[14 + 20 + 12] = 0x00; // data offset 0 (VECTORS M3)
+    let (v, out) = d.run(&f, 0);
+    assert_eq!(v, Verdict::Forward { len: f.len() });
+    assert_eq!(out, f);
+    assert_eq!(d.c(0).malformed_passed, 1);
+}
+
+#[test]
+fn config_is_validated() {
+    let mut s = settings();
+    s.mss.ipv4 = Clamp::Fixed(1361);
+    assert!(Config::new(s).is_err(), "clamp above min MTU − 40");
+    s.mss.ipv4 = Clamp::Fixed(1360);
+    assert!(Config::new(s).is_ok());
+    s.port_mtu[1] = 67;
+    assert!(Config::new(s).is_err());
+    let mut s = settings();
+    s.mss.range = Some((1536, 1361));
+    assert!(Config::new(s).is_err());
+    let mut s = settings();
+    s.icmp.limit = Some(Rate { per_sec: 1, burst: 0 });
+    assert!(Config::new(s).is_err());
+}
+
+fn sample_frames() -> Vec<Vec<u8>> {
+    let mut v = vec![
+        tcp_v4(true, false, true, &MSS1460, &[]),
+        tcp_v4(true, true, false, &[TcpOptionElement::Noop, TcpOptionElement::MaximumSegmentSize(9000)], &[1; 7]),
+        tcp_v6(true, &MSS1460, &[]),
+        udp_v4(true, 1472),
+        udp_v4(false, 1472),
+        udp_v6(1452),
+    ];
+    let mut ins = tcp_v4(true, false, true, &[], &[]);
+    ins.extend_from_slice(&[0; 6]); // Ethernet padding
+    v.push(ins);
+    v
+}
+
+// Every prefix of every test frame goes through without panic and with a
+// counted outcome.
+#[test]
+fn truncation_at_every_length() {
+    let mut s = settings();
+    s.mss.insert = true;
+    s.icmp.limit = None;
+    let mut d = Dut::new(s);
+    let mut n = 0;
+    for f in sample_frames() {
+        for len in 0..=f.len() {
+            d.run(&f[..len], (len & 1) as usize);
+            n += 1;
+        }
+    }
+    let total = d.c(0).rx_packets + d.c(1).rx_packets;
+    assert_eq!(total, n);
+    assert!(d.c(0).balanced() && d.c(1).balanced());
+}
+
+proptest! {
+    // Random garbage after a real header prefix: never a panic, always
+    // balanced, and a forwarded frame never grows beyond its buffer.
+    #[test]
+    fn random_frames_are_accounted(
+        base in 0usize..7,
+        cut in 0usize..1600,
+        flips in prop::collection::vec((0usize..1600, any::<u8>()), 0..8),
+        mtu in 68u16..1600,
+        df in prop_oneof![Just(DfPolicy::Respect), Just(DfPolicy::ClearUdp), Just(DfPolicy::ClearAll)],
+    ) {
+        let mut f = sample_frames()[base].clone();
+        // Keep the Ethernet header so that frame lengths minus 14 are L3
+        // lengths; everything after it is fair game.
+        for (i, b) in flips {
+            let i = 14 + i % (f.len() - 14);
+            f[i] = b;
+        }
+        f.truncate(cut.max(1));
+        let mut s = settings();
+        s.port_mtu = [1500, mtu];
+        s.mss.ipv4 = Clamp::Auto;
+        s.mss.insert = true;
+        s.df = df;
+        let Ok(cfg) = Config::new(s) else { return Ok(()); };
+        let mut st = State::new(&cfg, 0, 1);
+        let mut frames = Frames::new(300);
+        let mut buf = vec![0u8; FRAME];
+        buf[..f.len()].copy_from_slice(&f);
+        let v = pipeline::process_frame(&mut buf, f.len(), 0, 5, &cfg, &mut st, &mut frames);
+        prop_assert!(st.counters[0].balanced());
+        match v {
+            Verdict::Forward { len } | Verdict::Reply { len } => prop_assert!(len <= FRAME),
+            Verdict::Fragments { first_len, extra } => {
+                prop_assert_eq!(extra, frames.out.len());
+                prop_assert!(first_len - 14 <= usize::from(mtu));
+                for o in &frames.out {
+                    prop_assert!(o.len() - 14 <= usize::from(mtu));
+                }
+            }
+            Verdict::Drop(_) => {}
+        }
+    }
+}
