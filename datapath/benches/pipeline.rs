@@ -89,7 +89,11 @@ fn udp4_1500(df: bool) -> (Vec<u8>, usize) {
 fn udp6_1500() -> (Vec<u8>, usize) {
     let mut v = Vec::new();
     PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-        .ipv6([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2], 64)
+        .ipv6(
+            [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+            64,
+        )
         .udp(5000, 5001)
         .write(&mut v, &[0x5a; 1452])
         .unwrap();
@@ -97,9 +101,14 @@ fn udp6_1500() -> (Vec<u8>, usize) {
     (frame(v), n)
 }
 
+/// A benchmark case: name, (frame buffer, frame length), expected verdict.
+type Case = (&'static str, (Vec<u8>, usize), fn(&Verdict) -> bool);
+
 fn bench(c: &mut Criterion) {
-    let mut s = Settings::default();
-    s.port_mtu = [1500, 1400];
+    let mut s = Settings {
+        port_mtu: [1500, 1400],
+        ..Default::default()
+    };
     // Benchmarks measure the work, not the limiter refusing it.
     s.syn_limit.global = None;
     s.syn_limit.per_source = None;
@@ -110,18 +119,33 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("pipeline");
     g.throughput(Throughput::Elements(1));
 
-    let cases: [(&str, (Vec<u8>, usize), fn(&Verdict) -> bool); 6] = [
-        ("pass_through_ack64", ack64(), |v| matches!(v, Verdict::Forward { .. })),
-        ("syn_clamp", syn(1460), |v| matches!(v, Verdict::Forward { .. })),
-        ("syn_below_clamp_noop", syn(1200), |v| matches!(v, Verdict::Forward { .. })),
-        ("fragment_1500_at_1400", udp4_1500(false), |v| matches!(v, Verdict::Fragments { extra: 1, .. })),
-        ("frag_needed_v4", udp4_1500(true), |v| matches!(v, Verdict::Reply { .. })),
-        ("packet_too_big_v6", udp6_1500(), |v| matches!(v, Verdict::Reply { .. })),
+    let cases: [Case; 6] = [
+        ("pass_through_ack64", ack64(), |v| {
+            matches!(v, Verdict::Forward { .. })
+        }),
+        ("syn_clamp", syn(1460), |v| {
+            matches!(v, Verdict::Forward { .. })
+        }),
+        ("syn_below_clamp_noop", syn(1200), |v| {
+            matches!(v, Verdict::Forward { .. })
+        }),
+        ("fragment_1500_at_1400", udp4_1500(false), |v| {
+            matches!(v, Verdict::Fragments { extra: 1, .. })
+        }),
+        ("frag_needed_v4", udp4_1500(true), |v| {
+            matches!(v, Verdict::Reply { .. })
+        }),
+        ("packet_too_big_v6", udp6_1500(), |v| {
+            matches!(v, Verdict::Reply { .. })
+        }),
     ];
     for (name, (orig, len), check) in cases {
         // Sanity: the case does what its name says, and clamping is real.
         let mut probe = orig.clone();
-        let mut pool = Pool { bufs: vec![vec![0; FRAME]; 4], next: 0 };
+        let mut pool = Pool {
+            bufs: vec![vec![0; FRAME]; 4],
+            next: 0,
+        };
         let v = pipeline::process_frame(&mut probe, len, 0, 1, &cfg, &mut st, &mut pool);
         assert!(check(&v), "{name}: {v:?}");
         if name == "syn_clamp" {
@@ -130,7 +154,15 @@ fn bench(c: &mut Criterion) {
         let mut now = 1u64;
         g.bench_function(name, |b| {
             b.iter_batched_ref(
-                || (orig.clone(), Pool { bufs: vec![vec![0; FRAME]; 2], next: 0 }),
+                || {
+                    (
+                        orig.clone(),
+                        Pool {
+                            bufs: vec![vec![0; FRAME]; 2],
+                            next: 0,
+                        },
+                    )
+                },
                 |(buf, pool)| {
                     now += 1;
                     black_box(pipeline::process_frame(
@@ -147,7 +179,9 @@ fn bench(c: &mut Criterion) {
             )
         });
         g.bench_function(format!("{name}/peer_etherparse_parse"), |b| {
-            b.iter(|| black_box(etherparse::SlicedPacket::from_ethernet(black_box(&orig[..len])).is_ok()))
+            b.iter(|| {
+                black_box(etherparse::SlicedPacket::from_ethernet(black_box(&orig[..len])).is_ok())
+            })
         });
     }
     g.finish();

@@ -808,8 +808,7 @@ impl Ctx<'_, '_> {
     ) -> SynOutcome {
         let keep = SynOutcome::Continue { grew: 0 };
         let seg = &self.buf[start..end];
-        if seg.len() < tcp::MIN_HEADER_LEN || usize::from(seg[12] >> 4) * 4 < tcp::MIN_HEADER_LEN
-        {
+        if seg.len() < tcp::MIN_HEADER_LEN || usize::from(seg[12] >> 4) * 4 < tcp::MIN_HEADER_LEN {
             self.counters().malformed_passed += 1;
             return keep;
         }

@@ -2,12 +2,11 @@
 //! etherparse (an independent implementation), fed through `process_frame`.
 
 use etherparse::{
-    Ethernet2Header, IpNumber, Ipv4Header, NetSlice, PacketBuilder, SlicedPacket, TcpOptionElement,
-    TransportSlice,
+    Ipv4Header, NetSlice, PacketBuilder, SlicedPacket, TcpOptionElement, TransportSlice,
 };
 use mtugate_datapath::pipeline::{
-    self, Clamp, Config, Counters, DfPolicy, DropReason, ExtraFrames, OverLimit, Rate,
-    Settings, State, Verdict,
+    self, Clamp, Config, Counters, DfPolicy, DropReason, ExtraFrames, OverLimit, Rate, Settings,
+    State, Verdict,
 };
 use proptest::prelude::*;
 
@@ -57,9 +56,10 @@ impl ExtraFrames for Frames {
 
 /// The appliance of the lab: port 0 inside at 1500, port 1 the tunnel at 1400.
 fn settings() -> Settings {
-    let mut s = Settings::default();
-    s.port_mtu = [1500, 1400];
-    s
+    Settings {
+        port_mtu: [1500, 1400],
+        ..Default::default()
+    }
 }
 
 struct Dut {
@@ -184,7 +184,11 @@ fn checked_mss(frame: &[u8]) -> Option<u16> {
     let (sum_ok, mss) = match p.net.unwrap() {
         NetSlice::Ipv4(ip) => {
             let h = ip.header().to_header();
-            assert_eq!(h.calc_header_checksum(), h.header_checksum, "IPv4 header checksum");
+            assert_eq!(
+                h.calc_header_checksum(),
+                h.header_checksum,
+                "IPv4 header checksum"
+            );
             let c = t.to_header().calc_checksum_ipv4(&h, t.payload()).unwrap();
             (c == t.checksum(), mss_opt(&t))
         }
@@ -299,14 +303,8 @@ fn clamp_behind_vlan_and_extension_headers() {
     let mut f = Vec::new();
     PacketBuilder::ethernet2(MAC_A, MAC_B)
         .double_vlan(
-            etherparse::SingleVlanHeader {
-                vlan_id: 100.try_into().unwrap(),
-                ..Default::default()
-            },
-            etherparse::SingleVlanHeader {
-                vlan_id: 10.try_into().unwrap(),
-                ..Default::default()
-            },
+            etherparse::VlanId::try_new(100).unwrap(),
+            etherparse::VlanId::try_new(10).unwrap(),
         )
         .ipv4(SRC4, DST4, 64)
         .tcp(1, 2, 3, 4)
@@ -346,7 +344,16 @@ fn fits_is_forwarded_too_big_df_gets_frag_needed() {
     let (v, out) = d.run(&f, 0);
     assert!(matches!(v, Verdict::Reply { .. }), "{v:?}");
     let p = SlicedPacket::from_ethernet(&out).unwrap();
-    assert_eq!(p.link.unwrap().to_header().unwrap().destination, MAC_A);
+    assert_eq!(
+        p.link
+            .unwrap()
+            .to_header()
+            .unwrap()
+            .ethernet2()
+            .unwrap()
+            .destination,
+        MAC_A
+    );
     let Some(NetSlice::Ipv4(ip)) = p.net else {
         panic!()
     };
@@ -359,9 +366,16 @@ fn fits_is_forwarded_too_big_df_gets_frag_needed() {
     };
     assert_eq!(icmp.type_u8(), 3);
     assert_eq!(icmp.code_u8(), 4);
-    assert_eq!(u16::from_be_bytes([icmp.bytes5to8()[2], icmp.bytes5to8()[3]]), 1400);
     assert_eq!(
-        etherparse::Icmpv4Header::from_slice(icmp.slice()).unwrap().0.icmp_type.calc_checksum(icmp.payload()),
+        u16::from_be_bytes([icmp.bytes5to8()[2], icmp.bytes5to8()[3]]),
+        1400
+    );
+    assert_eq!(
+        etherparse::Icmpv4Header::from_slice(icmp.slice())
+            .unwrap()
+            .0
+            .icmp_type
+            .calc_checksum(icmp.payload()),
         icmp.checksum()
     );
     assert_eq!(d.c(0).icmp_sent, [1, 0]);
@@ -378,7 +392,13 @@ fn df_clear_is_fragmented_and_policies() {
     s.mss.ipv6 = Clamp::Off;
     let mut d = Dut::new(s);
     let (v, first) = d.run(&udp_v4(false, 1500 - 28), 0);
-    assert_eq!(v, Verdict::Fragments { first_len: 14 + 620, extra: 2 });
+    assert_eq!(
+        v,
+        Verdict::Fragments {
+            first_len: 14 + 620,
+            extra: 2
+        }
+    );
     let lens: Vec<usize> = std::iter::once(&first)
         .chain(d.frames.out.iter())
         .map(|f| f.len() - 14)
@@ -390,11 +410,17 @@ fn df_clear_is_fragmented_and_policies() {
     }
     assert_eq!(d.c(0).fragments_created, 3);
     // DF set and policy respect: ICMP.
-    assert!(matches!(d.run(&udp_v4(true, 1000), 0).0, Verdict::Reply { .. }));
+    assert!(matches!(
+        d.run(&udp_v4(true, 1000), 0).0,
+        Verdict::Reply { .. }
+    ));
     // clear-udp: UDP with DF is fragmented, TCP with DF is not.
     s.df = DfPolicy::ClearUdp;
     let mut d = Dut::new(s);
-    assert!(matches!(d.run(&udp_v4(true, 1000), 0).0, Verdict::Fragments { .. }));
+    assert!(matches!(
+        d.run(&udp_v4(true, 1000), 0).0,
+        Verdict::Fragments { .. }
+    ));
     assert!(matches!(
         d.run(&tcp_v4(false, true, true, &[], &[0; 1000]), 0).0,
         Verdict::Reply { .. }
@@ -447,9 +473,13 @@ fn ipv6_too_big_gets_packet_too_big() {
     assert_eq!(icmp.type_u8(), 2);
     assert_eq!(u32::from_be_bytes(icmp.bytes5to8()), 1400);
     let h = ip.header().to_header();
-    let t = etherparse::Icmpv6Header::from_slice(icmp.slice()).unwrap().0;
+    let t = etherparse::Icmpv6Header::from_slice(icmp.slice())
+        .unwrap()
+        .0;
     assert_eq!(
-        t.icmp_type.calc_checksum(h.source, h.destination, icmp.payload()).unwrap(),
+        t.icmp_type
+            .calc_checksum(h.source, h.destination, icmp.payload())
+            .unwrap(),
         icmp.checksum()
     );
     assert_eq!(d.c(0).icmp_sent, [0, 1]);
@@ -503,7 +533,13 @@ fn syn_limit_pass_and_drop() {
         assert_eq!(clamped, 3);
         assert_eq!(d.c(0).syn_limited, 7);
         // A SYN already below the clamp costs no token and is never limited.
-        let low = tcp_v4(true, false, true, &[TcpOptionElement::MaximumSegmentSize(1200)], &[]);
+        let low = tcp_v4(
+            true,
+            false,
+            true,
+            &[TcpOptionElement::MaximumSegmentSize(1200)],
+            &[],
+        );
         assert!(matches!(d.run(&low, 0).0, Verdict::Forward { .. }));
         assert_eq!(d.c(0).syn_limited, 7);
     }
@@ -533,14 +569,26 @@ fn config_is_validated() {
     s.mss.range = Some((1536, 1361));
     assert!(Config::new(s).is_err());
     let mut s = settings();
-    s.icmp.limit = Some(Rate { per_sec: 1, burst: 0 });
+    s.icmp.limit = Some(Rate {
+        per_sec: 1,
+        burst: 0,
+    });
     assert!(Config::new(s).is_err());
 }
 
 fn sample_frames() -> Vec<Vec<u8>> {
     let mut v = vec![
         tcp_v4(true, false, true, &MSS1460, &[]),
-        tcp_v4(true, true, false, &[TcpOptionElement::Noop, TcpOptionElement::MaximumSegmentSize(9000)], &[1; 7]),
+        tcp_v4(
+            true,
+            true,
+            false,
+            &[
+                TcpOptionElement::Noop,
+                TcpOptionElement::MaximumSegmentSize(9000),
+            ],
+            &[1; 7],
+        ),
         tcp_v6(true, &MSS1460, &[]),
         udp_v4(true, 1472),
         udp_v4(false, 1472),
@@ -563,7 +611,7 @@ fn truncation_at_every_length() {
     let mut n = 0;
     for f in sample_frames() {
         for len in 0..=f.len() {
-            d.run(&f[..len], (len & 1) as usize);
+            d.run(&f[..len], len & 1);
             n += 1;
         }
     }
