@@ -1,0 +1,125 @@
+//! Final counters, printed when `mtugate run` exits: a table for people and
+//! JSON for scripts (the lab tests read it).
+
+use crate::engine::WorkerReport;
+use mtugate_datapath::pipeline::{family, Counters, DropReason, PORTS};
+use serde_json::{json, Value};
+
+fn totals(reports: &[WorkerReport]) -> [Counters; PORTS] {
+    let mut t = [Counters::default(); PORTS];
+    for r in reports {
+        for (a, b) in t.iter_mut().zip(&r.counters) {
+            a.add(b);
+        }
+    }
+    t
+}
+
+/// The counters of one ingress port as a JSON object.
+pub fn counters_json(c: &Counters) -> Value {
+    let drops: serde_json::Map<String, Value> = DropReason::ALL
+        .iter()
+        .map(|r| (r.name().to_string(), json!(c.drops[*r as usize])))
+        .collect();
+    json!({
+        "rx_packets": c.rx_packets,
+        "rx_bytes": c.rx_bytes,
+        "forwarded": c.forwarded,
+        "dropped": c.dropped(),
+        "drops": drops,
+        "mss_clamped": { family::NAMES[0]: c.mss_clamped[0], family::NAMES[1]: c.mss_clamped[1] },
+        "mss_inserted": { family::NAMES[0]: c.mss_inserted[0], family::NAMES[1]: c.mss_inserted[1] },
+        "syn_limited": c.syn_limited,
+        "malformed_passed": c.malformed_passed,
+        "non_ip_passed": c.non_ip_passed,
+        "fragmented": c.fragmented,
+        "fragments_created": c.fragments_created,
+        "df_overridden": c.df_overridden,
+        "icmp_sent": { family::NAMES[0]: c.icmp_sent[0], family::NAMES[1]: c.icmp_sent[1] },
+        "icmp_rate_limited": c.icmp_rate_limited,
+        "icmp_suppressed": c.icmp_suppressed,
+        "transmitted": c.transmitted(),
+        "balanced": c.balanced(),
+    })
+}
+
+/// Everything as JSON: per ingress port (by name), AF_XDP counters per
+/// port and queue.
+pub fn json(reports: &[WorkerReport], names: [&str; PORTS]) -> Value {
+    let t = totals(reports);
+    let ports: serde_json::Map<String, Value> = (0..PORTS)
+        .map(|i| (names[i].to_string(), counters_json(&t[i])))
+        .collect();
+    let queues: Vec<Value> = reports
+        .iter()
+        .map(|r| {
+            let io: Vec<Value> = (0..PORTS)
+                .map(|p| {
+                    let k = r.kernel[p];
+                    json!({
+                        "port": names[p],
+                        "rx_frames": r.io[p].rx_frames,
+                        "tx_frames": r.io[p].tx_frames,
+                        "tx_completed": r.io[p].tx_completed,
+                        "tx_kicks": r.io[p].tx_kicks,
+                        "tx_ring_full_drops": r.tx_ring_full_drops[p],
+                        "kernel_rx_dropped": k.map(|k| k.rx_dropped),
+                        "kernel_rx_ring_full": k.map(|k| k.rx_ring_full),
+                        "kernel_fill_ring_empty": k.map(|k| k.rx_fill_ring_empty_descs),
+                        "kernel_tx_ring_empty": k.map(|k| k.tx_ring_empty_descs),
+                        "kernel_rx_invalid": k.map(|k| k.rx_invalid_descs),
+                        "kernel_tx_invalid": k.map(|k| k.tx_invalid_descs),
+                    })
+                })
+                .collect();
+            json!({
+                "queue": r.queue,
+                "io": io,
+                "frames_total": r.frames.total,
+                "frames_free": r.frames.free,
+                "conservation_error": r.conservation_error,
+                "polls": r.polls,
+                "busy_polls": r.busy_polls,
+            })
+        })
+        .collect();
+    json!({ "ports": ports, "queues": queues })
+}
+
+/// A table for the terminal.
+pub fn text(reports: &[WorkerReport], names: [&str; PORTS]) -> String {
+    let t = totals(reports);
+    let mut s = String::from("mtugate final counters (by ingress port)\n");
+    let row = |s: &mut String, label: &str, f: &dyn Fn(&Counters) -> u64| {
+        s.push_str(&format!("  {label:<28}{:>16}{:>16}\n", f(&t[0]), f(&t[1])));
+    };
+    s.push_str(&format!("  {:<28}{:>16}{:>16}\n", "", names[0], names[1]));
+    row(&mut s, "received", &|c| c.rx_packets);
+    row(&mut s, "forwarded", &|c| c.forwarded);
+    row(&mut s, "mss clamped ipv4", &|c| c.mss_clamped[0]);
+    row(&mut s, "mss clamped ipv6", &|c| c.mss_clamped[1]);
+    row(&mut s, "mss inserted", &|c| c.mss_inserted[0] + c.mss_inserted[1]);
+    row(&mut s, "syn over limit", &|c| c.syn_limited);
+    row(&mut s, "fragmented packets", &|c| c.fragmented);
+    row(&mut s, "fragments created", &|c| c.fragments_created);
+    row(&mut s, "icmp frag-needed sent", &|c| c.icmp_sent[0]);
+    row(&mut s, "icmpv6 too-big sent", &|c| c.icmp_sent[1]);
+    row(&mut s, "icmp rate-limited", &|c| c.icmp_rate_limited);
+    row(&mut s, "icmp suppressed", &|c| c.icmp_suppressed);
+    row(&mut s, "non-ip passed", &|c| c.non_ip_passed);
+    row(&mut s, "malformed passed", &|c| c.malformed_passed);
+    for r in DropReason::ALL {
+        row(&mut s, &format!("dropped: {}", r.name()), &|c| c.drops[r as usize]);
+    }
+    let full: u64 = reports.iter().flat_map(|r| r.tx_ring_full_drops).sum();
+    s.push_str(&format!("  tx ring full (frames freed): {full}\n"));
+    s.push_str(&format!(
+        "  accounting: {}\n",
+        if t.iter().all(Counters::balanced) {
+            "balanced (received = forwarded + fragmented + dropped)"
+        } else {
+            "NOT BALANCED"
+        }
+    ));
+    s
+}
