@@ -40,10 +40,11 @@
 # directly inside the namespaces, so no interface of the host is touched and
 # deleting a namespace deletes its veths.
 #
-# `ip netns exec` mounts a fresh sysfs without bpffs; libxdp needs bpffs for its
-# dispatcher and for the lock that guards its program refcount. `exec` runs the
-# command with bpffs mounted in the private mount namespace that `ip netns exec`
-# creates for that one command (nothing leaks to the host).
+# `ip netns exec` mounts a fresh sysfs without bpffs. mtugate's own XDP program
+# does not need bpffs, but libxdp's dispatcher (xdp-loader, xdpsock, libxdp's
+# default XSK program) does. `exec` runs the command with bpffs mounted in the
+# private mount namespace that `ip netns exec` creates for that one command
+# (nothing leaks to the host).
 set -euo pipefail
 
 readonly NS_C=mtg-client NS_D=mtg-dut NS_S=mtg-server

@@ -4,12 +4,14 @@
 //! ```text
 //! xsk_l2fwd [--a IFACE] [--b IFACE] [--queue N] [--seconds N]
 //!           [--bind auto|copy|zc] [--attach auto|native|generic]
-//!           [--batch N] [--frame-size 2048|4096] [--frames N]
-//!           [--idle-poll-ms N] [--busy-poll]
+//!           [--batch N] [--frame-size 2048|4096] [--frames N] [--ring N]
+//!           [--idle-poll-ms N] [--yield] [--busy-poll]
 //! ```
 //!
 //! Defaults: `--a in0 --b out0 --queue 0 --seconds 10 --bind auto
-//! --attach auto --idle-poll-ms 0` (0: spin, never sleep). Stops after the
+//! --attach auto --idle-poll-ms 0` (0: spin, never sleep). `--yield` calls
+//! `sched_yield` after every empty turn: needed when the forwarder shares its
+//! CPU with the veth NAPI thread it depends on. Stops after the
 //! given time or on SIGINT/SIGTERM, drains, checks that no UMEM frame was
 //! lost, prints counters, and detaches the XDP programs.
 
@@ -23,11 +25,17 @@ use mtugate_datapath::xsk::{
     stop_flag_on_signals, AttachMode, BindMode, BusyPoll, Frame, Port, QueuePair, XskConfig,
 };
 
+const USAGE: &str = "usage: xsk_l2fwd [--a IFACE] [--b IFACE] [--queue N] [--seconds N]
+                 [--bind auto|copy|zc] [--attach auto|native|generic]
+                 [--batch N] [--frame-size 2048|4096] [--frames N] [--ring N]
+                 [--idle-poll-ms N] [--yield] [--busy-poll]";
+
 struct Args {
     ifaces: [String; 2],
     queue: u32,
     seconds: f64,
     idle_poll_ms: i32,
+    yield_when_idle: bool,
     config: XskConfig,
 }
 
@@ -37,12 +45,17 @@ fn parse() -> Result<Args, String> {
         queue: 0,
         seconds: 10.0,
         idle_poll_ms: 0,
+        yield_when_idle: false,
         config: XskConfig::default(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         if flag == "--busy-poll" {
             a.config.busy_poll = Some(BusyPoll::default());
+            continue;
+        }
+        if flag == "--yield" {
+            a.yield_when_idle = true;
             continue;
         }
         if flag == "-h" || flag == "--help" {
@@ -59,6 +72,13 @@ fn parse() -> Result<Args, String> {
             "--batch" => a.config.batch = num(&v)?,
             "--frame-size" => a.config.frame_size = num(&v)?,
             "--frames" => a.config.frame_count = num(&v)?,
+            "--ring" => {
+                let n = num(&v)?;
+                a.config.rx_ring_size = n;
+                a.config.tx_ring_size = n;
+                a.config.fill_ring_size = n;
+                a.config.comp_ring_size = n;
+            }
             "--bind" => {
                 a.config.bind_mode = match v.as_str() {
                     "auto" => BindMode::Auto,
@@ -88,16 +108,7 @@ fn main() -> ExitCode {
             if !e.is_empty() {
                 eprintln!("xsk_l2fwd: {e}");
             }
-            eprintln!(
-                "{}",
-                include_str!("xsk_l2fwd.rs")
-                    .lines()
-                    .skip(4)
-                    .take(6)
-                    .map(|l| l.trim_start_matches("//! "))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            );
+            eprintln!("{USAGE}");
             return ExitCode::from(2);
         }
     };
@@ -164,6 +175,9 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         }
         if got == 0 {
             idle_turns += 1;
+            if args.yield_when_idle {
+                std::thread::yield_now();
+            }
             if args.idle_poll_ms > 0 && idle_turns > 4096 {
                 qp.wait_rx(args.idle_poll_ms)?;
                 idle_turns = 0;

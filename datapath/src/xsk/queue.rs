@@ -977,3 +977,30 @@ impl QueuePair {
         Ok(c)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>() {}
+
+    #[test]
+    fn worker_state_moves_to_a_pinned_thread() {
+        assert_send::<QueuePair>();
+        assert_send::<Frame>();
+    }
+
+    #[test]
+    fn counts_add_up() {
+        let c = FrameCounts {
+            total: 10,
+            free: 1,
+            held: 2,
+            tx_staged: [1, 0],
+            fill_or_rx: [2, 2],
+            tx_or_comp: [1, 1],
+            ..FrameCounts::default()
+        };
+        assert_eq!(c.accounted(), 10);
+    }
+}
