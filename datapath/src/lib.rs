@@ -4,3 +4,5 @@
 pub mod ops;
 pub mod pipeline;
 pub mod wire;
+#[cfg(feature = "xsk")]
+pub mod xsk;
