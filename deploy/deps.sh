@@ -5,7 +5,7 @@ set -euo pipefail
 
 PKGS=(
   # build: xsk-rs builds the vendored libxdp/libbpf with cc and bindgen
-  clang libclang-dev libelf-dev zlib1g-dev pkg-config make gcc
+  clang libclang-dev libelf-dev zlib1g-dev pkg-config make gcc m4 binutils
   # the lab: namespaces, veth, traffic, and independent judges of our packets
   iproute2 iputils-ping ethtool tcpdump tshark iperf3 netcat-openbsd procps python3
 )

@@ -14,3 +14,18 @@ echo "== cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --all-features --locked
+
+echo "== end-to-end tests in the lab (network namespaces, real Linux hosts)"
+if [[ $(id -u) -ne 0 ]]; then
+  if [[ "${CI:-}" == "true" ]]; then
+    echo "e2e: CI must run as root: the end-to-end tests cannot be skipped there" >&2
+    exit 1
+  fi
+  echo "##########################################################################" >&2
+  echo "## SKIPPED: end-to-end lab tests need root (namespaces, XDP).           ##" >&2
+  echo "## Run as root to test against real Linux hosts: bash deploy/test.sh    ##" >&2
+  echo "##########################################################################" >&2
+  exit 0
+fi
+cargo build --release -p mtugate --locked
+bash deploy/e2e.sh target/release/mtugate

@@ -347,9 +347,6 @@ pub struct MgmtConfig {
     /// Must be true to listen on a non-loopback address.
     #[serde(default)]
     pub allow_remote: bool,
-    /// Log a one-line summary every this many seconds (0 = off).
-    #[serde(default)]
-    pub summary_secs: u64,
 }
 
 fn listen() -> SocketAddr {
@@ -361,7 +358,6 @@ impl Default for MgmtConfig {
         MgmtConfig {
             listen: listen(),
             allow_remote: false,
-            summary_secs: 0,
         }
     }
 }
@@ -409,7 +405,10 @@ impl FileConfig {
         if self.mode != "wire" {
             return Err(invalid(
                 "mode",
-                format!("\"{}\" is not supported; the only mode is \"wire\"", self.mode),
+                format!(
+                    "\"{}\" is not supported; the only mode is \"wire\"",
+                    self.mode
+                ),
             ));
         }
         if self.ports.len() != 2 {
@@ -556,7 +555,11 @@ impl FileConfig {
             },
             syn_limit: SynLimitSettings {
                 global: rate("syn_limit.burst", s.rate_pps, s.burst)?,
-                per_source: rate("syn_limit.per_source_burst", s.per_source_pps, s.per_source_burst)?,
+                per_source: rate(
+                    "syn_limit.per_source_burst",
+                    s.per_source_pps,
+                    s.per_source_burst,
+                )?,
                 over_limit: match s.over_limit {
                     OverLimitName::Pass => OverLimit::Pass,
                     OverLimitName::Drop => OverLimit::Drop,
@@ -565,12 +568,18 @@ impl FileConfig {
         };
         if let Some(src) = self.icmp.source_v4 {
             if !mtugate_datapath::wire::ipv4::is_unicast_source(src.octets()) {
-                return Err(invalid("icmp.source_v4", format!("{src} is not a unicast address")));
+                return Err(invalid(
+                    "icmp.source_v4",
+                    format!("{src} is not a unicast address"),
+                ));
             }
         }
         if let Some(src) = self.icmp.source_v6 {
             if !mtugate_datapath::wire::ipv6::is_unicast_source(&src.octets()) {
-                return Err(invalid("icmp.source_v6", format!("{src} is not a unicast address")));
+                return Err(invalid(
+                    "icmp.source_v6",
+                    format!("{src} is not a unicast address"),
+                ));
             }
         }
         if let Some(q) = &self.workers.queues {
@@ -588,7 +597,11 @@ impl FileConfig {
             if q.len() != c.len() {
                 return Err(invalid(
                     "workers.cores",
-                    format!("{} cores for {} queues: give one core per queue", c.len(), q.len()),
+                    format!(
+                        "{} cores for {} queues: give one core per queue",
+                        c.len(),
+                        q.len()
+                    ),
                 ));
             }
         }
@@ -680,13 +693,34 @@ mtu = 1400
             (LAB.replace("\"wire\"", "\"router\""), "mode"),
             (format!("{LAB}\nbogus = 1\n"), "bogus"),
             (format!("{LAB}\n[df]\npolicy = \"ignore\"\n"), "policy"),
-            (format!("{LAB}\n[mss]\nmatch = \"1536:1361\"\n"), "mss.match"),
-            (format!("{LAB}\n[syn_limit]\nburst = 0\n"), "syn_limit.burst"),
-            (format!("{LAB}\n[icmp]\nsource_v4 = \"224.0.0.1\"\n"), "icmp.source_v4"),
-            (format!("{LAB}\n[workers]\nqueues = [0, 1]\ncores = [1]\n"), "workers.cores"),
-            (format!("{LAB}\n[workers]\nqueues = [0, 0]\n"), "workers.queues"),
-            (format!("{LAB}\n[xsk]\nframe_size = 3000\n"), "xsk.frame_size"),
-            (format!("{LAB}\n[mgmt]\nlisten = \"0.0.0.0:9090\"\n"), "mgmt.listen"),
+            (
+                format!("{LAB}\n[mss]\nmatch = \"1536:1361\"\n"),
+                "mss.match",
+            ),
+            (
+                format!("{LAB}\n[syn_limit]\nburst = 0\n"),
+                "syn_limit.burst",
+            ),
+            (
+                format!("{LAB}\n[icmp]\nsource_v4 = \"224.0.0.1\"\n"),
+                "icmp.source_v4",
+            ),
+            (
+                format!("{LAB}\n[workers]\nqueues = [0, 1]\ncores = [1]\n"),
+                "workers.cores",
+            ),
+            (
+                format!("{LAB}\n[workers]\nqueues = [0, 0]\n"),
+                "workers.queues",
+            ),
+            (
+                format!("{LAB}\n[xsk]\nframe_size = 3000\n"),
+                "xsk.frame_size",
+            ),
+            (
+                format!("{LAB}\n[mgmt]\nlisten = \"0.0.0.0:9090\"\n"),
+                "mgmt.listen",
+            ),
             (format!("{LAB}\n[mss]\nwhatever = 1\n"), "whatever"),
         ];
         for (text, key) in cases {

@@ -6,13 +6,10 @@
 
 #![deny(unsafe_code)]
 
-mod config;
-mod engine;
-mod report;
-
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use config::{FileConfig, Validated, XskModeName};
+use mtugate::config::{FileConfig, Validated, XskModeName};
+use mtugate::{engine, report};
 use mtugate_datapath::pipeline::Config;
 use mtugate_datapath::xsk::{stop_flag_on_signals, BindMode, BusyPoll, QueuePair, XskConfig};
 use std::path::{Path, PathBuf};
@@ -64,8 +61,7 @@ enum Cmd {
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .with_target(false)
@@ -210,8 +206,8 @@ fn xsk_config(v: &Validated, force_copy: bool, force_zerocopy: bool) -> XskConfi
         batch: x.batch,
         bind_mode: match mode {
             XskModeName::Auto => BindMode::Auto,
-            XskModeName::Copy => BindMode::Copy,
-            XskModeName::Zerocopy => BindMode::ZeroCopy,
+            XskModeName::Copy => BindMode::ForceCopy,
+            XskModeName::Zerocopy => BindMode::ForceZeroCopy,
         },
         busy_poll: x.busy_poll.then(BusyPoll::default),
         ..XskConfig::default()
@@ -229,7 +225,10 @@ fn run(
     let cfg = Arc::new(Config::new(v.settings)?);
     let xcfg = xsk_config(&v, force_copy, force_zerocopy);
     xcfg.validate()?;
-    let ifaces = [v.file.ports[0].iface.as_str(), v.file.ports[1].iface.as_str()];
+    let ifaces = [
+        v.file.ports[0].iface.as_str(),
+        v.file.ports[1].iface.as_str(),
+    ];
     let stop = stop_flag_on_signals().context("installing SIGINT/SIGTERM handlers")?;
 
     // Bind every queue before starting any worker: a failure leaves nothing
@@ -243,13 +242,14 @@ fn run(
     if let Some(first) = pairs.first() {
         let r = first.report();
         match &r.zero_copy_error {
-            Some(why) => tracing::info!(
-                "zero-copy not available ({why}); running in copy mode"
-            ),
+            Some(why) => tracing::info!("zero-copy not available ({why}); running in copy mode"),
             None => tracing::info!(mode = ?r.mode, "AF_XDP sockets bound"),
         }
         for old in pairs.iter().flat_map(|qp| qp.report().replaced.iter()) {
-            tracing::warn!(?old, "replaced an XDP program left attached by an earlier run");
+            tracing::warn!(
+                ?old,
+                "replaced an XDP program left attached by an earlier run"
+            );
         }
     }
     tracing::info!(

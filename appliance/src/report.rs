@@ -98,7 +98,9 @@ pub fn text(reports: &[WorkerReport], names: [&str; PORTS]) -> String {
     row(&mut s, "forwarded", &|c| c.forwarded);
     row(&mut s, "mss clamped ipv4", &|c| c.mss_clamped[0]);
     row(&mut s, "mss clamped ipv6", &|c| c.mss_clamped[1]);
-    row(&mut s, "mss inserted", &|c| c.mss_inserted[0] + c.mss_inserted[1]);
+    row(&mut s, "mss inserted", &|c| {
+        c.mss_inserted[0] + c.mss_inserted[1]
+    });
     row(&mut s, "syn over limit", &|c| c.syn_limited);
     row(&mut s, "fragmented packets", &|c| c.fragmented);
     row(&mut s, "fragments created", &|c| c.fragments_created);
@@ -109,7 +111,9 @@ pub fn text(reports: &[WorkerReport], names: [&str; PORTS]) -> String {
     row(&mut s, "non-ip passed", &|c| c.non_ip_passed);
     row(&mut s, "malformed passed", &|c| c.malformed_passed);
     for r in DropReason::ALL {
-        row(&mut s, &format!("dropped: {}", r.name()), &|c| c.drops[r as usize]);
+        row(&mut s, &format!("dropped: {}", r.name()), &|c| {
+            c.drops[r as usize]
+        });
     }
     let full: u64 = reports.iter().flat_map(|r| r.tx_ring_full_drops).sum();
     s.push_str(&format!("  tx ring full (frames freed): {full}\n"));

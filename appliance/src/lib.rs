@@ -1,0 +1,8 @@
+//! The `mtugate` appliance: configuration, the poll-mode engine, and the
+//! final report. The binary (`src/main.rs`) wires them to the command line.
+
+#![deny(unsafe_code)]
+
+pub mod config;
+pub mod engine;
+pub mod report;
