@@ -26,17 +26,19 @@ if [[ -z "$BIN" ]]; then
 fi
 BIN=$(readlink -f "$BIN")
 WORK=$(mktemp -d /tmp/mtg-e2e.XXXXXX)
-C="ip netns exec mtg-client"
-S="ip netns exec mtg-server"
-D="ip netns exec mtg-dut"
+export LAB_PREFIX=${LAB_PREFIX:-mtg}
+C="ip netns exec $LAB_PREFIX-client"
+S="ip netns exec $LAB_PREFIX-server"
+D="ip netns exec $LAB_PREFIX-dut"
 PASS=0
 FAIL=0
 MTG_PID=""
+DEMO=${DEMO:-0}
 
 cleanup() {
   set +e
   stop_mtugate KILL
-  pkill -f "ip netns exec mtg-" 2>/dev/null
+  pkill -f "ip netns exec $LAB_PREFIX-" 2>/dev/null
   bash deploy/lab.sh down >/dev/null 2>&1
   rm -rf "$WORK"
 }
@@ -44,6 +46,8 @@ trap cleanup EXIT INT TERM
 
 ok() { PASS=$((PASS + 1)); echo "ok     - $*"; }
 bad() { FAIL=$((FAIL + 1)); echo "FAILED - $*"; }
+# In demo mode, show what the hosts saw (indented), else nothing.
+show() { if [[ $DEMO == 1 ]]; then sed 's/^/         | /'; else cat >/dev/null; fi; }
 check() { # check "name" cmd...   (pass if cmd succeeds)
   local name=$1; shift
   if "$@"; then ok "$name"; else bad "$name"; fi
@@ -56,6 +60,7 @@ start_mtugate() { # start_mtugate CONFIG
   : >"$WORK/mtg.err"
   $D "$BIN" run --config "$cfg" --final-stats "$WORK/final.json" >"$WORK/mtg.out" 2>"$WORK/mtg.err" &
   MTG_PID=$!
+  disown "$MTG_PID" # no job-control notice when a test kills it
   for _ in $(seq 100); do
     grep -q "mtugate running" "$WORK/mtg.err" && return 0
     kill -0 "$MTG_PID" 2>/dev/null || break
@@ -73,8 +78,28 @@ stop_mtugate() { # stop_mtugate [TERM|KILL]
   kill "-$sig" "$MTG_PID" 2>/dev/null || true
   for _ in $(seq 50); do kill -0 "$MTG_PID" 2>/dev/null || break; sleep 0.1; done
   kill -KILL "$MTG_PID" 2>/dev/null || true
-  { wait "$MTG_PID"; } 2>/dev/null || true
   MTG_PID=""
+}
+
+# Packet captures on a host's eth0: started and confirmed listening (bounded)
+# before any traffic, so a slow start under load cannot empty them.
+CAPS=()
+capture() { # capture NS-CMD FILE FILTER...
+  local ns=$1 file=$2; shift 2
+  $ns timeout 30 tcpdump -i eth0 -nn -U -w "$file" "$@" 2>"$file.log" &
+  CAPS+=($!)
+  for _ in $(seq 100); do
+    grep -q "listening on" "$file.log" 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "tcpdump did not start: $(cat "$file.log")" >&2
+  return 1
+}
+capture_stop() {
+  sleep 0.3 # let the last packets reach the capture
+  kill -INT "${CAPS[@]}" 2>/dev/null || true
+  wait "${CAPS[@]}" 2>/dev/null || true
+  CAPS=()
 }
 
 config_with() { # config_with KEY-LINE-SED > file : derive a config from the lab's
@@ -99,19 +124,20 @@ syn_fields() {
 test_mss() { # test_mss 4|6 ADDR PORT EXPECTED
   local fam=$1 addr=$2 port=$3 want=$4
   forget_pmtu
-  $S timeout 6 tcpdump -i eth0 -nn -U -w "$WORK/srv$fam.pcap" "tcp port $port" 2>/dev/null &
-  local t1=$!
-  $C timeout 6 tcpdump -i eth0 -nn -U -w "$WORK/cli$fam.pcap" "tcp port $port" 2>/dev/null &
-  local t2=$!
-  sleep 1
+  capture "$S" "$WORK/srv$fam.pcap" tcp port "$port"
+  capture "$C" "$WORK/cli$fam.pcap" tcp port "$port"
   $S timeout 4 nc "-$fam" -l -p "$port" >/dev/null &
   sleep 0.3
   echo hello | $C timeout 3 nc "-$fam" -q 1 "$addr" "$port" || true
-  sleep 0.5
-  kill -INT $t1 $t2 2>/dev/null || true
-  wait $t1 $t2 2>/dev/null || true
+  capture_stop
   # Server side: the client's SYN (ack=0) arrives clamped, checksum good.
   local srv cli
+  {
+    echo "server's capture (tshark):"
+    tshark -r "$WORK/srv$fam.pcap" -Y "tcp.flags.syn == 1" 2>/dev/null
+    echo "client's capture (tshark):"
+    tshark -r "$WORK/cli$fam.pcap" -Y "tcp.flags.syn == 1" 2>/dev/null
+  } | show
   srv=$(syn_fields "$WORK/srv$fam.pcap" | awk '$1==0 {print $2, $3; exit}')
   cli=$(syn_fields "$WORK/cli$fam.pcap" | awk '$1==1 {print $2, $3; exit}')
   check "IPv$fam: server receives the SYN with MSS $want (got: ${srv:-none}; checksum status 1 = good)" \
@@ -141,6 +167,7 @@ test_pmtu_v4() {
   forget_pmtu
   local out
   out=$($C ping -M do -s 1472 -c 2 -i 0.3 -W 1 192.0.2.2 2>&1 || true)
+  { echo "client: ping -M do -s 1472 192.0.2.2"; head -3 <<<"$out"; echo "client: ip route get 192.0.2.2"; $C ip route get 192.0.2.2; } | show
   check "IPv4: ping -M do -s 1472 gets 'Frag needed ... mtu = 1400'" \
     grep -q "Frag needed and DF set (mtu = 1400)" <<<"$out"
   check "IPv4: client route cache shows mtu 1400" \
@@ -151,6 +178,7 @@ test_pmtu_v6() {
   forget_pmtu
   local out
   out=$($C ping -6 -M do -s 1452 -c 2 -i 0.3 -W 1 2001:db8:1::2 2>&1 || true)
+  { echo "client: ping -6 -M do -s 1452 2001:db8:1::2"; head -3 <<<"$out"; echo "client: ip -6 route get 2001:db8:1::2"; $C ip -6 route get 2001:db8:1::2; } | show
   check "IPv6: ping -M do -s 1452 gets 'Packet too big: mtu=1400'" \
     grep -q "Packet too big: mtu=1400" <<<"$out"
   check "IPv6: client route cache shows mtu 1400" \
@@ -161,23 +189,22 @@ test_fragmentation() {
   forget_pmtu
   # DF clear; the client fragments at its 1500 link, mtugate re-fragments
   # the 1500-byte first fragment for the 1400 port; the server reassembles.
-  $S timeout 6 tcpdump -i eth0 -nn -U -w "$WORK/frag.pcap" icmp 2>/dev/null &
-  local t=$!
-  sleep 1
+  capture "$S" "$WORK/frag.pcap" icmp
   local out
   out=$($C ping -M dont -s 3000 -c 3 -i 0.3 -W 1 192.0.2.2 2>&1 || true)
-  sleep 0.3
-  kill -INT $t 2>/dev/null || true
-  wait $t 2>/dev/null || true
+  { echo "client: ping -M dont -s 3000 192.0.2.2"; tail -2 <<<"$out"; } | show
+  capture_stop
   check "IPv4: ping -s 3000 with DF clear gets its replies (server reassembled our fragments)" \
     grep -q " 0% packet loss" <<<"$out"
   local biggest
   biggest=$(tshark -r "$WORK/frag.pcap" -Y "ip.src == 192.0.2.1" -T fields -e ip.len 2>/dev/null | sort -n | tail -1)
   check "IPv4: no fragment reaching the server exceeds 1400 bytes (largest: ${biggest:-none})" \
     test -n "$biggest" -a "${biggest:-9999}" -le 1400
-  local badsum
+  local badsum frags
   badsum=$(tshark -r "$WORK/frag.pcap" -o ip.check_checksum:TRUE -Y "ip.checksum.status == 0" 2>/dev/null | wc -l)
-  check "IPv4: every fragment's header checksum verifies (tshark: $badsum bad)" test "$badsum" -eq 0
+  frags=$(tshark -r "$WORK/frag.pcap" -Y "ip.src == 192.0.2.1 && (ip.flags.mf == 1 || ip.frag_offset > 0)" 2>/dev/null | wc -l)
+  check "IPv4: every fragment's header checksum verifies (tshark: $frags fragments, $badsum bad)" \
+    test "$badsum" -eq 0 -a "$frags" -gt 0
 }
 
 # A UDP datagram of 1472 bytes with DF set (IP_PMTUDISC_PROBE: DF, ignore
@@ -247,11 +274,40 @@ no_program_left() {
   ! $D ip link show in0 | grep -q "prog/xdp" && ! $D ip link show out0 | grep -q "prog/xdp"
 }
 
+# Refusals: each must exit non-zero with one line naming the problem, and
+# leave no XDP program behind.
+refuses() { # refuses "name" "expected text" mtugate-args...
+  local name=$1 want=$2; shift 2
+  local out rc=0
+  out=$($D "$BIN" "$@" 2>&1 >/dev/null) || rc=$?
+  echo "$out" | show
+  if [[ $rc -ne 0 && $(grep -c . <<<"$out") -ge 1 ]] && grep -q -- "$want" <<<"$out" && no_program_left; then
+    ok "$name (exit $rc: $(tail -1 <<<"$out" | cut -c1-110))"
+  else
+    bad "$name (exit $rc: $out)"
+  fi
+}
+
+test_refusals() {
+  config_with 's/iface = "out0"/iface = "nosuch0"/' >"$WORK/noiface.toml"
+  refuses "check-config: unknown interface is named" "interface nosuch0 does not exist" check-config "$WORK/noiface.toml"
+  refuses "run: unknown interface, nothing attached" "interface nosuch0 does not exist" run --config "$WORK/noiface.toml"
+  config_with 's/cores = \[1\]/cores = [99]/' >"$WORK/nocore.toml"
+  refuses "check-config: a core that does not exist is named" "workers.cores: core 99" check-config "$WORK/nocore.toml"
+  # A two-queue veth pair inside the DUT namespace, with only queue 0 bound.
+  $D ip link add mtgq0 numrxqueues 2 numtxqueues 2 type veth peer name mtgq1 numrxqueues 2 numtxqueues 2
+  config_with 's/iface = "in0"/iface = "mtgq0"/; s/iface = "out0"/iface = "mtgq1"/' >"$WORK/queues.toml"
+  refuses "run: an unbound RX queue is refused and named" "RX queues 1 that would not be bound" run --config "$WORK/queues.toml"
+  $D ip link del mtgq0
+  refuses "run --force-zerocopy on veth fails cleanly" "ZeroCopy" run --config deploy/configs/lab.toml --force-zerocopy
+}
+
 # --- run -----------------------------------------------------------------------
 
 echo "e2e: lab up (wire mode), mtugate $BIN"
 bash deploy/lab.sh up wire >/dev/null 2>&1
 
+test_refusals
 start_mtugate deploy/configs/lab.toml
 test_neighbours
 test_mss 4 192.0.2.2 5001 1360
@@ -265,6 +321,7 @@ forget_pmtu
 n=$(udp_df_probe)
 check "IPv4 UDP 1500 bytes with DF, policy respect: does not cross (server got $n)" test "$n" -eq 0
 stop_mtugate TERM
+show <"$WORK/mtg.out"
 check "mtugate exits cleanly on SIGTERM and prints final counters" grep -q "accounting: balanced" "$WORK/mtg.out"
 if accounting; then ok "packet accounting balances (received = forwarded + fragmented + dropped; AF_XDP rings agree)"; else bad "packet accounting balances"; fi
 check "no XDP program left on in0/out0 after exit" no_program_left

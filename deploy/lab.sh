@@ -36,7 +36,11 @@
 #             offload keeps the 802.1Q tag out of the frame bytes. Kept `off`
 #             in every mode so kernel bridge/router runs are comparable.
 #
-# Only namespaces named mtg-* are created or removed. The veths are created
+#   LAB_PREFIX  prefix of the namespace names (default mtg: mtg-client,
+#             mtg-dut, mtg-server); must start with "mtg". Lets two labs run
+#             side by side (a test suite and a benchmark).
+#
+# Only namespaces named $LAB_PREFIX-* are created or removed. The veths are created
 # directly inside the namespaces, so no interface of the host is touched and
 # deleting a namespace deletes its veths.
 #
@@ -47,7 +51,9 @@
 # (nothing leaks to the host).
 set -euo pipefail
 
-readonly NS_C=mtg-client NS_D=mtg-dut NS_S=mtg-server
+LAB_PREFIX=${LAB_PREFIX:-mtg}
+[[ $LAB_PREFIX =~ ^mtg[a-z0-9]*$ ]] || { echo "lab: LAB_PREFIX must match ^mtg[a-z0-9]*\$" >&2; exit 1; }
+readonly NS_C=$LAB_PREFIX-client NS_D=$LAB_PREFIX-dut NS_S=$LAB_PREFIX-server
 readonly ALL_NS=("$NS_C" "$NS_D" "$NS_S")
 OUT_MTU=${OUT_MTU:-1500}
 OFFLOADS=${OFFLOADS:-off}
@@ -57,7 +63,7 @@ die() { log "error: $*"; exit 1; }
 
 nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 
-our_namespaces() { ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^mtg-' || true; }
+our_namespaces() { ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^${LAB_PREFIX}-(client|dut|server)\$" || true; }
 
 lab_down() {
     local ns
