@@ -595,6 +595,7 @@ pub fn process_frame<E: ExtraFrames>(
     verdict
 }
 
+#[inline]
 fn classify<E: ExtraFrames>(
     buf: &mut [u8],
     len: usize,
@@ -662,6 +663,7 @@ impl Ctx<'_, '_> {
         self.cfg.settings.port_mtu[self.ingress ^ 1]
     }
 
+    #[inline]
     fn ipv4<E: ExtraFrames>(&mut self, extra: &mut E) -> Verdict {
         let l2 = self.l2;
         let Ok(ip) = ipv4::Packet::new_checked(&self.buf[l2..self.len]) else {
@@ -797,6 +799,7 @@ impl Ctx<'_, '_> {
     /// insert the MSS if the segment is a SYN that needs it and the SYN
     /// limit allows. `can_grow`: the packet is not a fragment, so an option
     /// may be inserted.
+    #[inline]
     fn syn(
         &mut self,
         start: usize,
