@@ -179,7 +179,8 @@ pub struct IcmpConfig {
     pub source_v4: Option<Ipv4Addr>,
     /// Source of ICMPv6 errors (default: the offending packet's destination).
     pub source_v6: Option<Ipv6Addr>,
-    /// Errors per second, both families; 0 sends none.
+    /// Errors per second, both families; 0 sends none (and breaks PMTU
+    /// discovery for your hosts: only if you must not emit ICMP).
     #[serde(default = "icmp_rate")]
     pub rate_pps: u64,
     /// Bucket depth.
@@ -524,15 +525,9 @@ impl FileConfig {
                 burst,
             }))
         };
-        let icmp_limit = if self.icmp.rate_pps == 0 {
-            // "send none": a bucket that never fills.
-            Some(Rate {
-                per_sec: 0,
-                burst: 1,
-            })
-        } else {
-            rate("icmp.burst", self.icmp.rate_pps, self.icmp.burst)?
-        };
+        // rate_pps = 0 means "send none" (not "unlimited"): ICMP errors are
+        // the one thing an operator may need to switch off entirely.
+        let icmp_limit = rate("icmp.burst", self.icmp.rate_pps, self.icmp.burst)?;
         let s = &self.syn_limit;
         let settings = Settings {
             port_mtu: mtus,
@@ -551,6 +546,7 @@ impl FileConfig {
             icmp: IcmpSettings {
                 source_v4: self.icmp.source_v4.map(|a| a.octets()),
                 source_v6: self.icmp.source_v6.map(|a| a.octets()),
+                enabled: self.icmp.rate_pps > 0,
                 limit: icmp_limit,
             },
             syn_limit: SynLimitSettings {
@@ -728,6 +724,18 @@ mtu = 1400
             assert!(e.contains(key), "error for {key} does not name it: {e}");
             assert!(!e.contains('\n'), "not one line: {e}");
         }
+    }
+
+    #[test]
+    fn icmp_rate_zero_sends_none() {
+        let v = FileConfig::parse(&format!("{LAB}\n[icmp]\nrate_pps = 0\n"))
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert!(!v.settings.icmp.enabled);
+        let v = FileConfig::parse(LAB).unwrap().validate().unwrap();
+        assert!(v.settings.icmp.enabled);
+        assert_eq!(v.settings.icmp.limit.map(|r| r.per_sec), Some(1000));
     }
 
     #[test]

@@ -115,6 +115,10 @@ pub struct IcmpSettings {
     pub source_v4: Option<[u8; 4]>,
     /// Source address of ICMPv6 errors; `None` as for IPv4.
     pub source_v6: Option<[u8; 16]>,
+    /// Send ICMP errors at all. When false, packets too big to forward are
+    /// dropped silently (counted as `icmp_suppressed`), which breaks PMTU
+    /// discovery: only for operators who must not emit ICMP.
+    pub enabled: bool,
     /// Limit on errors sent (both families together); `None` = unlimited.
     pub limit: Option<Rate>,
 }
@@ -164,6 +168,7 @@ impl Default for Settings {
             icmp: IcmpSettings {
                 source_v4: None,
                 source_v6: None,
+                enabled: true,
                 limit: Some(Rate {
                     per_sec: 1000,
                     burst: 50,
@@ -719,7 +724,7 @@ impl Ctx<'_, '_> {
                 Err(_) => Verdict::Drop(DropReason::CannotFragment),
             };
         }
-        if icmp::check_v4(self.buf, self.len, l2).is_err() {
+        if !self.cfg.settings.icmp.enabled || icmp::check_v4(self.buf, self.len, l2).is_err() {
             self.counters().icmp_suppressed += 1;
             return Verdict::Drop(DropReason::TooBig);
         }
@@ -773,7 +778,7 @@ impl Ctx<'_, '_> {
             return Verdict::Forward { len: self.len };
         }
         // IPv6 routers never fragment (RFC 8200 §5): Packet Too Big.
-        if icmp::check_v6(self.buf, self.len, l2).is_err() {
+        if !self.cfg.settings.icmp.enabled || icmp::check_v6(self.buf, self.len, l2).is_err() {
             self.counters().icmp_suppressed += 1;
             return Verdict::Drop(DropReason::TooBig);
         }

@@ -507,6 +507,22 @@ fn icmp_errors_are_rate_limited() {
 }
 
 #[test]
+fn icmp_disabled_sends_nothing() {
+    let mut s = settings();
+    s.icmp.enabled = false;
+    let mut d = Dut::new(s);
+    for _ in 0..3 {
+        assert_eq!(
+            d.run(&udp_v4(true, 1472), 0).0,
+            Verdict::Drop(DropReason::TooBig)
+        );
+        assert_eq!(d.run(&udp_v6(1452), 0).0, Verdict::Drop(DropReason::TooBig));
+    }
+    assert_eq!(d.c(0).icmp_sent, [0, 0]);
+    assert_eq!(d.c(0).icmp_suppressed, 6);
+}
+
+#[test]
 fn syn_limit_pass_and_drop() {
     for over in [OverLimit::Pass, OverLimit::Drop] {
         let mut s = settings();
