@@ -724,26 +724,13 @@ impl Ctx<'_, '_> {
                 Err(_) => Verdict::Drop(DropReason::CannotFragment),
             };
         }
-        if !self.cfg.settings.icmp.enabled || icmp::check_v4(self.buf, self.len, l2).is_err() {
-            self.counters().icmp_suppressed += 1;
-            return Verdict::Drop(DropReason::TooBig);
-        }
-        if !self.state.icmp.try_take(self.now) {
-            self.counters().icmp_rate_limited += 1;
-            return Verdict::Drop(DropReason::TooBig);
-        }
-        let max = ICMP4_MAX_LEN.min(usize::from(self.cfg.settings.port_mtu[self.ingress]));
         let src = self.cfg.settings.icmp.source_v4;
-        match icmp::build_frag_needed(self.buf, self.len, l2, src, mtu, max) {
-            Ok(len) => {
-                self.counters().icmp_sent[family::V4] += 1;
-                Verdict::Reply { len }
-            }
-            Err(_) => {
-                self.counters().icmp_suppressed += 1;
-                Verdict::Drop(DropReason::TooBig)
-            }
-        }
+        self.too_big(
+            family::V4,
+            ICMP4_MAX_LEN,
+            icmp::check_v4,
+            |buf, len, l2, max| icmp::build_frag_needed(buf, len, l2, src, mtu, max),
+        )
     }
 
     fn ipv6(&mut self) -> Verdict {
@@ -778,7 +765,28 @@ impl Ctx<'_, '_> {
             return Verdict::Forward { len: self.len };
         }
         // IPv6 routers never fragment (RFC 8200 §5): Packet Too Big.
-        if !self.cfg.settings.icmp.enabled || icmp::check_v6(self.buf, self.len, l2).is_err() {
+        let src = self.cfg.settings.icmp.source_v6;
+        self.too_big(
+            family::V6,
+            ICMP6_MAX_LEN,
+            icmp::check_v6,
+            |buf, len, l2, max| icmp::build_packet_too_big(buf, len, l2, src, u32::from(mtu), max),
+        )
+    }
+
+    /// Drops a packet too big to forward and, if the rules and the ICMP
+    /// limit allow, turns its frame into an ICMP error of family `fam` no
+    /// larger than `ceiling` (576 / 1280) or the ingress port's MTU, sent
+    /// back where it came from.
+    #[inline]
+    fn too_big(
+        &mut self,
+        fam: usize,
+        ceiling: usize,
+        check: fn(&[u8], usize, usize) -> Result<(), icmp::IcmpRefusal>,
+        build: impl FnOnce(&mut [u8], usize, usize, usize) -> Result<usize, icmp::IcmpRefusal>,
+    ) -> Verdict {
+        if !self.cfg.settings.icmp.enabled || check(self.buf, self.len, self.l2).is_err() {
             self.counters().icmp_suppressed += 1;
             return Verdict::Drop(DropReason::TooBig);
         }
@@ -786,11 +794,10 @@ impl Ctx<'_, '_> {
             self.counters().icmp_rate_limited += 1;
             return Verdict::Drop(DropReason::TooBig);
         }
-        let max = ICMP6_MAX_LEN.min(usize::from(self.cfg.settings.port_mtu[self.ingress]));
-        let src = self.cfg.settings.icmp.source_v6;
-        match icmp::build_packet_too_big(self.buf, self.len, l2, src, u32::from(mtu), max) {
+        let max = ceiling.min(usize::from(self.cfg.settings.port_mtu[self.ingress]));
+        match build(self.buf, self.len, self.l2, max) {
             Ok(len) => {
-                self.counters().icmp_sent[family::V6] += 1;
+                self.counters().icmp_sent[fam] += 1;
                 Verdict::Reply { len }
             }
             Err(_) => {
