@@ -255,7 +255,7 @@ impl Shared {
             }
             Err(Refusal::RestartNeeded(m)) => {
                 self.count(|r| r.restart_needed += 1);
-                let m = format!("refused, nothing changed: {m}");
+                let m = format!("restart needed, nothing changed: {m}");
                 tracing::warn!(%source, "reload refused: {m}");
                 return Err((409, m));
             }
