@@ -113,10 +113,12 @@ wait_interval() {
   return 1
 }
 
+# --immediate-mode: without it tcpdump holds packets in a capture block for
+# up to a second, and a capture stopped sooner loses them.
 CAPS=()
 capture() { # capture NS-CMD FILE FILTER...
   local ns=$1 file=$2; shift 2
-  $ns timeout 20 tcpdump -i eth0 -nn -U -w "$file" "$@" 2>"$file.log" &
+  $ns timeout 20 tcpdump -i eth0 -nn -U --immediate-mode -w "$file" "$@" 2>"$file.log" &
   CAPS+=($!)
   for _ in $(seq 100); do
     grep -q "listening on" "$file.log" 2>/dev/null && return 0
