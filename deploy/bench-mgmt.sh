@@ -2,9 +2,10 @@
 # The cost of statistics collection: the lab's forwarding rate through
 # mtugate with statistics on (mgmt.interval_ms = 1000, /metrics scraped every
 # second) and off (mgmt.interval_ms = 0), in alternating runs, median of N
-# each. 18-byte UDP payloads (64-byte frames) from iperf3 in the client
-# namespace; the rate is what mtugate forwarded (its own counters) divided by
-# the run's length.
+# each. 64-byte UDP frames replayed at top speed by tcpreplay in the client
+# namespace (addressed to a MAC nobody has, so the server's kernel drops them
+# at once: a cheap sink); the rate is what mtugate forwarded (its own
+# counters) divided by the run's length.
 #
 # Placement ("confined"): the worker and the veths' NAPI threads (threaded
 # NAPI, pinned) all on CPU 1, the generator on CPU 0, so that mtugate's core
@@ -38,20 +39,23 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 bash deploy/lab.sh up wire >/dev/null 2>&1
-# Threaded NAPI on the DUT's veths, pinned to CPU 1 with the worker. Our
-# NAPI threads are the ones that appear when we turn it on (other labs on
-# the machine have their own, which we leave alone).
-napi_threads() { pgrep -f '^\[?napi/' | sort; }
-napi_before=$(napi_threads)
-for dev in in0 out0; do
-  $D sh -c "echo 1 > /sys/class/net/$dev/threaded"
-done
-sleep 0.2
-ours=$(comm -13 <(echo "$napi_before") <(napi_threads))
-for pid in $ours; do
-  taskset -p -c 1 "$pid" >/dev/null
-done
-echo "NAPI threads pinned to CPU 1: $(for p in $ours; do cat /proc/$p/comm; done | tr '\n' ' ')"
+# Threaded NAPI on the DUT's veths (they have NAPI once mtugate's XDP
+# program is attached), pinned to CPU 1 with the worker. Ours are the
+# threads that appear when we turn it on; other labs on the machine have
+# their own, which we leave alone.
+napi_threads() { pgrep -f '^\[?napi/' | sort || true; }
+confine() { # confine NAPI-THREADS-BEFORE-MTUGATE-STARTED
+  local before=$1 ours pid
+  for dev in in0 out0; do
+    $D sh -c "echo 1 > /sys/class/net/$dev/threaded"
+  done
+  sleep 0.2
+  ours=$(comm -13 <(echo "$before") <(napi_threads))
+  for pid in $ours; do
+    taskset -p -c 1 "$pid" >/dev/null
+  done
+  echo "$ours" | grep -c . >"$WORK/napi.count" || true
+}
 
 for mode in on off; do
   interval=$([[ $mode == on ]] && echo 1000 || echo 0)
@@ -59,16 +63,38 @@ for mode in on off; do
     deploy/configs/lab.toml >"$WORK/$mode.toml"
 done
 
-$S taskset -c 0 iperf3 -s -D -1 -p 5201 >/dev/null 2>&1 || true
+# 1000 64-byte UDP frames (source ports vary) to a MAC nobody has.
+python3 - "$WORK/udp64.pcap" "$($C cat /sys/class/net/eth0/address)" <<'PY'
+import struct, sys
+src = bytes.fromhex(sys.argv[2].replace(":", ""))
+dst = bytes.fromhex("02000000c0de")
+def csum(b):
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+out = open(sys.argv[1], "wb")
+out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+for i in range(1000):
+    payload = b"mtugate-bench-" + struct.pack("!I", i)  # 18 bytes
+    udp = struct.pack("!HHHH", 10000 + i, 9, 8 + len(payload), 0) + payload
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), i, 0, 64, 17, 0,
+                     bytes([192, 0, 2, 1]), bytes([192, 0, 2, 2]))
+    ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+    frame = dst + src + b"\x08\x00" + ip + udp
+    frame += b"\x00" * (60 - len(frame))
+    out.write(struct.pack("<IIII", 0, i, len(frame), len(frame)) + frame)
+PY
 
 run_one() { # run_one on|off -> prints "pps busy"
   local mode=$1
+  local before
+  before=$(napi_threads)
   $D "$BIN" run --config "$WORK/$mode.toml" --final-stats "$WORK/final.json" \
     >"$WORK/out" 2>"$WORK/err" &
   MTG_PID=$!
   for _ in $(seq 50); do grep -q "mtugate running" "$WORK/err" && break; sleep 0.1; done
-  $S timeout $((SECS + 5)) taskset -c 0 iperf3 -s -1 -p 5201 >/dev/null 2>&1 &
-  local srv=$!
+  confine "$before"
   sleep 0.3
   local scraper=""
   if [[ $mode == on ]]; then
@@ -78,9 +104,8 @@ run_one() { # run_one on|off -> prints "pps busy"
     done) &
     scraper=$!
   fi
-  $C timeout $((SECS + 5)) taskset -c 0 iperf3 -c 192.0.2.2 -p 5201 -u -b 0 -l 18 -t "$SECS" \
-    >"$WORK/client" 2>&1 || true
-  wait "$srv" 2>/dev/null || true
+  $C timeout $((SECS + 5)) taskset -c 0 tcpreplay -q -K --topspeed --loop=0 --duration="$SECS" \
+    -i eth0 "$WORK/udp64.pcap" >"$WORK/client" 2>&1 || true
   [[ -n "$scraper" ]] && kill "$scraper" 2>/dev/null
   kill -TERM "$MTG_PID"
   for _ in $(seq 50); do kill -0 "$MTG_PID" 2>/dev/null || break; sleep 0.1; done
@@ -102,7 +127,7 @@ for i in $(seq "$RUNS"); do
   for mode in on off; do
     read -r pps busy < <(run_one "$mode")
     R[$mode]+="$pps "
-    echo "run $i stats $mode: $pps pps forwarded (worker busy ratio $busy)"
+    echo "run $i stats $mode: $pps pps forwarded (worker busy ratio $busy, $(cat "$WORK/napi.count") NAPI threads pinned to CPU 1)"
   done
 done
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

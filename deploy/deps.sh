@@ -10,6 +10,8 @@ PKGS=(
   iproute2 iputils-ping ethtool tcpdump tshark iperf3 netcat-openbsd procps python3
   # management tests: Prometheus' own checker (promtool) and an HTTP client
   prometheus curl
+  # deploy/bench-mgmt.sh: a 64-byte frame generator
+  tcpreplay
 )
 
 missing=()

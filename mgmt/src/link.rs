@@ -355,3 +355,114 @@ impl WorkerLink {
         self.out.try_send(full).is_ok()
     }
 }
+
+/// A link whose management end the caller holds (benchmarks, tests of a
+/// worker loop without the management thread).
+#[derive(Debug)]
+pub struct Loopback {
+    epoch: Arc<Epoch>,
+    out: Receiver<Box<WorkerSnapshot>>,
+    end: MgmtEnd,
+}
+
+/// A worker link, statistics on, and its [`Loopback`] end.
+pub fn loopback() -> (WorkerLink, Loopback) {
+    let epoch = Arc::new(Epoch::default());
+    let (out_tx, out_rx) = crossbeam_channel::bounded(4);
+    let (l, end) = link(0, epoch.clone(), out_tx, true, 1);
+    (
+        l,
+        Loopback {
+            epoch,
+            out: out_rx,
+            end,
+        },
+    )
+}
+
+impl Loopback {
+    /// Signals the worker (bumps the epoch).
+    pub fn signal(&self) {
+        self.epoch.0.fetch_add(1, Ordering::Release);
+    }
+
+    /// Sends a configuration change and signals.
+    pub fn reload(&self, generation: u64, config: Arc<Config>) {
+        let _ = self.end.reloads.try_send(Reload { generation, config });
+        self.signal();
+    }
+
+    /// The generation the worker acknowledged.
+    pub fn applied(&self) -> u64 {
+        self.end.applied.0.load(Ordering::Acquire)
+    }
+
+    /// Takes the published snapshots, calls `f` on each, and hands them
+    /// back as spares (not emptied). Returns how many there were.
+    pub fn recycle(&self, mut f: impl FnMut(&WorkerSnapshot)) -> usize {
+        let mut n = 0;
+        while let Ok(s) = self.out.try_recv() {
+            f(&s);
+            let _ = self.end.spare.try_send(s);
+            n += 1;
+        }
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mtugate_datapath::pipeline::Settings;
+
+    #[test]
+    fn publish_swaps_and_nothing_is_lost_when_mgmt_is_late() {
+        let (mut w, m) = loopback();
+        let mut c = WorkerCounters::default();
+        w.record(10, 100, 1000);
+        c.polls = 1;
+        assert!(w.publish(&c));
+        // Management has not returned the first snapshot: the only spare
+        // is in use, the next publication is skipped, recording goes on.
+        w.record(5, 200, 2000);
+        c.polls = 2;
+        assert!(!w.publish(&c));
+        let mut seen = Vec::new();
+        assert_eq!(
+            m.recycle(|s| seen.push((s.counters.polls, s.latency.cost.len()))),
+            1
+        );
+        assert_eq!(seen, [(1, 10)]);
+        // Now it can publish again, and the late batch is in it.
+        c.polls = 3;
+        assert!(w.publish(&c));
+        let mut seen = Vec::new();
+        m.recycle(|s| seen.push((s.counters.polls, s.latency.cost.len())));
+        assert_eq!(seen, [(3, 5)]);
+    }
+
+    #[test]
+    fn signal_reload_ack() {
+        let (mut w, m) = loopback();
+        assert!(!w.signalled());
+        let cfg = Arc::new(Config::new(Settings::default()).unwrap());
+        m.reload(2, cfg.clone());
+        m.reload(3, cfg);
+        assert!(w.signalled());
+        assert!(!w.signalled(), "one signal, seen once");
+        let r = w.take_reload().unwrap();
+        assert_eq!(r.generation, 3, "the newest wins");
+        assert!(w.take_reload().is_none());
+        assert_eq!(m.applied(), 1);
+        w.ack(r.generation);
+        assert_eq!(m.applied(), 3);
+    }
+
+    #[test]
+    fn detached_link_is_quiet() {
+        let mut w = WorkerLink::detached();
+        assert!(!w.stats_enabled());
+        assert!(!w.signalled());
+        assert!(!w.publish(&WorkerCounters::default()));
+    }
+}
