@@ -14,9 +14,10 @@
 //! asks does the worker, between two rounds (a batch boundary), apply a new
 //! configuration and publish its counters (plus the kernel's AF_XDP
 //! statistics: one `getsockopt` per port per interval). With statistics on,
-//! a round that found work also reads the clock twice more (after
-//! processing, after flushing TX) to record the cost per packet and the
-//! dwell time into HdrHistograms.
+//! a round that found work also reads the clock once more, after flushing
+//! TX: the round's time from taking its frames off RX to putting them on
+//! TX is their dwell time, and divided by the frames, the cost per packet;
+//! both go into HdrHistograms.
 
 use mtugate_datapath::pipeline::{
     process_frame, Config, Counters, ExtraFrames, State, Verdict, PORTS,
@@ -278,23 +279,19 @@ impl Worker {
             for port in Port::BOTH {
                 work += self.batch(port, now);
             }
-            // Latency (statistics on, round with work): one clock read after
-            // processing, one after flushing TX.
-            let processed = if timing && work > 0 {
-                start.elapsed().as_nanos() as u64
-            } else {
-                0
-            };
             for port in Port::BOTH {
                 // A failed kick is retried on the next round; the frames stay
                 // in the ring and are accounted for.
                 let _ = self.qp.flush_tx(port);
             }
             if timing && work > 0 {
-                let flushed = start.elapsed().as_nanos() as u64;
+                // Latency (statistics on, a round with work): one more clock
+                // read, once the round's frames are on their TX rings. The
+                // round took its frames off RX at `now`: each waited the whole
+                // round (dwell), and the round cost this much per frame.
+                let dwell = (start.elapsed().as_nanos() as u64).saturating_sub(now);
                 let n = work as u64;
-                self.link
-                    .record(n, (processed - now) / n, flushed.saturating_sub(now));
+                self.link.record(n, dwell / n, dwell);
             }
             self.qp.reap_completions();
             let _ = self.qp.refill();

@@ -23,11 +23,12 @@
 //!   management thread has not returned the spare yet, the worker skips this
 //!   publication and keeps accumulating (counters are cumulative, histograms
 //!   keep filling: nothing is lost, only delayed).
-//! - Latency: per round with work, the worker reads the clock once after
-//!   processing its batches and once after flushing TX (two `vDSO`
-//!   `clock_gettime` calls, ~20 ns each with the TSC clocksource), and
-//!   records the cost per packet and the dwell time from receive to
-//!   transmit with [`WorkerLink::record`] (an HdrHistogram increment each).
+//! - Latency: per round with work (a batch from each port), the worker
+//!   reads the clock once more after flushing TX (one `vDSO`
+//!   `clock_gettime`, ~20 ns with the TSC clocksource): from the round's
+//!   start, when its frames were taken off RX, to then is the dwell time of
+//!   every frame of the round, and divided by their number, the cost per
+//!   packet; [`WorkerLink::record`] adds both to HdrHistograms.
 
 use crate::{HIST_HIGH_NS, HIST_SIGFIG};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
@@ -99,8 +100,8 @@ pub struct WorkerCounters {
 /// Latency recorded by one worker since its previous publication.
 #[derive(Debug, Clone)]
 pub struct LatencyHists {
-    /// Processing time of a batch divided by its size, in ns, recorded once
-    /// per packet of the batch.
+    /// Processing time of a batch (receive to transmit) divided by its
+    /// size, in ns, recorded once per packet of the batch.
     pub cost: Histogram<u64>,
     /// Time from taking a batch off the RX ring to flushing it to TX, in
     /// ns, recorded once per packet of the batch.
