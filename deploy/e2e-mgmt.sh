@@ -63,7 +63,7 @@ refused_with() { # refused_with RC OUTPUT WORD...: non-zero exit naming every WO
 # set_mss N rewrites the clamp in place (what an operator's editor does).
 write_config() {
   sed -e 's/^ipv4 = "auto".*/ipv4 = 1360/' \
-    -e "s|^listen = .*|&\nrun_dir = \"$RUN_DIR\"|" deploy/configs/lab.toml >"$CFG"
+    -e "s|^listen = .*|&\nrun_dir = \"$RUN_DIR\"\nsummary_secs = 1|" deploy/configs/lab.toml >"$CFG"
 }
 set_mss() { sed -i "s/^ipv4 = .*/ipv4 = $1/" "$CFG"; }
 
@@ -296,6 +296,8 @@ done
 hup=$(syn_mss 5104)
 check "SIGHUP reloads: generation $gen, a new SYN carries MSS 1280 ($hup)" \
   test "$gen" = 3 -a "$hup" = "1280 1"
+check "a one-line summary is logged every summary_secs ($(grep -c 'summary: rx' "$WORK/mtg.err") so far)" \
+  grep -q "summary: rx .* pps, tx .* pps, drops" "$WORK/mtg.err"
 reloads=$(doc '" ".join(str(j["reloads"][k]) for k in ["ok", "invalid", "restart_needed"])')
 check "reload outcomes counted (ok invalid restart_needed: $reloads)" test "$reloads" = "2 1 1"
 

@@ -267,3 +267,80 @@ impl Stats {
         self.totals.iter().map(|p| p.counters.rx_packets).sum()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::aggregate::{Aggregator, QueueInfo};
+    use crate::link::{LatencyHists, WorkerCounters, WorkerSnapshot};
+    use serde_json::Value;
+    use std::time::Duration;
+
+    /// The JSON shape scripts rely on (`GET /stats`, `mtugate stats --json`).
+    #[test]
+    fn json_shape() {
+        let mut a = Aggregator::new(
+            ["inside".into(), "outside".into()],
+            vec![QueueInfo {
+                queue: 2,
+                core: Some(1),
+            }],
+            Duration::from_millis(500),
+        );
+        let mut c = WorkerCounters::default();
+        c.pipeline[0].rx_packets = 7;
+        c.pipeline[0].drops[4] = 7;
+        let mut latency = LatencyHists::new();
+        latency.record(7, 120, 840);
+        a.absorb(&WorkerSnapshot {
+            worker: 0,
+            epoch: 1,
+            counters: c,
+            latency,
+        });
+        a.tick(Duration::from_millis(500));
+        let j: Value = serde_json::to_value(a.stats()).unwrap();
+        let keys: Vec<&str> = j.as_object().unwrap().keys().map(String::as_str).collect();
+        for k in [
+            "version",
+            "uptime_s",
+            "interval_ms",
+            "seq",
+            "config_generation",
+            "reloads",
+            "port_names",
+            "queues",
+            "totals",
+            "rates",
+            "latency",
+        ] {
+            assert!(keys.contains(&k), "missing {k} in {keys:?}");
+        }
+        assert_eq!(j["interval_ms"], 500);
+        assert_eq!(j["totals"][0]["port"], "inside");
+        assert_eq!(j["totals"][0]["counters"]["drops"]["too_big"], 7);
+        assert_eq!(
+            j["totals"][0]["counters"]["drops"]
+                .as_object()
+                .unwrap()
+                .len(),
+            8
+        );
+        assert_eq!(j["totals"][0]["counters"]["balanced"], true);
+        assert_eq!(j["totals"][1]["counters"]["mss_clamped"]["ipv6"], 0);
+        assert_eq!(j["queues"][0]["queue"], 2);
+        assert_eq!(j["queues"][0]["ports"][1]["port"], "outside");
+        assert_eq!(j["rates"]["drops"]["too_big"], 14.0, "7 in half a second");
+        for window in ["interval", "since_start"] {
+            let p = &j["latency"]["packet_cost_ns"][window];
+            for k in ["count", "mean", "p50", "p90", "p99", "p99_9", "max"] {
+                assert!(p[k].is_number(), "{window}.{k}: {p}");
+            }
+            assert_eq!(p["count"], 7);
+            assert_eq!(p["p50"], 120);
+            assert_eq!(j["latency"]["dwell_ns"][window]["max"], 840);
+        }
+        // And it reads back into the same document.
+        let back: super::Stats = serde_json::from_value(j).unwrap();
+        assert_eq!(back, a.stats());
+    }
+}
