@@ -12,15 +12,15 @@
 # is what limits the rate and a cost on it shows.
 #
 # Usage: deploy/bench-mgmt.sh [path/to/mtugate] (as root)
-#   RUNS=3 SECS=5 LAB_PREFIX=mtgm
-# Prints one line per run and the medians; exits 0. Bounded: about
-# 2 * RUNS * (SECS + 3) seconds; the lab is torn down on exit.
+#   RUNS=5 (pairs) SECS=5 LAB_PREFIX=mtgm
+# Prints one line per run, the medians and the median of the pairs' ratios;
+# exits 0. Bounded: about 2 * RUNS * (SECS + 3) seconds; the lab is torn down on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ $(id -u) -eq 0 ]] || { echo "bench-mgmt: needs root" >&2; exit 1; }
 
 BIN=$(readlink -f "${1:-target/release/mtugate}")
-RUNS=${RUNS:-3}
+RUNS=${RUNS:-5}
 SECS=${SECS:-5}
 export LAB_PREFIX=${LAB_PREFIX:-mtgm}
 C="ip netns exec $LAB_PREFIX-client"
@@ -59,8 +59,10 @@ confine() { # confine NAPI-THREADS-BEFORE-MTUGATE-STARTED
 
 for mode in on off; do
   interval=$([[ $mode == on ]] && echo 1000 || echo 0)
-  sed -e "s|^listen = .*|&\nrun_dir = \"/run/mtugate-$LAB_PREFIX\"\ninterval_ms = $interval|" \
+  sed -e "s|^run_dir = .*|run_dir = \"/run/mtugate-$LAB_PREFIX\"|" \
+    -e "s|^interval_ms = .*|interval_ms = $interval|" \
     deploy/configs/lab.toml >"$WORK/$mode.toml"
+  grep -q "^interval_ms = $interval\$" "$WORK/$mode.toml"
 done
 
 # 1000 64-byte UDP frames (source ports vary) to a MAC nobody has.
@@ -120,18 +122,31 @@ print(f"{fwd / float(sys.argv[2]):.0f} {busy / max(polls, 1):.3f}")
 EOF
 }
 
-echo "bench-mgmt: $RUNS x $SECS s per mode, alternating; machine: $(nproc) CPUs, $(uname -r)"
+# Other benchmarks on this machine (another lab's processes) are noted per run.
+busy_machine() { pgrep -f "ip netns exec mtg[a-z0-9]*-|mtugate-perf" | grep -v "^$$\$" |
+  while read -r p; do tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null; echo; done |
+  grep -v "exec $LAB_PREFIX-" | grep -c . || true; }
+
+echo "bench-mgmt: $RUNS pairs x $SECS s, order alternating (on/off, off/on, ...); $(nproc) CPUs, $(uname -r)"
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 declare -A R
+ratios=""
 for i in $(seq "$RUNS"); do
-  for mode in on off; do
+  order="on off"
+  ((i % 2 == 0)) && order="off on"
+  declare -A P=()
+  for mode in $order; do
+    others=$(busy_machine)
     read -r pps busy < <(run_one "$mode")
     R[$mode]+="$pps "
-    echo "run $i stats $mode: $pps pps forwarded (worker busy ratio $busy, $(cat "$WORK/napi.count") NAPI threads pinned to CPU 1)"
+    P[$mode]=$pps
+    echo "pair $i stats $mode: $pps pps forwarded (worker busy ratio $busy, $(cat "$WORK/napi.count") NAPI threads on CPU 1, $others foreign lab processes at start)"
   done
+  ratios+="$(python3 -c "print(${P[on]} / ${P[off]})") "
 done
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
-median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 on=$(median <<<"${R[on]}")
 off=$(median <<<"${R[off]}")
-python3 -c "print(f'median: stats on {$on} pps, stats off {$off} pps, difference {100*($on-$off)/$off:+.2f} %')"
+ratio=$(median <<<"$ratios")
+python3 -c "print(f'median: stats on {$on} pps, stats off {$off} pps ({100*($on-$off)/$off:+.1f} %); median of the pairs\' on/off ratios {$ratio:.3f} ({100*($ratio-1):+.1f} %)')"
