@@ -181,6 +181,8 @@ fn main() {
 struct Plan {
     queues: Vec<u32>,
     cores: Vec<usize>,
+    /// Allowed cores no worker uses: where the management threads go.
+    spare: Vec<usize>,
 }
 
 /// RX queue count of an interface, from sysfs (namespace-aware under
@@ -256,7 +258,16 @@ fn plan(v: &Validated) -> Result<Plan> {
             (0..queues.len()).map(|i| pool[i % pool.len()]).collect()
         }
     };
-    Ok(Plan { queues, cores })
+    let spare = available
+        .iter()
+        .copied()
+        .filter(|c| !cores.contains(c))
+        .collect();
+    Ok(Plan {
+        queues,
+        cores,
+        spare,
+    })
 }
 
 fn check_config(path: &Path) -> Result<()> {
@@ -279,7 +290,11 @@ fn check_config(path: &Path) -> Result<()> {
     }
     let m = &v.file.mgmt;
     println!(
-        "  mgmt: http://{} (read-only), control socket {}, statistics {}",
+        "  mgmt: {}, http://{} (read-only), control socket {}, statistics {}",
+        p.spare.first().map_or(
+            "on the workers' cores (none left over)".into(),
+            |c| format!("on core {c}")
+        ),
         m.listen,
         Endpoint::control(&m.run_dir),
         if m.interval_ms == 0 {
@@ -415,6 +430,17 @@ fn run(
     ];
     let stop = stop_flag_on_signals().context("installing SIGINT/SIGTERM handlers")?;
 
+    // The management threads (and tiny_http's, which they spawn) inherit
+    // this thread's affinity: keep them off the workers' cores when a core
+    // is left over.
+    if let Some(&c) = p.spare.first() {
+        if !core_affinity::set_for_current(core_affinity::CoreId { id: c }) {
+            tracing::warn!(
+                core = c,
+                "could not move the management threads to core {c}"
+            );
+        }
+    }
     // The management thread first: it refuses a second appliance on the same
     // run directory before anything is attached to an interface.
     let m = &v.file.mgmt;
@@ -466,6 +492,7 @@ fn run(
         clamp_v6 = ?[cfg.clamp_for(1, 0), cfg.clamp_for(1, 1)],
         queues = ?p.queues,
         cores = ?p.cores,
+        mgmt_core = ?p.spare.first(),
         http = %m.listen,
         control = %mgmt.control_path().display(),
         stats_interval_ms = m.interval_ms,
