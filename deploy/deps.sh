@@ -8,6 +8,10 @@ PKGS=(
   clang libclang-dev libelf-dev zlib1g-dev pkg-config make gcc m4 binutils
   # the lab: namespaces, veth, traffic, and independent judges of our packets
   iproute2 iputils-ping ethtool tcpdump tshark iperf3 netcat-openbsd procps python3
+  # management tests: Prometheus' own checker (promtool) and an HTTP client
+  prometheus curl
+  # deploy/bench-mgmt.sh: a 64-byte frame generator
+  tcpreplay
 )
 
 missing=()

@@ -9,7 +9,7 @@ use mtugate_datapath::pipeline::{
 };
 use serde::Deserialize;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Bytes of a UMEM frame not available to a packet: the kernel puts the
 /// packet `XDP_PACKET_HEADROOM` (256) bytes in, and an L3 packet needs an
@@ -53,7 +53,7 @@ fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
 }
 
 /// The whole file, as written.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     /// Operating mode: only `"wire"` today.
@@ -85,7 +85,7 @@ pub struct FileConfig {
 }
 
 /// One `[[port]]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PortConfig {
     /// A name for logs and metric labels.
@@ -117,7 +117,7 @@ pub enum MssWord {
 }
 
 /// `[mss]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MssConfig {
     /// IPv4 clamp.
@@ -150,7 +150,7 @@ impl Default for MssConfig {
 }
 
 /// `[df]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DfConfig {
     /// `respect`, `clear-udp` or `clear-all`.
@@ -172,7 +172,7 @@ pub enum DfPolicyName {
 }
 
 /// `[icmp]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IcmpConfig {
     /// Source of ICMPv4 errors (default: the offending packet's destination).
@@ -207,7 +207,7 @@ impl Default for IcmpConfig {
 }
 
 /// `[syn_limit]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SynLimitConfig {
     /// SYN rewrites per second over all sources; 0 = unlimited.
@@ -264,7 +264,7 @@ pub enum OverLimitName {
 }
 
 /// `[workers]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkersConfig {
     /// Queue ids to bind; default: every RX queue of the ports.
@@ -275,7 +275,7 @@ pub struct WorkersConfig {
 }
 
 /// `[xsk]`: AF_XDP socket tuning.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct XskConfig {
     /// `auto` (zero-copy if the driver can, else copy), `copy`, `zerocopy`.
@@ -339,7 +339,7 @@ pub enum XskModeName {
 }
 
 /// `[mgmt]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MgmtConfig {
     /// Address of the read-only HTTP endpoint (`/metrics`, `/stats`).
@@ -348,10 +348,28 @@ pub struct MgmtConfig {
     /// Must be true to listen on a non-loopback address.
     #[serde(default)]
     pub allow_remote: bool,
+    /// Statistics interval in milliseconds; 0 turns collection off (the
+    /// workers then record and publish nothing).
+    #[serde(default = "interval_ms")]
+    pub interval_ms: u64,
+    /// Log a one-line summary every this many seconds; 0 = never.
+    #[serde(default)]
+    pub summary_secs: u64,
+    /// Directory of the control socket (`mtugate.sock`, root only).
+    #[serde(default = "run_dir")]
+    pub run_dir: PathBuf,
 }
 
 fn listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9090))
+}
+fn interval_ms() -> u64 {
+    1000
+}
+/// The default `mgmt.run_dir`.
+pub const DEFAULT_RUN_DIR: &str = "/run/mtugate";
+fn run_dir() -> PathBuf {
+    PathBuf::from(DEFAULT_RUN_DIR)
 }
 
 impl Default for MgmtConfig {
@@ -359,6 +377,9 @@ impl Default for MgmtConfig {
         MgmtConfig {
             listen: listen(),
             allow_remote: false,
+            interval_ms: interval_ms(),
+            summary_secs: 0,
+            run_dir: run_dir(),
         }
     }
 }
@@ -610,6 +631,37 @@ impl FileConfig {
                 ),
             ));
         }
+        let m = &self.mgmt;
+        if m.interval_ms != 0 && !(100..=60_000).contains(&m.interval_ms) {
+            return Err(invalid(
+                "mgmt.interval_ms",
+                format!(
+                    "{} must be 0 (statistics off) or 100..=60000",
+                    m.interval_ms
+                ),
+            ));
+        }
+        if m.summary_secs > 86_400 {
+            return Err(invalid(
+                "mgmt.summary_secs",
+                format!("{} is more than a day (86400)", m.summary_secs),
+            ));
+        }
+        if m.summary_secs > 0 && m.interval_ms == 0 {
+            return Err(invalid(
+                "mgmt.summary_secs",
+                "a summary needs statistics: set mgmt.interval_ms above 0, or summary_secs = 0",
+            ));
+        }
+        if !m.run_dir.is_absolute() || m.run_dir == Path::new("/") {
+            return Err(invalid(
+                "mgmt.run_dir",
+                format!(
+                    "\"{}\" must be an absolute path of a directory of its own (default {DEFAULT_RUN_DIR})",
+                    m.run_dir.display()
+                ),
+            ));
+        }
         // The datapath's own checks (they should all have been caught above).
         mtugate_datapath::pipeline::Config::new(settings)
             .map_err(|e| invalid("config", e.to_string()))?;
@@ -618,6 +670,244 @@ impl FileConfig {
             settings,
         })
     }
+}
+
+/// One key whose value differs between two configurations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The dotted key, e.g. `mss.ipv4`.
+    pub key: String,
+    /// The value in force.
+    pub old: String,
+    /// The value in the file.
+    pub new: String,
+    /// Whether a running appliance can apply it (else: restart).
+    pub live: bool,
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {} -> {}", self.key, self.old, self.new)
+    }
+}
+
+fn show_mss(v: MssValue) -> String {
+    match v {
+        MssValue::Fixed(n) => n.to_string(),
+        MssValue::Word(MssWord::Auto) => "auto".into(),
+        MssValue::Word(MssWord::Off) => "off".into(),
+    }
+}
+
+fn show_opt<T: std::fmt::Display>(v: &Option<T>) -> String {
+    v.as_ref().map_or("none".into(), |v| v.to_string())
+}
+
+fn show_list<T: std::fmt::Debug>(v: &Option<Vec<T>>) -> String {
+    v.as_ref().map_or("default".into(), |v| format!("{v:?}"))
+}
+
+/// What differs between the configuration in force and a new one, key by
+/// key. Live: port MTUs, `[mss]`, `[df]`, `[icmp]`, `[syn_limit]`. Restart:
+/// the mode, the ports' names and interfaces, `[workers]`, `[xsk]` and
+/// `[mgmt]` (they shape sockets, threads and listeners).
+pub fn diff(old: &FileConfig, new: &FileConfig) -> Vec<Change> {
+    let mut out = Vec::new();
+    let mut cmp = |key: &str, a: String, b: String, live: bool| {
+        if a != b {
+            out.push(Change {
+                key: key.to_string(),
+                old: a,
+                new: b,
+                live,
+            });
+        }
+    };
+    cmp("mode", old.mode.clone(), new.mode.clone(), false);
+    cmp(
+        "port",
+        format!("{} ports", old.ports.len()),
+        format!("{} ports", new.ports.len()),
+        false,
+    );
+    for (i, (a, b)) in old.ports.iter().zip(&new.ports).enumerate() {
+        cmp(
+            &format!("port[{i}].name"),
+            a.name.clone(),
+            b.name.clone(),
+            false,
+        );
+        cmp(
+            &format!("port[{i}].iface"),
+            a.iface.clone(),
+            b.iface.clone(),
+            false,
+        );
+        cmp(
+            &format!("port[{i}].mtu"),
+            a.mtu.to_string(),
+            b.mtu.to_string(),
+            true,
+        );
+    }
+    let (a, b) = (&old.mss, &new.mss);
+    cmp("mss.ipv4", show_mss(a.ipv4), show_mss(b.ipv4), true);
+    cmp("mss.ipv6", show_mss(a.ipv6), show_mss(b.ipv6), true);
+    cmp(
+        "mss.match",
+        show_opt(&a.match_range),
+        show_opt(&b.match_range),
+        true,
+    );
+    cmp(
+        "mss.insert",
+        a.insert.to_string(),
+        b.insert.to_string(),
+        true,
+    );
+    cmp(
+        "df.policy",
+        format!("{:?}", old.df.policy),
+        format!("{:?}", new.df.policy),
+        true,
+    );
+    let (a, b) = (&old.icmp, &new.icmp);
+    cmp(
+        "icmp.source_v4",
+        show_opt(&a.source_v4),
+        show_opt(&b.source_v4),
+        true,
+    );
+    cmp(
+        "icmp.source_v6",
+        show_opt(&a.source_v6),
+        show_opt(&b.source_v6),
+        true,
+    );
+    cmp(
+        "icmp.rate_pps",
+        a.rate_pps.to_string(),
+        b.rate_pps.to_string(),
+        true,
+    );
+    cmp("icmp.burst", a.burst.to_string(), b.burst.to_string(), true);
+    let (a, b) = (&old.syn_limit, &new.syn_limit);
+    cmp(
+        "syn_limit.rate_pps",
+        a.rate_pps.to_string(),
+        b.rate_pps.to_string(),
+        true,
+    );
+    cmp(
+        "syn_limit.burst",
+        a.burst.to_string(),
+        b.burst.to_string(),
+        true,
+    );
+    cmp(
+        "syn_limit.per_source_pps",
+        a.per_source_pps.to_string(),
+        b.per_source_pps.to_string(),
+        true,
+    );
+    cmp(
+        "syn_limit.per_source_burst",
+        a.per_source_burst.to_string(),
+        b.per_source_burst.to_string(),
+        true,
+    );
+    cmp(
+        "syn_limit.over_limit",
+        format!("{:?}", a.over_limit),
+        format!("{:?}", b.over_limit),
+        true,
+    );
+    let (a, b) = (&old.workers, &new.workers);
+    cmp(
+        "workers.queues",
+        show_list(&a.queues),
+        show_list(&b.queues),
+        false,
+    );
+    cmp(
+        "workers.cores",
+        show_list(&a.cores),
+        show_list(&b.cores),
+        false,
+    );
+    let (a, b) = (&old.xsk, &new.xsk);
+    cmp(
+        "xsk.mode",
+        format!("{:?}", a.mode),
+        format!("{:?}", b.mode),
+        false,
+    );
+    cmp(
+        "xsk.frame_size",
+        a.frame_size.to_string(),
+        b.frame_size.to_string(),
+        false,
+    );
+    cmp(
+        "xsk.frames",
+        a.frames.to_string(),
+        b.frames.to_string(),
+        false,
+    );
+    cmp(
+        "xsk.ring_size",
+        a.ring_size.to_string(),
+        b.ring_size.to_string(),
+        false,
+    );
+    cmp("xsk.batch", a.batch.to_string(), b.batch.to_string(), false);
+    cmp(
+        "xsk.busy_poll",
+        a.busy_poll.to_string(),
+        b.busy_poll.to_string(),
+        false,
+    );
+    let (a, b) = (&old.mgmt, &new.mgmt);
+    cmp(
+        "mgmt.listen",
+        a.listen.to_string(),
+        b.listen.to_string(),
+        false,
+    );
+    cmp(
+        "mgmt.allow_remote",
+        a.allow_remote.to_string(),
+        b.allow_remote.to_string(),
+        false,
+    );
+    cmp(
+        "mgmt.interval_ms",
+        a.interval_ms.to_string(),
+        b.interval_ms.to_string(),
+        false,
+    );
+    cmp(
+        "mgmt.summary_secs",
+        a.summary_secs.to_string(),
+        b.summary_secs.to_string(),
+        false,
+    );
+    cmp(
+        "mgmt.run_dir",
+        a.run_dir.display().to_string(),
+        b.run_dir.display().to_string(),
+        false,
+    );
+    // A key this function does not know yet must not pass as "no change".
+    if out.is_empty() && old != new {
+        out.push(Change {
+            key: "config".into(),
+            old: "(in force)".into(),
+            new: "(changed in a way not applied live)".into(),
+            live: false,
+        });
+    }
+    out
 }
 
 fn parse_range(s: &str) -> Option<(u16, u16)> {
@@ -736,6 +1026,105 @@ mtu = 1400
         let v = FileConfig::parse(LAB).unwrap().validate().unwrap();
         assert!(v.settings.icmp.enabled);
         assert_eq!(v.settings.icmp.limit.map(|r| r.per_sec), Some(1000));
+    }
+
+    #[test]
+    fn mgmt_keys() {
+        let v = FileConfig::parse(LAB).unwrap().validate().unwrap();
+        assert_eq!(v.file.mgmt.interval_ms, 1000);
+        assert_eq!(v.file.mgmt.summary_secs, 0);
+        assert_eq!(v.file.mgmt.run_dir, Path::new(DEFAULT_RUN_DIR));
+        let t = format!(
+            "{LAB}\n[mgmt]\ninterval_ms = 0\nrun_dir = \"/run/mtugate-lab\"\nlisten = \"0.0.0.0:9100\"\nallow_remote = true\n"
+        );
+        let v = FileConfig::parse(&t).unwrap().validate().unwrap();
+        assert_eq!(v.file.mgmt.interval_ms, 0);
+        assert_eq!(v.file.mgmt.run_dir, Path::new("/run/mtugate-lab"));
+        for (text, key) in [
+            (
+                format!("{LAB}\n[mgmt]\ninterval_ms = 50\n"),
+                "mgmt.interval_ms",
+            ),
+            (
+                format!("{LAB}\n[mgmt]\ninterval_ms = 60001\n"),
+                "mgmt.interval_ms",
+            ),
+            (
+                format!("{LAB}\n[mgmt]\nsummary_secs = 86401\n"),
+                "mgmt.summary_secs",
+            ),
+            (
+                format!("{LAB}\n[mgmt]\ninterval_ms = 0\nsummary_secs = 10\n"),
+                "mgmt.summary_secs",
+            ),
+            (
+                format!("{LAB}\n[mgmt]\nrun_dir = \"run/x\"\n"),
+                "mgmt.run_dir",
+            ),
+            (format!("{LAB}\n[mgmt]\nrun_dir = \"/\"\n"), "mgmt.run_dir"),
+            (format!("{LAB}\n[mgmt]\ninterval_ms = -1\n"), "interval_ms"),
+            (
+                format!("{LAB}\n[mgmt]\nlisten = \"[::]:9090\"\n"),
+                "mgmt.listen",
+            ),
+        ] {
+            let e = err(&text);
+            assert!(e.contains(key), "error for {key} does not name it: {e}");
+            assert!(!e.contains('\n'), "not one line: {e}");
+        }
+    }
+
+    fn parsed(extra: &str) -> FileConfig {
+        FileConfig::parse(&format!("{LAB}\n{extra}")).unwrap()
+    }
+
+    #[test]
+    fn diff_sorts_live_from_restart() {
+        let base = parsed("[mss]\nipv4 = 1360\n");
+        assert!(diff(&base, &base.clone()).is_empty());
+
+        let d = diff(
+            &base,
+            &parsed("[mss]\nipv4 = 1300\n[df]\npolicy = \"clear-udp\"\n[icmp]\nrate_pps = 10\n"),
+        );
+        let keys: Vec<(&str, bool)> = d.iter().map(|c| (c.key.as_str(), c.live)).collect();
+        assert_eq!(
+            keys,
+            [
+                ("mss.ipv4", true),
+                ("df.policy", true),
+                ("icmp.rate_pps", true)
+            ]
+        );
+        assert_eq!(d[0].to_string(), "mss.ipv4: 1360 -> 1300");
+
+        let mtu = FileConfig::parse(
+            &format!("{LAB}\n[mss]\nipv4 = 1360\n").replace("mtu = 1400", "mtu = 1380"),
+        )
+        .unwrap();
+        let d = diff(&base, &mtu);
+        assert_eq!(d.len(), 1);
+        assert_eq!((d[0].key.as_str(), d[0].live), ("port[1].mtu", true));
+
+        let iface =
+            FileConfig::parse(&format!("{LAB}\n[mss]\nipv4 = 1360\n").replace("out0", "out1"))
+                .unwrap();
+        let d = diff(&base, &iface);
+        assert_eq!(d.len(), 1);
+        assert_eq!((d[0].key.as_str(), d[0].live), ("port[1].iface", false));
+
+        for (extra, key) in [
+            ("[workers]\nqueues = [0]\n", "workers.queues"),
+            ("[workers]\ncores = [1]\n", "workers.cores"),
+            ("[xsk]\nbatch = 32\n", "xsk.batch"),
+            ("[mgmt]\nlisten = \"127.0.0.1:9191\"\n", "mgmt.listen"),
+            ("[mgmt]\ninterval_ms = 0\n", "mgmt.interval_ms"),
+        ] {
+            let d = diff(&base, &parsed(&format!("[mss]\nipv4 = 1360\n{extra}")));
+            assert_eq!(d.len(), 1, "{extra}: {d:?}");
+            assert_eq!(d[0].key, key);
+            assert!(!d[0].live, "{key} must need a restart");
+        }
     }
 
     #[test]

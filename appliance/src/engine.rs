@@ -8,11 +8,22 @@
 //! flush TX (kicking the kernel only when its need-wakeup flag asks), reap
 //! completions, refill the fill rings. No allocation, lock, syscall (beyond
 //! the wakeups the rings ask for) or log line per packet.
+//!
+//! Management (the `mtugate-mgmt` crate) costs a round one atomic load and
+//! compare ([`WorkerLink::signalled`]); only when the management thread
+//! asks does the worker, between two rounds (a batch boundary), apply a new
+//! configuration and publish its counters (plus the kernel's AF_XDP
+//! statistics: one `getsockopt` per port per interval). With statistics on,
+//! a round that found work also reads the clock once more, after flushing
+//! TX: the round's time from taking its frames off RX to putting them on
+//! TX is their dwell time, and divided by the frames, the cost per packet;
+//! both go into HdrHistograms.
 
 use mtugate_datapath::pipeline::{
     process_frame, Config, Counters, ExtraFrames, State, Verdict, PORTS,
 };
 use mtugate_datapath::xsk::{Frame, FrameCounts, Port, PortCounters, QueuePair, XskStats};
+use mtugate_mgmt::{IoCounters, KernelStats, WorkerCounters, WorkerLink};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,6 +36,8 @@ const STASH: usize = 64;
 const IDLE_POLLS: u32 = 4096;
 /// Longest idle sleep, so the stop flag is seen promptly.
 const IDLE_WAIT_MS: i32 = 10;
+/// How long a stopping worker waits to hand its last snapshot over.
+const FINAL_PUBLISH_WAIT: Duration = Duration::from_millis(200);
 
 /// What a worker hands back when it stops.
 #[derive(Debug, Clone)]
@@ -39,6 +52,10 @@ pub struct WorkerReport {
     pub kernel: [Option<XskStats>; PORTS],
     /// Frames sent back to the free list because a TX ring was full.
     pub tx_ring_full_drops: [u64; PORTS],
+    /// Frames put on the TX path of each (egress) port.
+    pub tx_packets: [u64; PORTS],
+    /// Bytes of those frames.
+    pub tx_bytes: [u64; PORTS],
     /// Where the UMEM frames were at the end.
     pub frames: FrameCounts,
     /// Frame conservation check result at the end (`None` when it held).
@@ -84,13 +101,38 @@ pub struct Worker {
     stash: Vec<Frame>,
     frags: Vec<Frame>,
     tx_ring_full_drops: [u64; PORTS],
+    tx_packets: [u64; PORTS],
+    tx_bytes: [u64; PORTS],
     polls: u64,
     busy_polls: u64,
+    link: WorkerLink,
+}
+
+fn io_counters(c: PortCounters) -> IoCounters {
+    IoCounters {
+        rx_frames: c.rx_frames,
+        tx_frames: c.tx_frames,
+        tx_completed: c.tx_completed,
+        tx_kicks: c.tx_kicks,
+        fill_frames: c.fill_frames,
+    }
+}
+
+fn kernel_stats(k: XskStats) -> KernelStats {
+    KernelStats {
+        rx_dropped: k.rx_dropped,
+        rx_ring_full: k.rx_ring_full,
+        fill_ring_empty: k.rx_fill_ring_empty_descs,
+        tx_ring_empty: k.tx_ring_empty_descs,
+        rx_invalid_descs: k.rx_invalid_descs,
+        tx_invalid_descs: k.tx_invalid_descs,
+    }
 }
 
 impl Worker {
-    /// A worker for `qp`, with pipeline state seeded by `seed`.
-    pub fn new(qp: QueuePair, cfg: Arc<Config>, seed: u64) -> Worker {
+    /// A worker for `qp`, with pipeline state seeded by `seed`, linked to
+    /// the management thread by `link` ([`WorkerLink::detached`] for none).
+    pub fn new(qp: QueuePair, cfg: Arc<Config>, seed: u64, link: WorkerLink) -> Worker {
         let batch = qp.batch();
         let state = State::new(&cfg, 0, seed);
         Worker {
@@ -101,8 +143,11 @@ impl Worker {
             stash: Vec::with_capacity(STASH),
             frags: Vec::with_capacity(STASH),
             tx_ring_full_drops: [0; PORTS],
+            tx_packets: [0; PORTS],
+            tx_bytes: [0; PORTS],
             polls: 0,
             busy_polls: 0,
+            link,
         }
     }
 
@@ -117,9 +162,48 @@ impl Worker {
 
     #[inline]
     fn tx(&mut self, port: Port, f: Frame) {
-        if let Err(f) = self.qp.tx_push(port, f) {
-            self.tx_ring_full_drops[port.index()] += 1;
-            self.qp.free(f);
+        let len = f.len() as u64;
+        match self.qp.tx_push(port, f) {
+            Ok(()) => {
+                self.tx_packets[port.index()] += 1;
+                self.tx_bytes[port.index()] += len;
+            }
+            Err(f) => {
+                self.tx_ring_full_drops[port.index()] += 1;
+                self.qp.free(f);
+            }
+        }
+    }
+
+    /// Everything this worker counts, for the management thread.
+    fn snapshot(&self) -> WorkerCounters {
+        WorkerCounters {
+            pipeline: self.state.counters,
+            io: Port::BOTH.map(|p| io_counters(self.qp.counters(p))),
+            kernel: Port::BOTH.map(|p| self.qp.stats(p).ok().map(kernel_stats)),
+            tx_packets: self.tx_packets,
+            tx_bytes: self.tx_bytes,
+            tx_ring_full_drops: self.tx_ring_full_drops,
+            polls: self.polls,
+            busy_polls: self.busy_polls,
+            frames_in_flight: self.qp.frames_in_flight() as u64,
+            frames_total: self.qp.frame_count() as u64,
+        }
+    }
+
+    /// What the management thread asked for: a new configuration (applied
+    /// here, between two rounds) and a snapshot. Off the fast path.
+    #[cold]
+    #[inline(never)]
+    fn service(&mut self, now: u64) {
+        if let Some(r) = self.link.take_reload() {
+            self.cfg = r.config;
+            self.state.reconfigure(&self.cfg, now);
+            self.link.ack(r.generation);
+        }
+        if self.link.stats_enabled() {
+            let c = self.snapshot();
+            self.link.publish(&c);
         }
     }
 
@@ -186,6 +270,7 @@ impl Worker {
             tracing::warn!(queue = self.qp.queue_id(), "initial refill: {e}");
         }
         let start = Instant::now();
+        let timing = self.link.stats_enabled();
         let mut idle = 0u32;
         while !stop.load(Ordering::Relaxed) {
             // One clock read per round of batches.
@@ -199,9 +284,21 @@ impl Worker {
                 // in the ring and are accounted for.
                 let _ = self.qp.flush_tx(port);
             }
+            if timing && work > 0 {
+                // Latency (statistics on, a round with work): one more clock
+                // read, once the round's frames are on their TX rings. The
+                // round took its frames off RX at `now`: each waited the whole
+                // round (dwell), and the round cost this much per frame.
+                let dwell = (start.elapsed().as_nanos() as u64).saturating_sub(now);
+                let n = work as u64;
+                self.link.record(n, dwell / n, dwell);
+            }
             self.qp.reap_completions();
             let _ = self.qp.refill();
             self.polls += 1;
+            if self.link.signalled() {
+                self.service(now);
+            }
             if work > 0 {
                 self.busy_polls += 1;
                 idle = 0;
@@ -235,6 +332,10 @@ impl Worker {
             self.qp.free(f);
         }
         let conservation_error = self.qp.check_conservation(0).err().map(|e| e.to_string());
+        if self.link.stats_enabled() {
+            let c = self.snapshot();
+            self.link.publish_final(&c, FINAL_PUBLISH_WAIT);
+        }
         let frames = self.qp.frame_counts();
         WorkerReport {
             queue: self.qp.queue_id(),
@@ -242,6 +343,8 @@ impl Worker {
             io: [self.qp.counters(Port::A), self.qp.counters(Port::B)],
             kernel: [self.qp.stats(Port::A).ok(), self.qp.stats(Port::B).ok()],
             tx_ring_full_drops: self.tx_ring_full_drops,
+            tx_packets: self.tx_packets,
+            tx_bytes: self.tx_bytes,
             frames,
             conservation_error,
             busy_polls: self.busy_polls,

@@ -1,8 +1,9 @@
-//! The `mtugate` appliance: configuration, the poll-mode engine, and the
-//! final report. The binary (`src/main.rs`) wires them to the command line.
+//! The `mtugate` appliance: configuration, the poll-mode engine, live
+//! reloads, and the final report. The binary (`src/main.rs`) wires them to the command line.
 
 #![deny(unsafe_code)]
 
 pub mod config;
 pub mod engine;
+pub mod reload;
 pub mod report;

@@ -1,20 +1,26 @@
 //! `mtugate`: the appliance binary.
 //!
 //! Reads a TOML config, binds AF_XDP sockets on every RX queue of the two
-//! ports, runs one pinned poll-mode worker per queue, and on SIGINT/SIGTERM
-//! detaches everything and prints the final counters.
+//! ports, runs one pinned poll-mode worker per queue and the management
+//! thread, and on SIGINT/SIGTERM detaches everything and prints the final
+//! counters. `mtugate stats` and `mtugate reload` talk to a running one.
 
 #![deny(unsafe_code)]
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
-use mtugate::config::{FileConfig, Validated, XskModeName};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use mtugate::config::{FileConfig, Validated, XskModeName, DEFAULT_RUN_DIR};
+use mtugate::reload::FileReloader;
 use mtugate::{engine, report};
 use mtugate_datapath::pipeline::Config;
 use mtugate_datapath::xsk::{stop_flag_on_signals, BindMode, BusyPoll, QueuePair, XskConfig};
+use mtugate_mgmt::client::{self, ClientError, Endpoint};
+use mtugate_mgmt::{model::Stats, view, Mgmt, MgmtOptions, QueueInfo};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -56,6 +62,80 @@ enum Cmd {
         /// The configuration file.
         file: PathBuf,
     },
+    /// Show a running appliance's statistics: a live view refreshed every
+    /// second (Ctrl-C quits), or once, or as JSON, or a latency histogram.
+    Stats {
+        /// Print one screen (or one JSON document) and exit.
+        #[arg(long)]
+        once: bool,
+        /// The JSON document (`GET /stats`) instead of the view.
+        #[arg(long)]
+        json: bool,
+        /// Write the merged latency histogram in the HdrHistogram
+        /// percentile format (values in µs) to FILE ("-": stdout) and exit.
+        #[arg(long, value_name = "FILE")]
+        hgrm: Option<PathBuf>,
+        /// Which latency `--hgrm` writes.
+        #[arg(long, value_enum, default_value_t = LatencyKind::PacketCost)]
+        latency: LatencyKind,
+        /// With `--hgrm`: the last interval only, not since start.
+        #[arg(long)]
+        last_interval: bool,
+        /// Refresh the live view this many times, then exit.
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Make the running appliance re-read its configuration file and apply
+    /// what can change live (MSS, MTUs, DF policy, rate limits, ICMP
+    /// sources) at every worker's next batch boundary. An invalid file, or
+    /// one that changes ports, queues or cores, changes nothing. Same as
+    /// sending SIGHUP to `mtugate run`. Needs root (the control socket).
+    Reload {
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// Which latency histogram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LatencyKind {
+    /// Processing time per packet (batch time / batch size).
+    PacketCost,
+    /// Time from receive to transmit of a batch.
+    Dwell,
+}
+
+/// Which appliance to talk to.
+#[derive(Args, Debug)]
+struct Target {
+    /// The appliance's run directory (its control socket is
+    /// DIR/mtugate.sock). Default: mgmt.run_dir of --config, else
+    /// /run/mtugate.
+    #[arg(long, value_name = "DIR")]
+    run_dir: Option<PathBuf>,
+    /// Take mgmt.run_dir from this configuration file.
+    #[arg(long, short, value_name = "FILE", conflicts_with = "run_dir")]
+    config: Option<PathBuf>,
+    /// Read from the HTTP listener instead (e.g. http://127.0.0.1:9090);
+    /// reads only.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["run_dir", "config"])]
+    url: Option<String>,
+}
+
+impl Target {
+    fn endpoint(&self) -> Result<Endpoint> {
+        if let Some(u) = &self.url {
+            return Ok(Endpoint::from_url(u)?);
+        }
+        let dir = match (&self.run_dir, &self.config) {
+            (Some(d), _) => d.clone(),
+            (None, Some(f)) => FileConfig::load(f)?.mgmt.run_dir,
+            (None, None) => PathBuf::from(DEFAULT_RUN_DIR),
+        };
+        Ok(Endpoint::control(&dir))
+    }
 }
 
 fn main() {
@@ -75,6 +155,19 @@ fn main() {
             final_stats,
         } => run(&config, force_copy, force_zerocopy, final_stats.as_deref()),
         Cmd::CheckConfig { file } => check_config(&file),
+        Cmd::Stats {
+            once,
+            json,
+            hgrm,
+            latency,
+            last_interval,
+            count,
+            target,
+        } => match hgrm {
+            Some(f) => stats_hgrm(&target, &f, latency, last_interval),
+            None => stats(&target, once, json, count),
+        },
+        Cmd::Reload { target } => reload(&target),
     };
     if let Err(e) = r {
         // One line: the chain of causes, outermost first.
@@ -88,6 +181,8 @@ fn main() {
 struct Plan {
     queues: Vec<u32>,
     cores: Vec<usize>,
+    /// Allowed cores no worker uses: where the management threads go.
+    spare: Vec<usize>,
 }
 
 /// RX queue count of an interface, from sysfs (namespace-aware under
@@ -163,7 +258,16 @@ fn plan(v: &Validated) -> Result<Plan> {
             (0..queues.len()).map(|i| pool[i % pool.len()]).collect()
         }
     };
-    Ok(Plan { queues, cores })
+    let spare = available
+        .iter()
+        .copied()
+        .filter(|c| !cores.contains(c))
+        .collect();
+    Ok(Plan {
+        queues,
+        cores,
+        spare,
+    })
 }
 
 fn check_config(path: &Path) -> Result<()> {
@@ -184,6 +288,101 @@ fn check_config(path: &Path) -> Result<()> {
     for (q, c) in p.queues.iter().zip(&p.cores) {
         println!("  queue {q} -> worker on core {c}");
     }
+    let m = &v.file.mgmt;
+    println!(
+        "  mgmt: {}, http://{} (read-only), control socket {}, statistics {}",
+        p.spare.first().map_or(
+            "on the workers' cores (none left over)".into(),
+            |c| format!("on core {c}")
+        ),
+        m.listen,
+        Endpoint::control(&m.run_dir),
+        if m.interval_ms == 0 {
+            "off".to_string()
+        } else {
+            format!("every {} ms", m.interval_ms)
+        }
+    );
+    Ok(())
+}
+
+/// GET `path` from the appliance; the body of a 2xx answer.
+fn get(ep: &Endpoint, path: &str) -> Result<String> {
+    let r = client::request(ep, "GET", path)?;
+    if !r.is_success() {
+        bail!("{ep}: {}", r.body.trim());
+    }
+    Ok(r.body)
+}
+
+fn fetch_stats(ep: &Endpoint) -> Result<(String, Stats)> {
+    let body = get(ep, "/stats")?;
+    let s = serde_json::from_str(&body).with_context(|| format!("{ep}: reading /stats"))?;
+    Ok((body, s))
+}
+
+fn stats(target: &Target, once: bool, json: bool, count: Option<u64>) -> Result<()> {
+    let ep = target.endpoint()?;
+    let mut out = std::io::stdout();
+    let mut shown = 0u64;
+    loop {
+        let (body, s) = match fetch_stats(&ep) {
+            Ok(x) => x,
+            Err(e) if shown > 0 && e.downcast_ref::<ClientError>().is_some() => {
+                println!();
+                return Err(e.context("the appliance went away"));
+            }
+            Err(e) => return Err(e),
+        };
+        if json {
+            out.write_all(body.as_bytes())?;
+        } else if once {
+            writeln!(out, "{}", view::render(&s))?;
+        } else {
+            // Home, clear, one screen.
+            write!(out, "\x1b[H\x1b[2J{}", view::render(&s))?;
+        }
+        out.flush()?;
+        shown += 1;
+        if once || count.is_some_and(|c| shown >= c) {
+            if !json && !once {
+                writeln!(out)?;
+            }
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+fn stats_hgrm(target: &Target, file: &Path, kind: LatencyKind, last: bool) -> Result<()> {
+    let ep = target.endpoint()?;
+    let path = format!(
+        "/hgrm/{}{}",
+        match kind {
+            LatencyKind::PacketCost => "packet_cost",
+            LatencyKind::Dwell => "dwell",
+        },
+        if last { "?window=interval" } else { "" }
+    );
+    let body = get(&ep, &path)?;
+    if file == Path::new("-") {
+        print!("{body}");
+    } else {
+        std::fs::write(file, body).with_context(|| format!("writing {}", file.display()))?;
+    }
+    Ok(())
+}
+
+fn reload(target: &Target) -> Result<()> {
+    if target.url.is_some() {
+        bail!("reload goes through the control socket (--run-dir or --config), never over HTTP");
+    }
+    let ep = target.endpoint()?;
+    let r = client::request(&ep, "POST", "/reload")?;
+    if !r.is_success() {
+        bail!("reload: {}", r.body.trim());
+    }
+    println!("{}", r.body.trim());
     Ok(())
 }
 
@@ -231,6 +430,40 @@ fn run(
     ];
     let stop = stop_flag_on_signals().context("installing SIGINT/SIGTERM handlers")?;
 
+    // The management threads (and tiny_http's, which they spawn) inherit
+    // this thread's affinity: keep them off the workers' cores when a core
+    // is left over.
+    if let Some(&c) = p.spare.first() {
+        if !core_affinity::set_for_current(core_affinity::CoreId { id: c }) {
+            tracing::warn!(
+                core = c,
+                "could not move the management threads to core {c}"
+            );
+        }
+    }
+    // The management thread first: it refuses a second appliance on the same
+    // run directory before anything is attached to an interface.
+    let m = &v.file.mgmt;
+    let opts = MgmtOptions {
+        listen: m.listen,
+        run_dir: m.run_dir.clone(),
+        interval: (m.interval_ms > 0).then(|| Duration::from_millis(m.interval_ms)),
+        summary: (m.summary_secs > 0).then(|| Duration::from_secs(m.summary_secs)),
+        port_names: [v.file.ports[0].name.clone(), v.file.ports[1].name.clone()],
+        queues: p
+            .queues
+            .iter()
+            .zip(&p.cores)
+            .map(|(&queue, &core)| QueueInfo {
+                queue,
+                core: Some(core),
+            })
+            .collect(),
+        sighup: true,
+    };
+    let reloader = FileReloader::new(path.to_path_buf(), v.file.clone());
+    let (mgmt, links) = Mgmt::start(opts, Box::new(reloader))?;
+
     // Bind every queue before starting any worker: a failure leaves nothing
     // attached (dropping a QueuePair detaches its program).
     let mut pairs = Vec::with_capacity(p.queues.len());
@@ -259,6 +492,10 @@ fn run(
         clamp_v6 = ?[cfg.clamp_for(1, 0), cfg.clamp_for(1, 1)],
         queues = ?p.queues,
         cores = ?p.cores,
+        mgmt_core = ?p.spare.first(),
+        http = %m.listen,
+        control = %mgmt.control_path().display(),
+        stats_interval_ms = m.interval_ms,
         "mtugate running"
     );
 
@@ -267,7 +504,7 @@ fn run(
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0x5eed);
     let mut handles = Vec::new();
-    for (i, qp) in pairs.into_iter().enumerate() {
+    for (i, (qp, link)) in pairs.into_iter().zip(links).enumerate() {
         let core = p.cores[i];
         let cfg = cfg.clone();
         let worker_seed = seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
@@ -277,13 +514,13 @@ fn run(
                 if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
                     tracing::warn!(core, "could not pin the worker to its core");
                 }
-                engine::Worker::new(qp, cfg, worker_seed).run(stop)
+                engine::Worker::new(qp, cfg, worker_seed, link).run(stop)
             })
             .context("spawning a worker thread")?;
         handles.push(h);
     }
     while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(100));
         if handles.iter().any(|h| h.is_finished()) {
             stop.store(true, Ordering::Relaxed);
         }
@@ -296,8 +533,12 @@ fn run(
             Err(_) => bail!("a worker thread panicked"),
         }
     }
+    let last = mgmt.shutdown();
     let names = [v.file.ports[0].name.as_str(), v.file.ports[1].name.as_str()];
     print!("{}", report::text(&reports, names));
+    if v.file.mgmt.interval_ms > 0 {
+        print!("{}", report::latency_text(&last));
+    }
     if let Some(f) = final_stats {
         std::fs::write(f, report::json(&reports, names).to_string())
             .with_context(|| format!("writing {}", f.display()))?;

@@ -3,6 +3,7 @@
 
 use crate::engine::WorkerReport;
 use mtugate_datapath::pipeline::{family, Counters, DropReason, PORTS};
+use mtugate_mgmt::model::{Percentiles, Stats};
 use serde_json::{json, Value};
 
 fn totals(reports: &[WorkerReport]) -> [Counters; PORTS] {
@@ -126,4 +127,24 @@ pub fn text(reports: &[WorkerReport], names: [&str; PORTS]) -> String {
         }
     ));
     s
+}
+
+/// Latency since start, from the management thread's last aggregation.
+pub fn latency_text(s: &Stats) -> String {
+    let row = |label: &str, p: &Percentiles| {
+        format!(
+            "  {label:<32}p50 {}, p90 {}, p99 {}, p99.9 {}, max {} ({} packets)\n",
+            p.p50, p.p90, p.p99, p.p99_9, p.max, p.count
+        )
+    };
+    let mut out = String::from("latency since start (per packet)\n");
+    out.push_str(&row(
+        "processing cost (ns)",
+        &s.latency.packet_cost_ns.since_start,
+    ));
+    out.push_str(&row(
+        "dwell, rx to tx (ns)",
+        &s.latency.dwell_ns.since_start,
+    ));
+    out
 }

@@ -1,0 +1,141 @@
+//! The appliance's side of a live reload: re-read the file, validate it
+//! fully, and sort what changed into what a running appliance can apply
+//! (MSS, MTUs, DF policy, rate limits, ICMP sources) and what needs a
+//! restart (ports, queues, cores, socket tuning, management listeners).
+//! The management thread distributes the result to the workers.
+
+use crate::config::{diff, FileConfig};
+use mtugate_datapath::pipeline::Config;
+use mtugate_mgmt::{Prepared, Refusal, Reloader};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Reloads from the file `mtugate run` was started with.
+#[derive(Debug)]
+pub struct FileReloader {
+    path: PathBuf,
+    current: FileConfig,
+    pending: Option<FileConfig>,
+}
+
+impl FileReloader {
+    /// `current` is the configuration in force, read from `path`.
+    pub fn new(path: PathBuf, current: FileConfig) -> FileReloader {
+        FileReloader {
+            path,
+            current,
+            pending: None,
+        }
+    }
+
+    /// The configuration in force.
+    pub fn current(&self) -> &FileConfig {
+        &self.current
+    }
+}
+
+impl Reloader for FileReloader {
+    fn prepare(&mut self) -> Result<Prepared, Refusal> {
+        self.pending = None;
+        let v = FileConfig::load(&self.path)
+            .and_then(FileConfig::validate)
+            .map_err(|e| Refusal::Invalid(e.to_string()))?;
+        let changes = diff(&self.current, &v.file);
+        let restart: Vec<String> = changes
+            .iter()
+            .filter(|c| !c.live)
+            .map(|c| c.to_string())
+            .collect();
+        if !restart.is_empty() {
+            return Err(Refusal::RestartNeeded(format!(
+                "{} cannot change while mtugate runs (ports, queues, cores, sockets and listeners are set up at start): restart mtugate to apply it",
+                restart.join("; ")
+            )));
+        }
+        let config = Config::new(v.settings).map_err(|e| Refusal::Invalid(e.to_string()))?;
+        self.pending = Some(v.file);
+        Ok(Prepared {
+            config: Arc::new(config),
+            changes: changes.iter().map(|c| c.to_string()).collect(),
+        })
+    }
+
+    fn commit(&mut self) {
+        if let Some(p) = self.pending.take() {
+            self.current = p;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LAB: &str = r#"
+mode = "wire"
+[[port]]
+name = "inside"
+iface = "in0"
+mtu = 1500
+[[port]]
+name = "outside"
+iface = "out0"
+mtu = 1400
+[mss]
+ipv4 = 1360
+"#;
+
+    fn setup(name: &str) -> (PathBuf, FileReloader) {
+        let path =
+            std::env::temp_dir().join(format!("mtugate-reload-{}-{name}.toml", std::process::id()));
+        std::fs::write(&path, LAB).unwrap();
+        let current = FileConfig::load(&path).unwrap();
+        (path.clone(), FileReloader::new(path, current))
+    }
+
+    #[test]
+    fn live_change_then_commit() {
+        let (path, mut r) = setup("live");
+        std::fs::write(&path, LAB.replace("1360", "1300")).unwrap();
+        let p = r.prepare().unwrap();
+        assert_eq!(p.changes, ["mss.ipv4: 1360 -> 1300"]);
+        assert_eq!(p.config.clamp_for(0, 0), Some(1300));
+        assert_eq!(
+            r.current().mss.ipv4,
+            crate::config::MssValue::Fixed(1360),
+            "not in force before commit"
+        );
+        r.commit();
+        assert_eq!(r.current().mss.ipv4, crate::config::MssValue::Fixed(1300));
+        assert!(r.prepare().unwrap().changes.is_empty());
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn invalid_and_restart_needed_change_nothing() {
+        let (path, mut r) = setup("refuse");
+        std::fs::write(&path, LAB.replace("1360", "1361")).unwrap();
+        match r.prepare() {
+            Err(Refusal::Invalid(m)) => assert!(m.contains("mss.ipv4"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        r.commit();
+        assert_eq!(r.current().mss.ipv4, crate::config::MssValue::Fixed(1360));
+
+        std::fs::write(&path, LAB.replace("out0", "out9").replace("1360", "1300")).unwrap();
+        match r.prepare() {
+            Err(Refusal::RestartNeeded(m)) => {
+                assert!(m.contains("port[1].iface: out0 -> out9"), "{m}");
+                assert!(m.contains("restart"), "{m}");
+            }
+            other => panic!("{other:?}"),
+        }
+        r.commit();
+        assert_eq!(r.current().mss.ipv4, crate::config::MssValue::Fixed(1360));
+        assert_eq!(r.current().ports[1].iface, "out0");
+
+        std::fs::write(&path, "mode = \"wire\"\n[[port]\n").unwrap();
+        assert!(matches!(r.prepare(), Err(Refusal::Invalid(_))));
+        std::fs::remove_file(path).unwrap();
+    }
+}
