@@ -29,3 +29,4 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 cargo build --release -p mtugate --locked
 bash deploy/e2e.sh target/release/mtugate
+bash deploy/e2e-mgmt.sh target/release/mtugate
