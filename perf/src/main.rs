@@ -15,16 +15,15 @@
 //!   router and as a bridge (iptables TCPMSS), and a raw AF_XDP forwarder,
 //!   in two CPU placements, on the same traffic in the same run.
 
-use std::{net::Ipv4Addr, net::Ipv6Addr, process::ExitCode};
+use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 use mtugate_datapath::xsk::stop_flag_on_signals;
 
 use mtugate_perf::{
-    compare, latency,
-    pkt::{self, Endpoints},
-    xio::{self, FwdOpts, RunOpts, XskOpts},
+    compare, latency, pkt,
+    xio::{self, AddrOpts, FwdOpts, RunOpts, XskOpts},
 };
 
 #[derive(Parser, Debug)]
@@ -36,79 +35,6 @@ use mtugate_perf::{
 struct Cli {
     #[command(subcommand)]
     mode: Mode,
-}
-
-/// Addresses of generated packets.
-#[derive(clap::Args, Debug, Clone)]
-struct AddrOpts {
-    /// Ethernet destination: the far host (wire, bridge) or the router's
-    /// port.
-    #[arg(long)]
-    dst_mac: String,
-    /// Ethernet source (default: the interface's address).
-    #[arg(long)]
-    src_mac: Option<String>,
-    /// IPv4 source.
-    #[arg(long, default_value = "192.0.2.1")]
-    src: Ipv4Addr,
-    /// IPv4 destination.
-    #[arg(long, default_value = "192.0.2.2")]
-    dst: Ipv4Addr,
-    /// IPv6 source.
-    #[arg(long, default_value = "2001:db8:1::1")]
-    src6: Ipv6Addr,
-    /// IPv6 destination.
-    #[arg(long, default_value = "2001:db8:1::2")]
-    dst6: Ipv6Addr,
-    /// UDP/TCP source port (SYN profiles pick their own).
-    #[arg(long, default_value_t = 9)]
-    sport: u16,
-    /// UDP/TCP destination port.
-    #[arg(long, default_value_t = 9)]
-    dport: u16,
-    /// Low bits of the IPv4 source a SYN flood randomises.
-    #[arg(long, default_value_t = 8)]
-    flood_bits: u8,
-    /// Seed of the flood's random sources.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-}
-
-impl AddrOpts {
-    fn endpoints(&self, iface: &str) -> Result<Endpoints> {
-        let src_mac = match &self.src_mac {
-            Some(m) => parse_mac(m)?,
-            None => iface_mac(iface)?,
-        };
-        Ok(Endpoints {
-            src_mac,
-            dst_mac: parse_mac(&self.dst_mac)?,
-            src4: self.src,
-            dst4: self.dst,
-            src6: self.src6,
-            dst6: self.dst6,
-            sport: self.sport,
-            dport: self.dport,
-            flood_bits: self.flood_bits,
-        })
-    }
-}
-
-fn parse_mac(s: &str) -> Result<[u8; 6]> {
-    let v: Vec<u8> = s
-        .trim()
-        .split(':')
-        .map(|x| u8::from_str_radix(x, 16))
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("MAC address {s:?}"))?;
-    v.try_into()
-        .map_err(|_| anyhow::anyhow!("MAC address {s:?}: six bytes"))
-}
-
-fn iface_mac(iface: &str) -> Result<[u8; 6]> {
-    let path = format!("/sys/class/net/{iface}/address");
-    let s = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    parse_mac(&s)
 }
 
 #[derive(clap::Args, Debug)]

@@ -8,6 +8,7 @@
 //! traffic of its own: its queue is steered into the socket and dropped.
 
 use std::{
+    net::{Ipv4Addr, Ipv6Addr},
     sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
@@ -112,6 +113,82 @@ impl XskOpts {
             .with_context(|| format!("AF_XDP on {} + {other} queue {}", self.iface, self.queue))?;
         Ok(qp)
     }
+}
+
+/// Addresses of generated packets.
+#[derive(clap::Args, Debug, Clone)]
+pub struct AddrOpts {
+    /// Ethernet destination: the far host (wire, bridge) or the router's
+    /// port.
+    #[arg(long)]
+    pub dst_mac: String,
+    /// Ethernet source (default: the interface's address).
+    #[arg(long)]
+    pub src_mac: Option<String>,
+    /// IPv4 source.
+    #[arg(long, default_value = "192.0.2.1")]
+    pub src: Ipv4Addr,
+    /// IPv4 destination.
+    #[arg(long, default_value = "192.0.2.2")]
+    pub dst: Ipv4Addr,
+    /// IPv6 source.
+    #[arg(long, default_value = "2001:db8:1::1")]
+    pub src6: Ipv6Addr,
+    /// IPv6 destination.
+    #[arg(long, default_value = "2001:db8:1::2")]
+    pub dst6: Ipv6Addr,
+    /// UDP/TCP source port (SYN profiles pick their own).
+    #[arg(long, default_value_t = 9)]
+    pub sport: u16,
+    /// UDP/TCP destination port.
+    #[arg(long, default_value_t = 9)]
+    pub dport: u16,
+    /// Low bits of the IPv4 source a SYN flood randomises.
+    #[arg(long, default_value_t = 8)]
+    pub flood_bits: u8,
+    /// Seed of the flood's random sources.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+impl AddrOpts {
+    /// The endpoints of the packets sent out of `iface`.
+    pub fn endpoints(&self, iface: &str) -> Result<Endpoints> {
+        let src_mac = match &self.src_mac {
+            Some(m) => parse_mac(m)?,
+            None => iface_mac(iface)?,
+        };
+        Ok(Endpoints {
+            src_mac,
+            dst_mac: parse_mac(&self.dst_mac)?,
+            src4: self.src,
+            dst4: self.dst,
+            src6: self.src6,
+            dst6: self.dst6,
+            sport: self.sport,
+            dport: self.dport,
+            flood_bits: self.flood_bits,
+        })
+    }
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(s: &str) -> Result<[u8; 6]> {
+    let v: Vec<u8> = s
+        .trim()
+        .split(':')
+        .map(|x| u8::from_str_radix(x, 16))
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("MAC address {s:?}"))?;
+    v.try_into()
+        .map_err(|_| anyhow::anyhow!("MAC address {s:?}: six bytes"))
+}
+
+/// The MAC address of `iface` (sysfs of the current network namespace).
+pub fn iface_mac(iface: &str) -> Result<[u8; 6]> {
+    let path = format!("/sys/class/net/{iface}/address");
+    let s = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    parse_mac(&s)
 }
 
 /// Pins the calling thread to `cpu`.
