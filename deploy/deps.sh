@@ -8,6 +8,9 @@ PKGS=(
   clang libclang-dev libelf-dev zlib1g-dev pkg-config make gcc m4 binutils
   # the lab: namespaces, veth, traffic, and independent judges of our packets
   iproute2 iputils-ping ethtool tcpdump tshark iperf3 netcat-openbsd procps python3
+  # benchmarks (mtugate-perf compare): the kernel's TCPMSS rule, and the
+  # kernel headers the sink's tc program is built against (clang, above)
+  iptables linux-libc-dev
 )
 
 missing=()

@@ -345,7 +345,7 @@ pub fn run(a: LatencyArgs) -> Result<()> {
         Err(_) => bail!("receiver thread died"),
     }
     let tx = (|| -> Result<xio::Summary> {
-        let mut qp = a.xsk.open(None)?;
+        let mut qp = a.xsk.open(None, false)?;
         xio::log_setup("latency", &qp);
         xio::transmit("latency", &mut qp, &mut mix, None, &a.run, stop)
     })();

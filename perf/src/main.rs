@@ -121,7 +121,7 @@ fn run(mode: Mode) -> Result<()> {
         Mode::Rxdrop(a) => {
             a.run.check()?;
             let stop = stop_flag_on_signals()?;
-            let mut qp = a.xsk.open(None)?;
+            let mut qp = a.xsk.open(None, true)?;
             xio::log_setup("rxdrop", &qp);
             let s = xio::rxdrop(&mut qp, &a.run, stop)?;
             s.emit(a.run.json.as_deref())
@@ -129,7 +129,7 @@ fn run(mode: Mode) -> Result<()> {
         Mode::L2fwd(a) => {
             a.run.check()?;
             let stop = stop_flag_on_signals()?;
-            let mut qp = a.xsk.open(a.peer.as_deref())?;
+            let mut qp = a.xsk.open(a.peer.as_deref(), true)?;
             xio::log_setup("l2fwd", &qp);
             let o = FwdOpts {
                 two_ports: a.peer.is_some(),
@@ -154,7 +154,7 @@ fn gen(tool: &'static str, a: GenArgs) -> Result<()> {
     let ep = a.addr.endpoints(&a.xsk.iface)?;
     let mut mix = xio::parse_mix(&a.profile, a.size, &ep, a.xsk.batch as usize, a.addr.seed)?;
     let stop = stop_flag_on_signals()?;
-    let mut qp = a.xsk.open(None)?;
+    let mut qp = a.xsk.open(None, false)?;
     xio::log_setup(tool, &qp);
     let s = xio::transmit(tool, &mut qp, &mut mix, a.rate, &a.run, stop)?;
     s.emit(a.run.json.as_deref())

@@ -95,8 +95,10 @@ impl XskOpts {
     }
 
     /// Opens the queue pair `[iface, other]`, `other` being the peer port
-    /// (l2fwd) or the spare.
-    pub fn open(&self, other: Option<&str>) -> Result<QueuePair> {
+    /// (l2fwd) or the spare. `receive`: steer the queue's frames to the
+    /// sockets; a transmit-only tool passes `false`, and the host's stack
+    /// keeps receiving on the interface (ARP, TCP) while it transmits.
+    pub fn open(&self, other: Option<&str>, receive: bool) -> Result<QueuePair> {
         if let Some(c) = self.core {
             pin(c)?;
         }
@@ -108,7 +110,8 @@ impl XskOpts {
                 self.iface
             )
         })?;
-        let cfg = self.config()?;
+        let mut cfg = self.config()?;
+        cfg.steer_rx = [receive, receive];
         let qp = QueuePair::new([self.iface.as_str(), other], self.queue, &cfg)
             .with_context(|| format!("AF_XDP on {} + {other} queue {}", self.iface, self.queue))?;
         Ok(qp)
