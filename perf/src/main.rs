@@ -81,6 +81,10 @@ struct FwdArgs {
     /// sched_yield after an empty poll (when a NAPI thread shares the CPU).
     #[arg(long = "yield")]
     yield_when_idle: bool,
+    /// poll(2) the sockets (timeout 0) on every turn; with --busy-poll the
+    /// interface's receive NAPI then runs inside that call.
+    #[arg(long)]
+    poll: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -134,6 +138,7 @@ fn run(mode: Mode) -> Result<()> {
             let o = FwdOpts {
                 two_ports: a.peer.is_some(),
                 yield_when_idle: a.yield_when_idle,
+                poll_every_turn: a.poll,
             };
             let s = xio::l2fwd(&mut qp, o, &a.run, stop)?;
             s.emit(a.run.json.as_deref())

@@ -836,6 +836,10 @@ pub struct FwdOpts {
     /// `sched_yield` after an empty poll: lets a NAPI thread pinned to the
     /// same CPU run.
     pub yield_when_idle: bool,
+    /// `poll` the sockets (timeout 0) on every turn: with busy polling
+    /// (`--busy-poll`) the kernel runs the receive NAPI of the interface
+    /// inside that call, on the forwarder's CPU.
+    pub poll_every_turn: bool,
 }
 
 /// `l2fwd`: forward every received frame, no processing.
@@ -861,6 +865,9 @@ pub fn l2fwd(qp: &mut QueuePair, o: FwdOpts, run: &RunOpts, stop: &AtomicBool) -
         }
         qp.reap_completions();
         qp.refill().context("fill ring wakeup")?;
+        if o.poll_every_turn {
+            qp.wait_rx(0).context("poll")?;
+        }
         let mut got = 0;
         for &port in ports {
             got += qp.rx_batch(port, &mut frames);
