@@ -674,8 +674,10 @@ pub fn transmit(
             }
         }
         if plan.is_empty() {
+            // Paced and nothing due: give the CPU to whatever else must run
+            // on it (ksoftirqd, the receiver thread) rather than spin.
             let _ = qp.flush_tx(Port::A);
-            std::hint::spin_loop();
+            std::thread::yield_now();
             continue;
         }
         let ts = realtime_ns();
