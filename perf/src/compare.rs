@@ -75,6 +75,10 @@ pub struct CompareArgs {
     /// Seconds of each latency run.
     #[arg(long, default_value_t = 5.0)]
     latency_duration: f64,
+    /// Latency runs per system and placement (systems interleaved); the
+    /// run with the median p99 is reported and plotted.
+    #[arg(long, default_value_t = 3)]
+    latency_reps: u32,
     /// Seconds of each flood run.
     #[arg(long, default_value_t = 5.0)]
     flood_duration: f64,
@@ -1077,27 +1081,39 @@ pub fn run(a: CompareArgs) -> Result<()> {
                     }
                 }
             };
-            for &system in &systems {
-                let mtu = if system == System::Raw { 1500 } else { 1400 };
-                ctx.prepare(system, mtu)?;
-                let tag = format!("{}-{:?}", placement.name(), system);
-                let dut = ctx.start(system, placement, &format!("lat-{tag}"), true)?;
-                let secs = if a.short { 1.0 } else { a.latency_duration };
-                let s = ctx.latency(placement, system, rate, None, &tag, secs)?;
-                eprintln!(
-                    "compare: latency {:9} {:40} at {rate:.0}/s: p50 {:.1} p99 {:.1} p99.9 {:.1} max {:.1} µs, loss {:.2} %",
-                    placement.name(),
-                    system.label(),
-                    s.p50_us,
-                    s.p99_us,
-                    s.p999_us,
-                    s.max_us,
-                    s.loss * 100.0
-                );
-                if let Some(d) = dut {
-                    d.stop()?;
+            let mut runs: Vec<Vec<LatencySummary>> = vec![Vec::new(); systems.len()];
+            for rep in 0..a.latency_reps.max(1) {
+                for (i, &system) in systems.iter().enumerate() {
+                    let mtu = if system == System::Raw { 1500 } else { 1400 };
+                    ctx.prepare(system, mtu)?;
+                    let tag = format!("{}-{:?}-{rep}", placement.name(), system);
+                    let dut = ctx.start(system, placement, &format!("lat-{tag}"), true)?;
+                    let s = ctx.latency(placement, system, rate, None, &tag, a.latency_duration)?;
+                    eprintln!(
+                        "compare: latency rep {rep} {:9} {:40} at {rate:.0}/s: p50 {:.1} p99 {:.1} p99.9 {:.1} max {:.1} µs, loss {:.2} %",
+                        placement.name(),
+                        system.label(),
+                        s.p50_us,
+                        s.p99_us,
+                        s.p999_us,
+                        s.max_us,
+                        s.loss * 100.0
+                    );
+                    if let Some(d) = dut {
+                        d.stop()?;
+                    }
+                    runs[i].push(s);
                 }
-                report.latency.push((placement, system, s));
+            }
+            for (i, &system) in systems.iter().enumerate() {
+                let mut v = std::mem::take(&mut runs[i]);
+                v.sort_by(|x, y| x.p99_us.total_cmp(&y.p99_us));
+                let all_p99: Vec<String> = v.iter().map(|x| format!("{:.1}", x.p99_us)).collect();
+                let mid = v.len() / 2;
+                let mut chosen = v.swap_remove(mid);
+                chosen.label =
+                    format!("{} [p99 of the runs: {}]", chosen.label, all_p99.join(", "));
+                report.latency.push((placement, system, chosen));
             }
         }
     }
@@ -1329,7 +1345,8 @@ pub fn markdown(r: &Report, systems: &[System], placements: &[Placement], reps: 
     if let Some((_, _, l)) = r.latency.first() {
         let _ = writeln!(
             o,
-            "Latency: 64-byte UDP probes at {:.0}/s (50 % of the slowest system's 64-byte rate unless set).",
+            "Latency: 64-byte UDP probes at {:.0}/s (50 % of the slowest system's 64-byte rate unless set); \
+             per system, the run with the median p99 of its repetitions (every run's p99 is in the JSON label).",
             l.rate
         );
     }
