@@ -12,6 +12,9 @@ PKGS=(
   prometheus curl
   # deploy/bench-mgmt.sh: a 64-byte frame generator
   tcpreplay
+  # benchmarks (mtugate-perf compare): the kernel's TCPMSS rule, and the
+  # kernel headers the sink's tc program is built against (clang, above)
+  iptables linux-libc-dev
 )
 
 missing=()

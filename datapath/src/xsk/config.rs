@@ -108,6 +108,12 @@ pub struct XskConfig {
     pub replace_foreign_program: bool,
     /// Back the UMEM with huge pages. Default `false`.
     pub huge_pages: bool,
+    /// Per port (A, B): put the socket into the XDP program's XSKMAP, so
+    /// that the queue's frames come to the socket. Default `[true, true]`.
+    /// `false` leaves the slot empty: the program lets every frame go on
+    /// to the kernel stack (`XDP_PASS`), for a transmit-only port (a
+    /// traffic generator on a host that must keep its ARP and TCP).
+    pub steer_rx: [bool; 2],
 }
 
 impl Default for XskConfig {
@@ -128,6 +134,7 @@ impl Default for XskConfig {
             tx_skb_budget: Some(256),
             replace_foreign_program: false,
             huge_pages: false,
+            steer_rx: [true, true],
         }
     }
 }

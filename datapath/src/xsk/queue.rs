@@ -508,6 +508,9 @@ impl QueuePair {
             source,
         })?;
         for p in 0..2 {
+            if !config.steer_rx[p] {
+                continue; // transmit-only port: frames go to the stack
+            }
             let fd = qp.ports[p].rx.fd().as_raw_fd();
             qp.progs[p].register(queue_id, fd)?;
         }

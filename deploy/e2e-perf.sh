@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# CI check of the benchmark tool: `mtugate-perf compare --short` in the lab
+# (namespaces mtgp-*), then checks of what it wrote: a table row for every
+# system in both placements, the goals section, a latency plot with a curve
+# per system and placement, the .hgrm files, the flood rows, and JSON with a
+# non-zero received rate for every throughput run. Also checks the
+# generator's packets as captured on the wire with tshark (an independent
+# parser): every profile decodes and every checksum verifies.
+#
+# Usage: deploy/e2e-perf.sh [path/to/mtugate-perf [path/to/mtugate]]
+#        (as root; builds both in release mode if not given)
+# Prints one line per check and "N passed, M failed"; exits 1 on failure.
+# Bounded: compare --short takes well under 2 minutes; the lab is torn down
+# on exit, whatever happens.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "e2e-perf: needs root (network namespaces, XDP, iptables)" >&2
+  exit 1
+fi
+
+PERF=${1:-}
+MTG=${2:-}
+if [[ -z "$PERF" ]]; then
+  cargo build --release -p mtugate-perf -p mtugate --locked >&2
+  PERF=target/release/mtugate-perf
+  MTG=target/release/mtugate
+fi
+PERF=$(readlink -f "$PERF")
+MTG=$(readlink -f "${MTG:-$(dirname "$PERF")/mtugate}")
+export LAB_PREFIX=mtgp
+OUT=$(mktemp -d /tmp/mtgp-e2e.XXXXXX)
+C="ip netns exec $LAB_PREFIX-client"
+D="ip netns exec $LAB_PREFIX-dut"
+PASS=0
+FAIL=0
+
+cleanup() {
+  set +e
+  bash deploy/lab.sh down >/dev/null 2>&1
+  rm -rf "$OUT"
+}
+trap cleanup EXIT INT TERM
+
+ok() { PASS=$((PASS + 1)); echo "ok     - $*"; }
+bad() { FAIL=$((FAIL + 1)); echo "FAILED - $*"; }
+check() { local name=$1; shift; if "$@"; then ok "$name"; else bad "$name"; fi; }
+
+# --- the generator's packets, judged by tshark -------------------------------
+bash deploy/lab.sh up wire >/dev/null 2>&1
+$C sh -c "ip link add gsp0 type veth peer name gsp1 && ip link set gsp0 up && ip link set gsp1 up"
+$D timeout 20 tcpdump -i in0 -nn -U --immediate-mode -B 32768 -w "$OUT/gen.pcap" >"$OUT/tcpdump.log" 2>&1 &
+CAP=$!
+for _ in $(seq 100); do grep -q "listening on" "$OUT/tcpdump.log" 2>/dev/null && break; sleep 0.05; done
+DMAC=$(ip netns exec $LAB_PREFIX-server cat /sys/class/net/eth0/address)
+PROFILES=udp64,udp64-v6,udp1500,udp1500-df,udp1500-v6,imix,imix-v6,tcp1500,tcp1500-df,tcp1500-v6,syn-flood,syn-flood-v6,syn-legit,syn-legit-v6
+$C timeout 20 "$PERF" gen -i eth0 --spare gsp0 --dst-mac "$DMAC" -p "$PROFILES" --rate 5000 -n 1400 \
+  --interval 0 --json "$OUT/gen.json" 2>"$OUT/gen.log" || true
+sleep 0.5 # --immediate-mode: every frame is already with tcpdump
+kill -INT $CAP 2>/dev/null || true
+wait $CAP 2>/dev/null || true
+check "gen sent 1400 packets of 14 profiles" \
+  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); assert d['tx_completed']==1400 and len(d['profiles'])==14 and all(n==100 for _,n in d['profiles']), d" "$OUT/gen.json"
+n_cap=$(tshark -r "$OUT/gen.pcap" 2>/dev/null | wc -l)
+check "1400 generated frames captured ($n_cap)" test "$n_cap" -ge 1400
+bad_ck=$(tshark -r "$OUT/gen.pcap" -o ip.check_checksum:TRUE -o udp.check_checksum:TRUE -o tcp.check_checksum:TRUE \
+  -Y "ip.checksum.status == 0 || udp.checksum.status == 0 || tcp.checksum.status == 0 || _ws.expert.severity >= error" 2>/dev/null | wc -l)
+check "every IPv4, UDP and TCP checksum verifies in tshark ($bad_ck bad)" test "$bad_ck" -eq 0
+good_ck=$(tshark -r "$OUT/gen.pcap" -o udp.check_checksum:TRUE -o tcp.check_checksum:TRUE \
+  -Y "udp.checksum.status == 1 || tcp.checksum.status == 1" 2>/dev/null | wc -l)
+check "checksums were actually verified ($good_ck good)" test "$good_ck" -ge 1300
+syn_mss=$(tshark -r "$OUT/gen.pcap" -Y "tcp.flags.syn == 1 && tcp.options.mss_val == 1460" 2>/dev/null | wc -l)
+check "SYN profiles carry MSS 1460 ($syn_mss)" test "$syn_mss" -eq 400
+bash deploy/lab.sh down >/dev/null 2>&1
+
+# --- compare, short -----------------------------------------------------------
+start=$(date +%s)
+if timeout 170 "$PERF" compare --short --out "$OUT/cmp" --mtugate "$MTG" >"$OUT/compare.out" 2>"$OUT/compare.err"; then
+  ok "compare --short ran ($(($(date +%s) - start)) s)"
+else
+  bad "compare --short failed:"
+  tail -20 "$OUT/compare.err" | sed 's/^/    /'
+fi
+MD=$OUT/cmp/compare.md
+for placement in confined natural; do
+  for label in "mtugate (1 worker)" "kernel router + TCPMSS" "kernel bridge + br_netfilter + TCPMSS" "raw AF_XDP l2fwd (ceiling)"; do
+    n=$(grep -cF "| $placement | $label |" "$MD" 2>/dev/null || true)
+    check "table row: $placement, $label" test "${n:-0}" -eq 1
+  done
+done
+check "goals section" grep -q "mtugate / kernel router, 64 B" "$MD"
+check "flood table: mtugate with the SYN limit on and off, and the kernel" \
+  sh -c "grep -q '| mtugate, SYN limit on | yes |' '$MD' && grep -q '| mtugate, SYN limit off | yes |' '$MD' && grep -q '| kernel router + TCPMSS | yes |' '$MD'"
+check "JSON: 16 throughput runs, each received traffic" \
+  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); t=d['throughput']; assert len(t)==16 and all(x['sink_pps']>0 for x in t), [(x['system'],x['sink_pps']) for x in t]" "$OUT/cmp/compare.json"
+check "JSON: 8 latency runs with probes received" \
+  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); l=d['latency']; assert len(l)==8 and all(x[2]['received']>0 for x in l)" "$OUT/cmp/compare.json"
+n_curves=$(grep -c "<polyline" "$OUT/cmp/latency.svg" 2>/dev/null || true)
+check "latency.svg has a curve per system and placement ($n_curves)" test "${n_curves:-0}" -eq 8
+n_hgrm=$(ls "$OUT"/cmp/latency-*-*.hgrm 2>/dev/null | wc -l)
+check ".hgrm percentile distributions written ($n_hgrm)" test "$n_hgrm" -ge 8
+check "no lab namespace left behind" sh -c "! ip netns list | grep -q '^$LAB_PREFIX-'"
+
+echo "$PASS passed, $FAIL failed"
+[[ $FAIL -eq 0 ]]
