@@ -29,7 +29,7 @@ if [[ -z "$PERF" ]]; then
 fi
 PERF=$(readlink -f "$PERF")
 MTG=$(readlink -f "${MTG:-$(dirname "$PERF")/mtugate}")
-export LAB_PREFIX=mtgp
+export LAB_PREFIX=${LAB_PREFIX:-mtgp}
 OUT=$(mktemp -d /tmp/mtgp-e2e.XXXXXX)
 C="ip netns exec $LAB_PREFIX-client"
 D="ip netns exec $LAB_PREFIX-dut"
@@ -76,7 +76,7 @@ bash deploy/lab.sh down >/dev/null 2>&1
 
 # --- compare, short -----------------------------------------------------------
 start=$(date +%s)
-if timeout 170 "$PERF" compare --short --out "$OUT/cmp" --mtugate "$MTG" >"$OUT/compare.out" 2>"$OUT/compare.err"; then
+if timeout 170 "$PERF" compare --short --prefix "$LAB_PREFIX" --out "$OUT/cmp" --mtugate "$MTG" >"$OUT/compare.out" 2>"$OUT/compare.err"; then
   ok "compare --short ran ($(($(date +%s) - start)) s)"
 else
   bad "compare --short failed:"

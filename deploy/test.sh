@@ -27,6 +27,7 @@ if [[ $(id -u) -ne 0 ]]; then
   echo "##########################################################################" >&2
   exit 0
 fi
-cargo build --release -p mtugate --locked
+cargo build --release -p mtugate -p mtugate-perf --locked
 bash deploy/e2e.sh target/release/mtugate
 bash deploy/e2e-mgmt.sh target/release/mtugate
+bash deploy/e2e-perf.sh target/release/mtugate-perf target/release/mtugate
