@@ -47,7 +47,11 @@ napi_threads() { pgrep -f '^\[?napi/' | sort || true; }
 confine() { # confine NAPI-THREADS-BEFORE-MTUGATE-STARTED
   local before=$1 ours pid
   for dev in in0 out0; do
-    $D sh -c "echo 1 > /sys/class/net/$dev/threaded"
+    # EIO while the veth's NAPI is being set up: retry briefly.
+    for _ in $(seq 20); do
+      $D sh -c "echo 1 > /sys/class/net/$dev/threaded" 2>/dev/null && break
+      sleep 0.1
+    done
   done
   sleep 0.2
   ours=$(comm -13 <(echo "$before") <(napi_threads))
