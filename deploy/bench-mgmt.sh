@@ -122,7 +122,8 @@ j = json.load(open(sys.argv[1]))
 fwd = j["ports"]["inside"]["forwarded"]
 polls = sum(q["polls"] for q in j["queues"])
 busy = sum(q["busy_polls"] for q in j["queues"])
-print(f"{fwd / float(sys.argv[2]):.0f} {busy / max(polls, 1):.3f}")
+rx = sum(p["rx_packets"] for p in j["ports"].values())
+print(f"{fwd / float(sys.argv[2]):.0f} {busy / max(polls, 1):.3f} {rx / max(busy, 1):.1f}")
 EOF
 }
 
@@ -141,10 +142,10 @@ for i in $(seq "$RUNS"); do
   declare -A P=()
   for mode in $order; do
     others=$(busy_machine)
-    read -r pps busy < <(run_one "$mode")
+    read -r pps busy per_round < <(run_one "$mode")
     R[$mode]+="$pps "
     P[$mode]=$pps
-    echo "pair $i stats $mode: $pps pps forwarded (worker busy ratio $busy, $(cat "$WORK/napi.count") NAPI threads on CPU 1, $others foreign lab processes at start)"
+    echo "pair $i stats $mode: $pps pps forwarded (worker busy ratio $busy, $per_round frames per busy round, $(cat "$WORK/napi.count") NAPI threads on CPU 1, $others foreign lab processes at start)"
   done
   ratios+="$(python3 -c "print(${P[on]} / ${P[off]})") "
 done
