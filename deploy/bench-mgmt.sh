@@ -105,7 +105,7 @@ run_one() { # run_one on|off -> prints "pps busy"
   local scraper=""
   if [[ $mode == on ]]; then
     (for _ in $(seq $((SECS + 2))); do
-      $D curl -s -m 2 -o /dev/null http://127.0.0.1:9090/metrics
+      $D taskset -c 0 curl -s -m 2 -o /dev/null http://127.0.0.1:9090/metrics
       sleep 1
     done) &
     scraper=$!
