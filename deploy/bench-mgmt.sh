@@ -47,7 +47,11 @@ napi_threads() { pgrep -f '^\[?napi/' | sort || true; }
 confine() { # confine NAPI-THREADS-BEFORE-MTUGATE-STARTED
   local before=$1 ours pid
   for dev in in0 out0; do
-    $D sh -c "echo 1 > /sys/class/net/$dev/threaded"
+    # EIO while the veth's NAPI is being set up: retry briefly.
+    for _ in $(seq 20); do
+      $D sh -c "echo 1 > /sys/class/net/$dev/threaded" 2>/dev/null && break
+      sleep 0.1
+    done
   done
   sleep 0.2
   ours=$(comm -13 <(echo "$before") <(napi_threads))
@@ -101,7 +105,7 @@ run_one() { # run_one on|off -> prints "pps busy"
   local scraper=""
   if [[ $mode == on ]]; then
     (for _ in $(seq $((SECS + 2))); do
-      $D curl -s -m 2 -o /dev/null http://127.0.0.1:9090/metrics
+      $D taskset -c 0 curl -s -m 2 -o /dev/null http://127.0.0.1:9090/metrics
       sleep 1
     done) &
     scraper=$!
@@ -118,7 +122,8 @@ j = json.load(open(sys.argv[1]))
 fwd = j["ports"]["inside"]["forwarded"]
 polls = sum(q["polls"] for q in j["queues"])
 busy = sum(q["busy_polls"] for q in j["queues"])
-print(f"{fwd / float(sys.argv[2]):.0f} {busy / max(polls, 1):.3f}")
+rx = sum(p["rx_packets"] for p in j["ports"].values())
+print(f"{fwd / float(sys.argv[2]):.0f} {busy / max(polls, 1):.3f} {rx / max(busy, 1):.1f}")
 EOF
 }
 
@@ -137,10 +142,10 @@ for i in $(seq "$RUNS"); do
   declare -A P=()
   for mode in $order; do
     others=$(busy_machine)
-    read -r pps busy < <(run_one "$mode")
+    read -r pps busy per_round < <(run_one "$mode")
     R[$mode]+="$pps "
     P[$mode]=$pps
-    echo "pair $i stats $mode: $pps pps forwarded (worker busy ratio $busy, $(cat "$WORK/napi.count") NAPI threads on CPU 1, $others foreign lab processes at start)"
+    echo "pair $i stats $mode: $pps pps forwarded (worker busy ratio $busy, $per_round frames per busy round, $(cat "$WORK/napi.count") NAPI threads on CPU 1, $others foreign lab processes at start)"
   done
   ratios+="$(python3 -c "print(${P[on]} / ${P[off]})") "
 done

@@ -64,6 +64,8 @@ pub fn json(reports: &[WorkerReport], names: [&str; PORTS]) -> Value {
                         "tx_completed": r.io[p].tx_completed,
                         "tx_kicks": r.io[p].tx_kicks,
                         "tx_ring_full_drops": r.tx_ring_full_drops[p],
+                        "tx_packets": r.tx_packets[p],
+                        "tx_bytes": r.tx_bytes[p],
                         "kernel_rx_dropped": k.map(|k| k.rx_dropped),
                         "kernel_rx_ring_full": k.map(|k| k.rx_ring_full),
                         "kernel_fill_ring_empty": k.map(|k| k.rx_fill_ring_empty_descs),
