@@ -932,6 +932,42 @@ mod tests {
     }
 
     #[test]
+    fn a_file_in_the_sockets_place_is_left_alone() {
+        let dir = temp_dir("file");
+        fs::create_dir_all(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+        fs::write(dir.join(SOCKET_NAME), "not a socket").unwrap();
+        let e = bind_control(&dir).unwrap_err();
+        assert!(e.to_string().contains("is not a socket"), "{e}");
+        assert_eq!(
+            fs::read_to_string(dir.join(SOCKET_NAME)).unwrap(),
+            "not a socket"
+        );
+    }
+
+    #[test]
+    fn summary_is_one_line_of_rates() {
+        let mut s = Stats::default();
+        s.rates.rx_pps = 1234.4;
+        s.rates.tx_pps = 1200.0;
+        s.rates.drops.insert("too_big".into(), 3.0);
+        s.rates.drops.insert("no_frame".into(), 1.0);
+        s.rates.mss_clamped.ipv4 = 10.0;
+        s.latency.packet_cost_ns.interval.p99 = 321;
+        let line = summary_line(&s);
+        assert!(!line.contains('\n'));
+        for want in [
+            "rx 1234 pps",
+            "tx 1200 pps",
+            "drops 4/s",
+            "mss clamped 10/s",
+            "p99 321 ns",
+        ] {
+            assert!(line.contains(want), "{want}: {line}");
+        }
+    }
+
+    #[test]
     fn statistics_off_still_reloads() {
         let dir = temp_dir("off");
         let mut o = options(&dir);
