@@ -86,7 +86,9 @@ stop_mtugate() { # stop_mtugate [TERM|KILL]
 CAPS=()
 capture() { # capture NS-CMD FILE FILTER...
   local ns=$1 file=$2; shift 2
-  $ns timeout 30 tcpdump -i eth0 -nn -U -w "$file" "$@" 2>"$file.log" &
+  # --immediate-mode: hand each packet over at once; otherwise a capture
+  # stopped soon after the traffic can end with packets still in the ring.
+  $ns timeout 30 tcpdump --immediate-mode -i eth0 -nn -U -w "$file" "$@" 2>"$file.log" &
   CAPS+=($!)
   for _ in $(seq 100); do
     grep -q "listening on" "$file.log" 2>/dev/null && return 0
@@ -210,19 +212,23 @@ test_fragmentation() {
 # A UDP datagram of 1472 bytes with DF set (IP_PMTUDISC_PROBE: DF, ignore
 # the PMTU cache). Prints how many the server received.
 udp_df_probe() {
-  $S timeout 4 python3 -c '
-import socket
+  rm -f "$WORK/udp.count" "$WORK/udp.ready"
+  # The receiver stops 2 s after the last datagram (or 2 s after it is ready
+  # if none comes); the outer timeout is only a safety net.
+  $S timeout 20 python3 -c '
+import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("192.0.2.2", 7000)); s.settimeout(3)
+s.bind(("192.0.2.2", 7000)); s.settimeout(2)
+open(sys.argv[1], "w").close()
 n = 0
 try:
     while True:
         d, _ = s.recvfrom(4096); n += len(d) == 1472
 except OSError:
     pass
-print(n)' >"$WORK/udp.count" &
+print(n)' "$WORK/udp.ready" >"$WORK/udp.count" &
   local srv=$!
-  sleep 0.5
+  for _ in $(seq 100); do [[ -e "$WORK/udp.ready" ]] && break; sleep 0.05; done
   $C python3 -c '
 import socket, time
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
