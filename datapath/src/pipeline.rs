@@ -468,28 +468,17 @@ impl State {
     }
 
     fn build_syn_limiter(&mut self, cfg: &Config, now: u64, seed: u64) {
-        let sl = cfg.settings.syn_limit;
-        self.syn = match (sl.global, sl.per_source) {
-            (None, None) => None,
-            (g, p) => {
-                // A missing half is "unlimited": a bucket that never empties
-                // within any realistic run.
-                let g = g.unwrap_or(Rate {
-                    per_sec: u64::MAX / 4,
-                    burst: u64::MAX / 4,
-                });
-                let p = p.unwrap_or(g);
-                Some(SourceLimiter::new(
-                    g.per_sec,
-                    g.burst,
-                    p.per_sec,
-                    p.burst,
-                    SYN_LIMITER_SLOTS,
-                    seed,
-                    now,
-                ))
-            }
-        };
+        self.syn = syn_rates(&cfg.settings.syn_limit).map(|(g, p)| {
+            SourceLimiter::new(
+                g.per_sec,
+                g.burst,
+                p.per_sec,
+                p.burst,
+                SYN_LIMITER_SLOTS,
+                seed,
+                now,
+            )
+        });
     }
 
     /// Applies changed rates (a live reload) without losing counters or the
@@ -499,20 +488,26 @@ impl State {
             Some(r) => self.icmp.set_rate(r.per_sec, r.burst, now),
             None => self.icmp.set_unlimited(),
         }
-        let sl = cfg.settings.syn_limit;
-        match (&mut self.syn, sl.global, sl.per_source) {
-            (_, None, None) => self.syn = None,
-            (Some(l), g, p) => {
-                let g = g.unwrap_or(Rate {
-                    per_sec: u64::MAX / 4,
-                    burst: u64::MAX / 4,
-                });
-                let p = p.unwrap_or(g);
-                l.set_rates(g.per_sec, g.burst, p.per_sec, p.burst, now);
-            }
-            (None, _, _) => self.build_syn_limiter(cfg, now, now ^ 0x9e37_79b9_7f4a_7c15),
+        match (syn_rates(&cfg.settings.syn_limit), &mut self.syn) {
+            (None, _) => self.syn = None,
+            (Some((g, p)), Some(l)) => l.set_rates(g.per_sec, g.burst, p.per_sec, p.burst, now),
+            (Some(_), None) => self.build_syn_limiter(cfg, now, now ^ 0x9e37_79b9_7f4a_7c15),
         }
     }
+}
+
+/// The (global, per-source) SYN rates to run a limiter with, or `None` when
+/// both are off. A missing half is "unlimited": a bucket that never empties
+/// within any realistic run; a missing per-source rate follows the global.
+fn syn_rates(sl: &SynLimitSettings) -> Option<(Rate, Rate)> {
+    if sl.global.is_none() && sl.per_source.is_none() {
+        return None;
+    }
+    let g = sl.global.unwrap_or(Rate {
+        per_sec: u64::MAX / 4,
+        burst: u64::MAX / 4,
+    });
+    Some((g, sl.per_source.unwrap_or(g)))
 }
 
 /// What to do with one frame.
