@@ -8,7 +8,7 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use etherparse::{PacketBuilder, TcpOptionElement};
-use mtugate_datapath::pipeline::{self, Config, ExtraFrames, Settings, State, Verdict};
+use mtugate_datapath::pipeline::{self, Config, ExtraFrames, PortId, Settings, State, Verdict};
 use std::hint::black_box;
 
 const FRAME: usize = 2048;
@@ -106,7 +106,7 @@ type Case = (&'static str, (Vec<u8>, usize), fn(&Verdict) -> bool);
 
 fn bench(c: &mut Criterion) {
     let mut s = Settings {
-        port_mtu: [1500, 1400],
+        port_mtu: vec![1500, 1400],
         ..Default::default()
     };
     // Benchmarks measure the work, not the limiter refusing it.
@@ -146,7 +146,8 @@ fn bench(c: &mut Criterion) {
             bufs: vec![vec![0; FRAME]; 4],
             next: 0,
         };
-        let v = pipeline::process_frame(&mut probe, len, 0, 1, &cfg, &mut st, &mut pool);
+        let v =
+            pipeline::process_frame(&mut probe, len, PortId::new(0), 1, &cfg, &mut st, &mut pool);
         assert!(check(&v), "{name}: {v:?}");
         if name == "syn_clamp" {
             assert_eq!(&probe[14 + 20 + 22..14 + 20 + 24], &1360u16.to_be_bytes());
@@ -169,7 +170,7 @@ fn bench(c: &mut Criterion) {
                     black_box(pipeline::process_frame(
                         black_box(&mut buf[..]),
                         len,
-                        0,
+                        PortId::new(0),
                         now,
                         &cfg,
                         &mut st,

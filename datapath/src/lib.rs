@@ -4,5 +4,3 @@
 pub mod ops;
 pub mod pipeline;
 pub mod wire;
-#[cfg(feature = "xsk")]
-pub mod xsk;

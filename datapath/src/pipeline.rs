@@ -7,11 +7,11 @@
 //!
 //! For each frame received on port `p` the pipeline returns one [`Verdict`]:
 //!
-//! * [`Verdict::Forward`] out of the other port, possibly modified in place
-//!   (MSS clamped or inserted);
+//! * [`Verdict::Forward`] out of the egress port it names, possibly
+//!   modified in place (MSS clamped or inserted);
 //! * [`Verdict::Fragments`]: the frame now holds the first fragment and the
 //!   remaining ones were written into frames taken from [`ExtraFrames`], all
-//!   to go out of the other port;
+//!   to go out of the egress port it names;
 //! * [`Verdict::Reply`]: the frame was turned into an ICMP or ICMPv6 error
 //!   that goes back out of port `p` (the original packet is dropped and
 //!   counted as [`DropReason::TooBig`]);
@@ -35,11 +35,42 @@ use crate::wire::{ethernet, ipv4, ipv6, tcp, WireError};
 
 pub use crate::ops::frag::ExtraFrames;
 
-/// Number of ports the pipeline forwards between (wire mode).
-pub const PORTS: usize = 2;
+/// Ports of a wire-mode pipeline: a bump in the wire has two.
+pub const WIRE_PORTS: usize = 2;
 
-/// Index of a port: 0 or 1.
-pub type PortId = usize;
+/// A port of the pipeline: an index into [`Settings::port_mtu`] (and the
+/// per-port counters), valid for the [`Config`] it was obtained from
+/// ([`Config::port`], [`Config::ports`]).
+///
+/// The pipeline never turns a bad index into a valid one: a frame given
+/// with a port its configuration does not have is dropped and counted in
+/// [`State::bad_port`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct PortId(u8);
+
+impl PortId {
+    /// Port number `i` (0-based). Whether a configuration has it is checked
+    /// where it is used.
+    ///
+    /// # Panics
+    /// If `i` is above 255: no configuration has that many ports.
+    #[inline]
+    pub fn new(i: usize) -> PortId {
+        PortId(u8::try_from(i).expect("port index above 255"))
+    }
+
+    /// The index, for per-port arrays.
+    #[inline]
+    pub fn index(self) -> usize {
+        usize::from(self.0)
+    }
+}
+
+impl std::fmt::Display for PortId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 /// The IPv4 datagram size every host must accept (RFC 1812 §4.3.2.3): the
 /// ceiling of an ICMP error's size.
@@ -84,7 +115,7 @@ pub enum DfPolicy {
 }
 
 /// MSS clamping settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MssSettings {
     /// Clamp for IPv4 SYNs.
     pub ipv4: Clamp,
@@ -94,8 +125,8 @@ pub struct MssSettings {
     pub range: Option<(u16, u16)>,
     /// Insert an MSS option into SYNs that carry none (as `xt_TCPMSS`).
     pub insert: bool,
-    /// Clamp SYNs arriving on port 0 / port 1 (both by default).
-    pub on_ingress: [bool; PORTS],
+    /// Per port: clamp SYNs arriving on it (every port by default).
+    pub on_ingress: Vec<bool>,
 }
 
 /// A token bucket's rate and burst.
@@ -136,10 +167,11 @@ pub struct SynLimitSettings {
 }
 
 /// Everything the pipeline needs to know, as an operator states it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
-    /// Largest L3 packet allowed to leave through each port.
-    pub port_mtu: [u16; PORTS],
+    /// Largest L3 packet allowed to leave through each port; its length is
+    /// the number of ports (two in wire mode).
+    pub port_mtu: Vec<u16>,
     /// MSS clamping.
     pub mss: MssSettings,
     /// DF policy.
@@ -156,13 +188,13 @@ impl Default for Settings {
     /// rewrites 100 000/s globally and 1000/s per source, passed when over.
     fn default() -> Self {
         Settings {
-            port_mtu: [1500, 1500],
+            port_mtu: vec![1500; WIRE_PORTS],
             mss: MssSettings {
                 ipv4: Clamp::Auto,
                 ipv6: Clamp::Auto,
                 range: None,
                 insert: false,
-                on_ingress: [true, true],
+                on_ingress: vec![true; WIRE_PORTS],
             },
             df: DfPolicy::Respect,
             icmp: IcmpSettings {
@@ -218,6 +250,14 @@ pub enum SettingsError {
     /// A rate with a zero burst, which could never grant anything.
     #[error("{0} burst must be at least 1")]
     ZeroBurst(&'static str),
+    /// Not two ports (wire mode), or per-port lists of different lengths.
+    #[error("wire mode needs exactly 2 ports: {mtus} MTUs and {clamp_flags} clamp flags given")]
+    PortCount {
+        /// Length of `port_mtu`.
+        mtus: usize,
+        /// Length of `mss.on_ingress`.
+        clamp_flags: usize,
+    },
 }
 
 /// Validated settings, compiled into the form the fast path reads.
@@ -225,14 +265,24 @@ pub enum SettingsError {
 pub struct Config {
     settings: Settings,
     /// Clamp parameters per family (0 = IPv4, 1 = IPv6) and ingress port.
-    clamp: [[Option<ClampParams>; PORTS]; 2],
+    clamp: [Vec<Option<ClampParams>>; 2],
+    /// Egress port per ingress port (wire mode: the other one).
+    egress: Vec<PortId>,
 }
 
 impl Config {
     /// Validates and compiles settings.
     pub fn new(settings: Settings) -> Result<Config, SettingsError> {
+        let nports = settings.port_mtu.len();
+        if nports != WIRE_PORTS || settings.mss.on_ingress.len() != nports {
+            return Err(SettingsError::PortCount {
+                mtus: nports,
+                clamp_flags: settings.mss.on_ingress.len(),
+            });
+        }
         for (port, &mtu) in settings.port_mtu.iter().enumerate() {
             if mtu < ipv4::MIN_MTU {
+                let port = PortId::new(port);
                 return Err(SettingsError::MtuTooSmall { port, mtu });
             }
         }
@@ -250,8 +300,8 @@ impl Config {
                 return Err(SettingsError::ZeroBurst(name));
             }
         }
-        let min_mtu = settings.port_mtu[0].min(settings.port_mtu[1]);
-        let mut clamp = [[None; PORTS]; 2];
+        let min_mtu = settings.port_mtu.iter().copied().min().unwrap_or(0);
+        let mut clamp = [vec![None; nports], vec![None; nports]];
         let families = [
             (settings.mss.ipv4, 40u16, "ipv4", mss::DEFAULT_MSS_V4),
             (settings.mss.ipv6, 60u16, "ipv6", mss::DEFAULT_MSS_V6),
@@ -283,7 +333,34 @@ impl Config {
                 }
             }
         }
-        Ok(Config { settings, clamp })
+        // Wire mode: a bump in the wire forwards each port's frames out of
+        // the other one.
+        let egress = vec![PortId(1), PortId(0)];
+        Ok(Config {
+            settings,
+            clamp,
+            egress,
+        })
+    }
+
+    /// Number of ports.
+    pub fn port_count(&self) -> usize {
+        self.egress.len()
+    }
+
+    /// Port `i`, if this configuration has it.
+    pub fn port(&self, i: usize) -> Option<PortId> {
+        (i < self.port_count()).then(|| PortId::new(i))
+    }
+
+    /// Every port, in order.
+    pub fn ports(&self) -> impl Iterator<Item = PortId> {
+        (0..self.port_count()).map(PortId::new)
+    }
+
+    /// Where frames arriving on `ingress` are forwarded.
+    pub fn egress(&self, ingress: PortId) -> Option<PortId> {
+        self.egress.get(ingress.index()).copied()
     }
 
     /// The settings this configuration was built from.
@@ -294,7 +371,11 @@ impl Config {
     /// The MSS SYNs of `family` (0 = IPv4, 1 = IPv6) arriving on `port` are
     /// clamped to, if any.
     pub fn clamp_for(&self, family: usize, port: PortId) -> Option<u16> {
-        self.clamp[family][port].map(|p| p.clamp)
+        self.clamp[family]
+            .get(port.index())
+            .copied()
+            .flatten()
+            .map(|p| p.clamp)
     }
 }
 
@@ -321,11 +402,15 @@ pub enum DropReason {
     NoFrame,
     /// A SYN over the SYN rewrite limit, with `over_limit = "drop"`.
     SynLimit,
+    /// Given with a port its configuration does not have (a caller's bug).
+    /// There is no such port to count it on: it is counted once per
+    /// worker in [`State::bad_port`], never in a port's `drops`.
+    BadPort,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 8;
+    pub const COUNT: usize = 9;
     /// Every reason, in counter index order.
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Truncated,
@@ -336,6 +421,7 @@ impl DropReason {
         DropReason::CannotFragment,
         DropReason::NoFrame,
         DropReason::SynLimit,
+        DropReason::BadPort,
     ];
 
     /// The label value used in metrics (`reason="too_big"`).
@@ -349,6 +435,7 @@ impl DropReason {
             DropReason::CannotFragment => "cannot_fragment",
             DropReason::NoFrame => "no_frame",
             DropReason::SynLimit => "syn_limit",
+            DropReason::BadPort => "bad_port",
         }
     }
 }
@@ -448,7 +535,10 @@ impl Counters {
 #[derive(Debug, Clone)]
 pub struct State {
     /// Counters by ingress port.
-    pub counters: [Counters; PORTS],
+    pub counters: Vec<Counters>,
+    /// Frames given with a port the configuration does not have (a bug in
+    /// the caller): dropped, counted here.
+    pub bad_port: u64,
     syn: Option<SourceLimiter>,
     icmp: TokenBucket,
 }
@@ -458,7 +548,8 @@ impl State {
     /// worker a random one so that an attacker cannot aim at one slot).
     pub fn new(cfg: &Config, now: u64, seed: u64) -> State {
         let mut s = State {
-            counters: [Counters::default(); PORTS],
+            counters: vec![Counters::default(); cfg.port_count()],
+            bad_port: 0,
             syn: None,
             icmp: TokenBucket::unlimited(),
         };
@@ -484,6 +575,9 @@ impl State {
     /// Applies changed rates (a live reload) without losing counters or the
     /// tokens already earned.
     pub fn reconfigure(&mut self, cfg: &Config, now: u64) {
+        // A port count never changes live (it needs a restart); keep the
+        // counters indexable if a caller does it anyway.
+        self.counters.resize(cfg.port_count(), Counters::default());
         match cfg.settings.icmp.limit {
             Some(r) => self.icmp.set_rate(r.per_sec, r.burst, now),
             None => self.icmp.set_unlimited(),
@@ -513,18 +607,22 @@ fn syn_rates(sl: &SynLimitSettings) -> Option<(Rate, Rate)> {
 /// What to do with one frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    /// Send `len` bytes of the frame out of the other port.
+    /// Send `len` bytes of the frame out of port `egress`.
     Forward {
         /// Frame length to transmit.
         len: usize,
+        /// The port to send it out of.
+        egress: PortId,
     },
     /// Send the frame (now the first fragment, `first_len` bytes) and the
-    /// next `extra` frames committed to [`ExtraFrames`] out of the other port.
+    /// next `extra` frames committed to [`ExtraFrames`] out of port `egress`.
     Fragments {
         /// Length of the first fragment's frame.
         first_len: usize,
         /// How many extra frames were committed for this packet.
         extra: usize,
+        /// The port to send them out of.
+        egress: PortId,
     },
     /// Send `len` bytes of the frame (now an ICMP error) back out of the
     /// port it came in on.
@@ -564,8 +662,8 @@ pub fn process<E: ExtraFrames>(
     }
 }
 
-/// Runs the pipeline over one frame received on `ingress` (0 or 1): `buf`
-/// is the frame's whole buffer and `len` the bytes received.
+/// Runs the pipeline over one frame received on `ingress`: `buf` is the
+/// frame's whole buffer and `len` the bytes received.
 #[inline]
 pub fn process_frame<E: ExtraFrames>(
     buf: &mut [u8],
@@ -576,13 +674,16 @@ pub fn process_frame<E: ExtraFrames>(
     state: &mut State,
     extra: &mut E,
 ) -> Verdict {
-    let ingress = ingress & 1;
+    let (Some(egress), true) = (cfg.egress(ingress), ingress.index() < state.counters.len()) else {
+        state.bad_port += 1;
+        return Verdict::Drop(DropReason::BadPort);
+    };
     let len = len.min(buf.len());
-    let c = &mut state.counters[ingress];
+    let c = &mut state.counters[ingress.index()];
     c.rx_packets += 1;
     c.rx_bytes += len as u64;
-    let verdict = classify(buf, len, ingress, now, cfg, state, extra);
-    let c = &mut state.counters[ingress];
+    let verdict = classify(buf, len, ingress, egress, now, cfg, state, extra);
+    let c = &mut state.counters[ingress.index()];
     match verdict {
         Verdict::Forward { .. } => c.forwarded += 1,
         Verdict::Fragments { extra, .. } => {
@@ -596,10 +697,12 @@ pub fn process_frame<E: ExtraFrames>(
 }
 
 #[inline]
+#[allow(clippy::too_many_arguments)] // the frame's context, passed down once
 fn classify<E: ExtraFrames>(
     buf: &mut [u8],
     len: usize,
     ingress: PortId,
+    egress: PortId,
     now: u64,
     cfg: &Config,
     state: &mut State,
@@ -611,8 +714,8 @@ fn classify<E: ExtraFrames>(
     let l2 = match eth.l2_info() {
         Ok(l2) => l2,
         Err(WireError::TooManyVlanTags) => {
-            state.counters[ingress].non_ip_passed += 1;
-            return Verdict::Forward { len };
+            state.counters[ingress.index()].non_ip_passed += 1;
+            return Verdict::Forward { len, egress };
         }
         Err(_) => return Verdict::Drop(DropReason::Truncated),
     };
@@ -621,6 +724,7 @@ fn classify<E: ExtraFrames>(
         len,
         l2: l2.header_len,
         ingress,
+        egress,
         now,
         cfg,
         state,
@@ -629,8 +733,8 @@ fn classify<E: ExtraFrames>(
         ethernet::ethertype::IPV4 => ctx.ipv4(extra),
         ethernet::ethertype::IPV6 => ctx.ipv6(),
         _ => {
-            ctx.state.counters[ingress].non_ip_passed += 1;
-            Verdict::Forward { len }
+            ctx.state.counters[ingress.index()].non_ip_passed += 1;
+            Verdict::Forward { len, egress }
         }
     }
 }
@@ -641,6 +745,7 @@ struct Ctx<'a, 'b> {
     len: usize,
     l2: usize,
     ingress: PortId,
+    egress: PortId,
     now: u64,
     cfg: &'b Config,
     state: &'b mut State,
@@ -656,11 +761,18 @@ enum SynOutcome {
 
 impl Ctx<'_, '_> {
     fn counters(&mut self) -> &mut Counters {
-        &mut self.state.counters[self.ingress]
+        &mut self.state.counters[self.ingress.index()]
     }
 
     fn egress_mtu(&self) -> u16 {
-        self.cfg.settings.port_mtu[self.ingress ^ 1]
+        self.cfg.settings.port_mtu[self.egress.index()]
+    }
+
+    fn forward(&self) -> Verdict {
+        Verdict::Forward {
+            len: self.len,
+            egress: self.egress,
+        }
     }
 
     #[inline]
@@ -675,7 +787,7 @@ impl Ctx<'_, '_> {
         let can_grow = !ip.is_fragment();
         let src = ip.src();
         if proto == ipv4::protocol::TCP && first_frag {
-            if let Some(p) = self.cfg.clamp[family::V4][self.ingress] {
+            if let Some(p) = self.cfg.clamp[family::V4][self.ingress.index()] {
                 let key = source_key_v4(src);
                 match self.syn(l2 + hl, l2 + tl, &p, key, family::V4, can_grow) {
                     SynOutcome::Drop => return Verdict::Drop(DropReason::SynLimit),
@@ -691,7 +803,7 @@ impl Ctx<'_, '_> {
         }
         let mtu = self.egress_mtu();
         if tl <= usize::from(mtu) {
-            return Verdict::Forward { len: self.len };
+            return self.forward();
         }
         // Too big. From here on we originate packets derived from this
         // header, so refuse to launder a corrupt one.
@@ -713,6 +825,7 @@ impl Ctx<'_, '_> {
                     Verdict::Fragments {
                         first_len: f.first_len,
                         extra: f.extra,
+                        egress: self.egress,
                     }
                 }
                 Err(FragError::NoFrame) => Verdict::Drop(DropReason::NoFrame),
@@ -737,7 +850,7 @@ impl Ctx<'_, '_> {
         let src = ip.src();
         match ip.upper_layer() {
             Ok(u) if u.protocol == ipv4::protocol::TCP && u.has_header() => {
-                if let Some(p) = self.cfg.clamp[family::V6][self.ingress] {
+                if let Some(p) = self.cfg.clamp[family::V6][self.ingress.index()] {
                     let key = source_key_v6(&src);
                     let can_grow = u.fragment.is_none();
                     match self.syn(l2 + u.offset, l2 + tl, &p, key, family::V6, can_grow) {
@@ -757,7 +870,7 @@ impl Ctx<'_, '_> {
         }
         let mtu = self.egress_mtu();
         if tl <= usize::from(mtu) {
-            return Verdict::Forward { len: self.len };
+            return self.forward();
         }
         // IPv6 routers never fragment (RFC 8200 §5): Packet Too Big.
         let src = self.cfg.settings.icmp.source_v6;
@@ -789,7 +902,9 @@ impl Ctx<'_, '_> {
             self.counters().icmp_rate_limited += 1;
             return Verdict::Drop(DropReason::TooBig);
         }
-        let max = ceiling.min(usize::from(self.cfg.settings.port_mtu[self.ingress]));
+        let max = ceiling.min(usize::from(
+            self.cfg.settings.port_mtu[self.ingress.index()],
+        ));
         match build(self.buf, self.len, self.l2, max) {
             Ok(len) => {
                 self.counters().icmp_sent[fam] += 1;

@@ -5,8 +5,8 @@ use etherparse::{
     Ipv4Header, NetSlice, PacketBuilder, SlicedPacket, TcpOptionElement, TransportSlice,
 };
 use mtugate_datapath::pipeline::{
-    self, Clamp, Config, Counters, DfPolicy, DropReason, ExtraFrames, OverLimit, Rate, Settings,
-    State, Verdict,
+    self, Clamp, Config, Counters, DfPolicy, DropReason, ExtraFrames, OverLimit, PortId, Rate,
+    Settings, State, Verdict,
 };
 use proptest::prelude::*;
 
@@ -57,7 +57,7 @@ impl ExtraFrames for Frames {
 /// The appliance of the lab: port 0 inside at 1500, port 1 the tunnel at 1400.
 fn settings() -> Settings {
     Settings {
-        port_mtu: [1500, 1400],
+        port_mtu: vec![1500, 1400],
         ..Default::default()
     }
 }
@@ -87,14 +87,14 @@ impl Dut {
         let v = pipeline::process_frame(
             &mut buf,
             frame.len(),
-            port,
+            PortId::new(port),
             now,
             &self.cfg,
             &mut self.st,
             &mut self.frames,
         );
         let len = match v {
-            Verdict::Forward { len } | Verdict::Reply { len } => len,
+            Verdict::Forward { len, .. } | Verdict::Reply { len } => len,
             Verdict::Fragments { first_len, .. } => first_len,
             Verdict::Drop(_) => frame.len(),
         };
@@ -220,7 +220,13 @@ fn arp_passes_untouched() {
     arp.extend_from_slice(&[0; 32]);
     let mut d = Dut::new(settings());
     let (v, out) = d.run(&arp, 0);
-    assert_eq!(v, Verdict::Forward { len: arp.len() });
+    assert_eq!(
+        v,
+        Verdict::Forward {
+            len: arp.len(),
+            egress: PortId::new(1)
+        }
+    );
     assert_eq!(out, arp);
     assert_eq!(d.c(0).non_ip_passed, 1);
     assert!(d.c(0).balanced());
@@ -231,7 +237,13 @@ fn plain_ack_passes_untouched() {
     let f = tcp_v4(false, true, true, &[], &[1; 10]);
     let mut d = Dut::new(settings());
     let (v, out) = d.run(&f, 0);
-    assert_eq!(v, Verdict::Forward { len: f.len() });
+    assert_eq!(
+        v,
+        Verdict::Forward {
+            len: f.len(),
+            egress: PortId::new(1)
+        }
+    );
     assert_eq!(out, f);
 }
 
@@ -255,7 +267,7 @@ fn auto_clamp_both_directions() {
 #[test]
 fn m9_pmtu_1500() {
     let mut s = settings();
-    s.port_mtu = [1500, 1500];
+    s.port_mtu = vec![1500, 1500];
     let mut d = Dut::new(s);
     let (_, out) = d.run(&tcp_v4(true, false, true, &MSS1460, &[]), 0);
     assert_eq!(checked_mss(&out), Some(1460));
@@ -268,7 +280,7 @@ fn m9_pmtu_1500() {
 fn m4_one_direction() {
     let mut s = settings();
     s.mss.ipv4 = Clamp::Fixed(1300);
-    s.mss.on_ingress = [true, false];
+    s.mss.on_ingress = vec![true, false];
     let mut d = Dut::new(s);
     let (_, out) = d.run(&tcp_v4(true, false, true, &MSS1460, &[]), 0);
     assert_eq!(checked_mss(&out), Some(1300));
@@ -285,7 +297,13 @@ fn m7_insert_through_pipeline() {
     let mut d = Dut::new(s);
     let f = tcp_v4(true, false, true, &[], &[]);
     let (v, out) = d.run(&f, 0);
-    assert_eq!(v, Verdict::Forward { len: f.len() + 4 });
+    assert_eq!(
+        v,
+        Verdict::Forward {
+            len: f.len() + 4,
+            egress: PortId::new(1)
+        }
+    );
     assert_eq!(checked_mss(&out), Some(536));
     let f6 = tcp_v6(true, &[], &[]);
     let (_, out) = d.run(&f6, 0);
@@ -387,16 +405,17 @@ fn fits_is_forwarded_too_big_df_gets_frag_needed() {
 #[test]
 fn df_clear_is_fragmented_and_policies() {
     let mut s = settings();
-    s.port_mtu = [1500, 620];
+    s.port_mtu = vec![1500, 620];
     s.mss.ipv4 = Clamp::Off;
     s.mss.ipv6 = Clamp::Off;
-    let mut d = Dut::new(s);
+    let mut d = Dut::new(s.clone());
     let (v, first) = d.run(&udp_v4(false, 1500 - 28), 0);
     assert_eq!(
         v,
         Verdict::Fragments {
             first_len: 14 + 620,
-            extra: 2
+            extra: 2,
+            egress: PortId::new(1)
         }
     );
     let lens: Vec<usize> = std::iter::once(&first)
@@ -416,7 +435,7 @@ fn df_clear_is_fragmented_and_policies() {
     ));
     // clear-udp: UDP with DF is fragmented, TCP with DF is not.
     s.df = DfPolicy::ClearUdp;
-    let mut d = Dut::new(s);
+    let mut d = Dut::new(s.clone());
     assert!(matches!(
         d.run(&udp_v4(true, 1000), 0).0,
         Verdict::Fragments { .. }
@@ -438,7 +457,7 @@ fn df_clear_is_fragmented_and_policies() {
 #[test]
 fn no_free_frame_is_counted() {
     let mut s = settings();
-    s.port_mtu = [1500, 620];
+    s.port_mtu = vec![1500, 620];
     let mut d = Dut::new(s);
     d.frames = Frames::new(1);
     let (v, _) = d.run(&udp_v4(false, 1472), 0);
@@ -567,7 +586,13 @@ fn malformed_tcp_is_passed_and_counted() {
     let mut f = tcp_v4(true, false, true, &MSS1460, &[]);
     f[14 + 20 + 12] = 0x00; // data offset 0 (VECTORS M3)
     let (v, out) = d.run(&f, 0);
-    assert_eq!(v, Verdict::Forward { len: f.len() });
+    assert_eq!(
+        v,
+        Verdict::Forward {
+            len: f.len(),
+            egress: PortId::new(1)
+        }
+    );
     assert_eq!(out, f);
     assert_eq!(d.c(0).malformed_passed, 1);
 }
@@ -576,9 +601,9 @@ fn malformed_tcp_is_passed_and_counted() {
 fn config_is_validated() {
     let mut s = settings();
     s.mss.ipv4 = Clamp::Fixed(1361);
-    assert!(Config::new(s).is_err(), "clamp above min MTU − 40");
+    assert!(Config::new(s.clone()).is_err(), "clamp above min MTU − 40");
     s.mss.ipv4 = Clamp::Fixed(1360);
-    assert!(Config::new(s).is_ok());
+    assert!(Config::new(s.clone()).is_ok());
     s.port_mtu[1] = 67;
     assert!(Config::new(s).is_err());
     let mut s = settings();
@@ -656,7 +681,7 @@ proptest! {
         }
         f.truncate(cut.max(1));
         let mut s = settings();
-        s.port_mtu = [1500, mtu];
+        s.port_mtu = vec![1500, mtu];
         s.mss.ipv4 = Clamp::Auto;
         s.mss.insert = true;
         s.df = df;
@@ -665,11 +690,11 @@ proptest! {
         let mut frames = Frames::new(300);
         let mut buf = vec![0u8; FRAME];
         buf[..f.len()].copy_from_slice(&f);
-        let v = pipeline::process_frame(&mut buf, f.len(), 0, 5, &cfg, &mut st, &mut frames);
+        let v = pipeline::process_frame(&mut buf, f.len(), PortId::new(0), 5, &cfg, &mut st, &mut frames);
         prop_assert!(st.counters[0].balanced());
         match v {
-            Verdict::Forward { len } | Verdict::Reply { len } => prop_assert!(len <= FRAME),
-            Verdict::Fragments { first_len, extra } => {
+            Verdict::Forward { len, .. } | Verdict::Reply { len } => prop_assert!(len <= FRAME),
+            Verdict::Fragments { first_len, extra, .. } => {
                 prop_assert_eq!(extra, frames.out.len());
                 prop_assert!(first_len - 14 <= usize::from(mtu));
                 for o in &frames.out {

@@ -14,7 +14,7 @@
 //! Run: `cargo bench -p mtugate-mgmt --bench link`.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use mtugate_datapath::pipeline::{process_frame, Config, ExtraFrames, Settings, State};
+use mtugate_datapath::pipeline::{process_frame, Config, ExtraFrames, PortId, Settings, State};
 use mtugate_mgmt::link::{LatencyHists, WorkerCounters, WorkerLink};
 use std::hint::black_box;
 use std::time::Instant;
@@ -63,7 +63,15 @@ fn bench(c: &mut Criterion) {
             || frames.clone(),
             |fs| {
                 for f in fs.iter_mut() {
-                    black_box(process_frame(f, 64, 0, 1, &cfg, &mut state, &mut NoFrames));
+                    black_box(process_frame(
+                        f,
+                        64,
+                        PortId::new(0),
+                        1,
+                        &cfg,
+                        &mut state,
+                        &mut NoFrames,
+                    ));
                 }
             },
             BatchSize::SmallInput,
@@ -91,7 +99,7 @@ fn bench(c: &mut Criterion) {
     g.finish();
 
     let mut g = c.benchmark_group("per interval");
-    let counters = WorkerCounters::default();
+    let counters = WorkerCounters::new(2);
     let (mut live, mgmt) = mtugate_mgmt::link::loopback();
     g.bench_function(
         "publish: copy counters, swap snapshot (+ hand it back)",

@@ -8,13 +8,14 @@
 //! added to the worker's histogram of the current interval and to its
 //! histogram since start.
 
-use crate::link::{IoCounters, KernelStats, LatencyHists, WorkerCounters, WorkerSnapshot};
+use crate::link::{LatencyHists, WorkerCounters, WorkerSnapshot};
 use crate::model::{
     IoStats, KernelSocketStats, Latency, PerFamily, PerIcmpType, Percentiles, PipelineCounters,
     PortRates, PortStats, QueueStats, Rates, Reloads, Stats, Windows,
 };
 use hdrhistogram::Histogram;
-use mtugate_datapath::pipeline::{family, Counters, DropReason, PORTS};
+use mtugate_datapath::pipeline::{family, Counters, DropReason};
+use mtugate_xsk::{PortCounters, XskStats};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -40,7 +41,7 @@ struct QueueAgg {
 /// Every worker's numbers, and the document made of them.
 #[derive(Debug)]
 pub struct Aggregator {
-    port_names: [String; PORTS],
+    port_names: Vec<String>,
     interval: Duration,
     queues: Vec<QueueAgg>,
     last_tick: Duration,
@@ -116,7 +117,7 @@ pub fn pipeline_counters(c: &Counters) -> PipelineCounters {
     }
 }
 
-fn io_stats(io: &IoCounters, ring_full: u64) -> IoStats {
+fn io_stats(io: &PortCounters, ring_full: u64) -> IoStats {
     IoStats {
         rx_frames: io.rx_frames,
         tx_frames: io.tx_frames,
@@ -127,12 +128,12 @@ fn io_stats(io: &IoCounters, ring_full: u64) -> IoStats {
     }
 }
 
-fn kernel_stats(k: &KernelStats) -> KernelSocketStats {
+fn kernel_stats(k: &XskStats) -> KernelSocketStats {
     KernelSocketStats {
         rx_dropped: k.rx_dropped,
         rx_ring_full: k.rx_ring_full,
-        fill_ring_empty: k.fill_ring_empty,
-        tx_ring_empty: k.tx_ring_empty,
+        fill_ring_empty: k.rx_fill_ring_empty_descs,
+        tx_ring_empty: k.tx_ring_empty_descs,
         rx_invalid_descs: k.rx_invalid_descs,
         tx_invalid_descs: k.tx_invalid_descs,
     }
@@ -166,7 +167,8 @@ fn per_sec(delta: u64, dt: f64) -> f64 {
 
 impl Aggregator {
     /// An aggregator for these workers (in worker index order).
-    pub fn new(port_names: [String; PORTS], queues: Vec<QueueInfo>, interval: Duration) -> Self {
+    pub fn new(port_names: Vec<String>, queues: Vec<QueueInfo>, interval: Duration) -> Self {
+        let nports = port_names.len();
         let mut a = Aggregator {
             port_names,
             interval,
@@ -174,8 +176,8 @@ impl Aggregator {
                 .into_iter()
                 .map(|info| QueueAgg {
                     info,
-                    latest: WorkerCounters::default(),
-                    prev: WorkerCounters::default(),
+                    latest: WorkerCounters::new(nports),
+                    prev: WorkerCounters::new(nports),
                     pending: LatencyHists::new(),
                     last_interval: LatencyHists::new(),
                     total: LatencyHists::new(),
@@ -199,7 +201,10 @@ impl Aggregator {
         let Some(q) = self.queues.get_mut(snap.worker) else {
             return;
         };
-        q.latest = snap.counters;
+        if snap.counters.pipeline.len() != self.port_names.len() {
+            return; // not this appliance's port set: a caller's bug, ignore it
+        }
+        q.latest.clone_from(&snap.counters);
         q.pending.add(&snap.latency);
         q.total.add(&snap.latency);
         self.merged_total.add(&snap.latency);
@@ -218,7 +223,7 @@ impl Aggregator {
         self.seq += 1;
         self.stats = self.build(uptime, dt);
         for q in &mut self.queues {
-            q.prev = q.latest;
+            q.prev.clone_from(&q.latest);
         }
         self.last_tick = uptime;
     }
@@ -281,16 +286,17 @@ impl Aggregator {
                 ..PortStats::default()
             })
             .collect();
-        let mut sum_now = [Counters::default(); PORTS];
-        let mut sum_prev = [Counters::default(); PORTS];
+        let nports = self.port_names.len();
+        let mut sum_now = vec![Counters::default(); nports];
+        let mut sum_prev = vec![Counters::default(); nports];
         let mut tx_now = 0;
         let mut tx_prev = 0;
         let mut queues = Vec::with_capacity(self.queues.len());
         for q in &self.queues {
             let (c, prev) = (&q.latest, &q.prev);
-            let mut ports = Vec::with_capacity(PORTS);
-            let mut rates = Vec::with_capacity(PORTS);
-            for p in 0..PORTS {
+            let mut ports = Vec::with_capacity(nports);
+            let mut rates = Vec::with_capacity(nports);
+            for p in 0..nports {
                 ports.push(self.port_stats(c, p));
                 let (now_p, prev_p) = (&c.pipeline[p], &prev.pipeline[p]);
                 rates.push(PortRates {
@@ -345,7 +351,7 @@ impl Aggregator {
         }
         let mut all_now = Counters::default();
         let mut all_prev = Counters::default();
-        for p in 0..PORTS {
+        for p in 0..nports {
             all_now.add(&sum_now[p]);
             all_prev.add(&sum_prev[p]);
         }
@@ -399,16 +405,16 @@ mod tests {
     use super::*;
 
     fn snap(worker: usize, rx: [u64; 2], polls: u64, busy: u64) -> WorkerSnapshot {
-        let mut c = WorkerCounters::default();
+        let mut c = WorkerCounters::new(2);
         for (p, &n) in rx.iter().enumerate() {
             c.pipeline[p].rx_packets = n;
             c.pipeline[p].rx_bytes = n * 100;
             c.pipeline[p].forwarded = n;
             c.tx_packets[1 - p] = n;
             c.tx_bytes[1 - p] = n * 100;
-            c.kernel[p] = Some(KernelStats {
+            c.kernel[p] = Some(XskStats {
                 rx_ring_full: 1,
-                ..KernelStats::default()
+                ..XskStats::default()
             });
         }
         c.polls = polls;
@@ -423,7 +429,7 @@ mod tests {
 
     fn agg() -> Aggregator {
         Aggregator::new(
-            ["inside".into(), "outside".into()],
+            vec!["inside".into(), "outside".into()],
             vec![
                 QueueInfo {
                     queue: 0,

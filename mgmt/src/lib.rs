@@ -41,7 +41,7 @@ pub mod server;
 pub mod view;
 
 pub use aggregate::QueueInfo;
-pub use link::{IoCounters, KernelStats, WorkerCounters, WorkerLink};
+pub use link::{WorkerCounters, WorkerLink};
 pub use server::{Mgmt, MgmtError, MgmtOptions, Prepared, Refusal, Reloader};
 
 /// Largest latency a histogram tracks (10 s, in ns); larger values are

@@ -33,60 +33,30 @@
 use crate::{HIST_HIGH_NS, HIST_SIGFIG};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use hdrhistogram::Histogram;
-use mtugate_datapath::pipeline::{Config, Counters, PORTS};
+use mtugate_datapath::pipeline::{Config, Counters};
+use mtugate_xsk::{PortCounters, XskStats};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// AF_XDP work counters of one port of a worker (mirrors the datapath's
-/// `xsk::PortCounters`, which this crate does not build).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct IoCounters {
-    /// Frames taken from the RX ring.
-    pub rx_frames: u64,
-    /// Frames put into the TX ring.
-    pub tx_frames: u64,
-    /// Frames taken back from the completion ring.
-    pub tx_completed: u64,
-    /// `sendto` kicks.
-    pub tx_kicks: u64,
-    /// Frames put into the fill ring.
-    pub fill_frames: u64,
-}
-
-/// The kernel's statistics of one AF_XDP socket (`XDP_STATISTICS`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct KernelStats {
-    /// Dropped for other reasons (e.g. frame larger than the chunk).
-    pub rx_dropped: u64,
-    /// Dropped because the RX ring was full.
-    pub rx_ring_full: u64,
-    /// Times the fill ring was found empty.
-    pub fill_ring_empty: u64,
-    /// Times the TX ring was found empty when asked to send.
-    pub tx_ring_empty: u64,
-    /// Invalid RX (fill) descriptors.
-    pub rx_invalid_descs: u64,
-    /// Invalid TX descriptors.
-    pub tx_invalid_descs: u64,
-}
-
 /// Everything a worker counts, cumulative since it started. Plain
-/// integers, copied at publication.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// integers, copied at publication (`clone_from` into the snapshot, whose
+/// vectors keep their capacity: no allocation in the steady state). Every
+/// per-port vector has one entry per port.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WorkerCounters {
     /// Pipeline counters by ingress port.
-    pub pipeline: [Counters; PORTS],
+    pub pipeline: Vec<Counters>,
     /// AF_XDP counters by port.
-    pub io: [IoCounters; PORTS],
+    pub io: Vec<PortCounters>,
     /// Kernel socket statistics by port (`None`: the query failed).
-    pub kernel: [Option<KernelStats>; PORTS],
+    pub kernel: Vec<Option<XskStats>>,
     /// Frames put on the TX path of each (egress) port.
-    pub tx_packets: [u64; PORTS],
+    pub tx_packets: Vec<u64>,
     /// Bytes of those frames.
-    pub tx_bytes: [u64; PORTS],
+    pub tx_bytes: Vec<u64>,
     /// Frames freed because a TX ring was full, by egress port.
-    pub tx_ring_full_drops: [u64; PORTS],
+    pub tx_ring_full_drops: Vec<u64>,
     /// Rounds of the poll loop.
     pub polls: u64,
     /// Rounds that found work.
@@ -95,6 +65,21 @@ pub struct WorkerCounters {
     pub frames_in_flight: u64,
     /// Frames in the UMEM.
     pub frames_total: u64,
+}
+
+impl WorkerCounters {
+    /// All zero, for `ports` ports.
+    pub fn new(ports: usize) -> WorkerCounters {
+        WorkerCounters {
+            pipeline: vec![Counters::default(); ports],
+            io: vec![PortCounters::default(); ports],
+            kernel: vec![None; ports],
+            tx_packets: vec![0; ports],
+            tx_bytes: vec![0; ports],
+            tx_ring_full_drops: vec![0; ports],
+            ..WorkerCounters::default()
+        }
+    }
 }
 
 /// Latency recorded by one worker since its previous publication.
@@ -350,7 +335,7 @@ impl WorkerLink {
         std::mem::swap(&mut fresh, &mut self.cur);
         let mut full = fresh;
         full.epoch = self.seen;
-        full.counters = *counters;
+        full.counters.clone_from(counters);
         // Two snapshots circulate and the worker holds one, so the channel
         // (capacity 2 per worker) has room unless the receiver is gone.
         self.out.try_send(full).is_ok()
@@ -419,7 +404,7 @@ mod tests {
     #[test]
     fn publish_swaps_and_nothing_is_lost_when_mgmt_is_late() {
         let (mut w, m) = loopback();
-        let mut c = WorkerCounters::default();
+        let mut c = WorkerCounters::new(2);
         w.record(10, 100, 1000);
         c.polls = 1;
         assert!(w.publish(&c));

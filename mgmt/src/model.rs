@@ -279,14 +279,14 @@ mod tests {
     #[test]
     fn json_shape() {
         let mut a = Aggregator::new(
-            ["inside".into(), "outside".into()],
+            vec!["inside".into(), "outside".into()],
             vec![QueueInfo {
                 queue: 2,
                 core: Some(1),
             }],
             Duration::from_millis(500),
         );
-        let mut c = WorkerCounters::default();
+        let mut c = WorkerCounters::new(2);
         c.pipeline[0].rx_packets = 7;
         c.pipeline[0].drops[4] = 7;
         let mut latency = LatencyHists::new();
@@ -323,7 +323,7 @@ mod tests {
                 .as_object()
                 .unwrap()
                 .len(),
-            8
+            mtugate_datapath::pipeline::DropReason::COUNT
         );
         assert_eq!(j["totals"][0]["counters"]["balanced"], true);
         assert_eq!(j["totals"][1]["counters"]["mss_clamped"]["ipv6"], 0);

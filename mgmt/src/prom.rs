@@ -438,7 +438,7 @@ mod tests {
     /// A two-queue aggregator with some traffic, drops and latency.
     fn sample() -> (Aggregator, Vec<u64>) {
         let mut a = Aggregator::new(
-            ["in\"side".into(), "outside".into()],
+            vec!["in\"side".into(), "outside".into()],
             vec![
                 QueueInfo {
                     queue: 0,
@@ -453,13 +453,13 @@ mod tests {
         );
         let mut values = Vec::new();
         for w in 0..2 {
-            let mut c = WorkerCounters::default();
+            let mut c = WorkerCounters::new(2);
             c.pipeline[0].rx_packets = 1000 + w as u64;
             c.pipeline[0].forwarded = 990;
             c.pipeline[0].drops[4] = 10 + w as u64;
             c.pipeline[1].mss_clamped = [7, 3];
             c.pipeline[1].icmp_sent = [2, 1];
-            c.kernel[0] = Some(crate::link::KernelStats {
+            c.kernel[0] = Some(mtugate_xsk::XskStats {
                 rx_ring_full: 5,
                 ..Default::default()
             });
@@ -552,7 +552,11 @@ mod tests {
             .expect("escaped port label, queue 3");
         assert_eq!(q3_in.1, 1001.0);
         let drops = &m["mtugate_dropped_total"];
-        assert_eq!(drops.len(), 2 * 2 * 8, "one series per reason");
+        assert_eq!(
+            drops.len(),
+            2 * 2 * mtugate_datapath::pipeline::DropReason::COUNT,
+            "one series per reason"
+        );
         let too_big: f64 = drops
             .iter()
             .filter(|(l, _)| l["reason"] == "too_big")

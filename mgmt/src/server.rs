@@ -18,7 +18,7 @@ use crate::link::{self, Applied, Epoch, Reload, WorkerLink, WorkerSnapshot};
 use crate::model::{Reloads, Stats};
 use crate::{hgrm, prom};
 use crossbeam_channel::{Receiver, Sender};
-use mtugate_datapath::pipeline::{Config, PORTS};
+use mtugate_datapath::pipeline::Config;
 use std::fs;
 use std::io;
 use std::net::SocketAddr;
@@ -51,7 +51,7 @@ pub struct MgmtOptions {
     /// Period of the one-line summary in the log; `None` = never.
     pub summary: Option<Duration>,
     /// Port names, in port order.
-    pub port_names: [String; PORTS],
+    pub port_names: Vec<String>,
     /// The workers, in the order their links are returned.
     pub queues: Vec<QueueInfo>,
     /// Install a SIGHUP handler that reloads.
@@ -676,7 +676,7 @@ mod tests {
 
     fn config(mss: u16) -> Arc<Config> {
         let mut s = Settings {
-            port_mtu: [1500, 1400],
+            port_mtu: vec![1500, 1400],
             ..Settings::default()
         };
         s.mss.ipv4 = Clamp::Fixed(mss);
@@ -697,7 +697,7 @@ mod tests {
             run_dir: run_dir.to_path_buf(),
             interval: Some(Duration::from_millis(100)),
             summary: None,
-            port_names: ["inside".into(), "outside".into()],
+            port_names: vec!["inside".into(), "outside".into()],
             queues: vec![
                 QueueInfo {
                     queue: 0,
@@ -729,7 +729,7 @@ mod tests {
             let clamp = Arc::new(AtomicU64::new(1360));
             clamps.push(clamp.clone());
             threads.push(std::thread::spawn(move || {
-                let mut c = WorkerCounters::default();
+                let mut c = WorkerCounters::new(2);
                 let deadline = Instant::now() + Duration::from_secs(20);
                 while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
                     c.pipeline[0].rx_packets += 10;
@@ -740,7 +740,10 @@ mod tests {
                     link.record(10, 50, 700);
                     if link.signalled() {
                         if let Some(r) = link.take_reload() {
-                            let v = r.config.clamp_for(0, 0).unwrap_or(0);
+                            let v = r
+                                .config
+                                .clamp_for(0, mtugate_datapath::pipeline::PortId::new(0))
+                                .unwrap_or(0);
                             clamp.store(u64::from(v), Ordering::SeqCst);
                             link.ack(r.generation);
                         }

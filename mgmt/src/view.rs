@@ -239,11 +239,12 @@ mod tests {
     use super::*;
     use crate::aggregate::{Aggregator, QueueInfo};
     use crate::link::{WorkerCounters, WorkerSnapshot};
+    use mtugate_datapath::pipeline::DropReason;
     use std::time::Duration;
 
     fn stats(queues: u32, scale: u64) -> Stats {
         let mut a = Aggregator::new(
-            ["inside-long-port-name".into(), "outside".into()],
+            vec!["inside-long-port-name".into(), "outside".into()],
             (0..queues)
                 .map(|q| QueueInfo {
                     queue: q,
@@ -253,11 +254,11 @@ mod tests {
             Duration::from_secs(1),
         );
         for w in 0..queues as usize {
-            let mut c = WorkerCounters::default();
+            let mut c = WorkerCounters::new(2);
             for p in 0..2 {
                 c.pipeline[p].rx_packets = scale * (w as u64 + 1);
                 c.pipeline[p].rx_bytes = scale;
-                c.pipeline[p].drops = [scale; 8];
+                c.pipeline[p].drops = [scale; DropReason::COUNT];
                 c.pipeline[p].mss_clamped = [scale, scale];
                 c.tx_packets[p] = scale;
             }
@@ -325,7 +326,7 @@ mod tests {
     #[test]
     fn before_any_traffic() {
         let a = Aggregator::new(
-            ["a".into(), "b".into()],
+            vec!["a".into(), "b".into()],
             vec![QueueInfo {
                 queue: 0,
                 core: None,

@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use mtugate_datapath::pipeline::{
-    self, Clamp, Config, DfPolicy, ExtraFrames, OverLimit, Rate, Settings, State, Verdict,
+    self, Clamp, Config, DfPolicy, PortId, ExtraFrames, OverLimit, Rate, Settings, State, Verdict,
 };
 
 const FRAME: usize = 2048;
@@ -37,7 +37,7 @@ fuzz_target!(|data: &[u8]| {
     let (ctl, frame) = data.split_at(4);
     let mut s = Settings::default();
     let mtu = 68 + u16::from_be_bytes([ctl[0], ctl[1]]) % 9000;
-    s.port_mtu = [1500, mtu];
+    s.port_mtu = vec![1500, mtu];
     s.df = match ctl[2] % 3 {
         0 => DfPolicy::Respect,
         1 => DfPolicy::ClearUdp,
@@ -50,15 +50,15 @@ fuzz_target!(|data: &[u8]| {
     s.icmp.limit = Some(Rate { per_sec: 1000, burst: 2 });
     let Ok(cfg) = Config::new(s) else { return };
     let mut st = State::new(&cfg, 0, 1);
-    let port = usize::from(ctl[3] & 1);
+    let port = PortId::new(usize::from(ctl[3] & 1));
     let mut buf = vec![0u8; FRAME.max(frame.len())];
     buf[..frame.len()].copy_from_slice(frame);
     let mut pool = Pool { bufs: vec![vec![0; FRAME]; 200], lens: Vec::new(), next: 0 };
     let v = pipeline::process_frame(&mut buf, frame.len(), port, 1, &cfg, &mut st, &mut pool);
-    assert!(st.counters[port].balanced());
+    assert!(st.counters[port.index()].balanced());
     match v {
-        Verdict::Forward { len } | Verdict::Reply { len } => assert!(len <= buf.len()),
-        Verdict::Fragments { first_len, extra } => {
+        Verdict::Forward { len, .. } | Verdict::Reply { len } => assert!(len <= buf.len()),
+        Verdict::Fragments { first_len, extra, .. } => {
             assert_eq!(extra, pool.lens.len());
             assert!(first_len <= buf.len());
             assert!(pool.lens.iter().all(|&l| l <= FRAME));

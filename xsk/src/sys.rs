@@ -18,7 +18,7 @@ const XDP_MAX_TX_SKB_BUDGET: libc::c_int = 9;
 
 /// The kernel's drop and error counters of one AF_XDP socket
 /// (`getsockopt(SOL_XDP, XDP_STATISTICS)`, `struct xdp_statistics`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct XskStats {
     /// Frames dropped for reasons other than the ones below (e.g. a frame
     /// larger than the UMEM chunk).
@@ -35,6 +35,7 @@ pub struct XskStats {
     pub tx_ring_empty_descs: u64,
 }
 
+#[cfg(feature = "afxdp")]
 impl From<xsk_rs::socket::XdpStatistics> for XskStats {
     fn from(s: xsk_rs::socket::XdpStatistics) -> Self {
         Self {
@@ -82,7 +83,7 @@ fn get_int(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<u32> 
 
 /// Sets the send buffer (forced if allowed) and returns what the kernel
 /// reports afterwards (twice the request, as `socket(7)` says).
-pub(super) fn set_sndbuf(fd: RawFd, bytes: u32) -> io::Result<u32> {
+pub(crate) fn set_sndbuf(fd: RawFd, bytes: u32) -> io::Result<u32> {
     let bytes = bytes.min(i32::MAX as u32 / 2);
     if let Err(e) = set_int(fd, libc::SOL_SOCKET, SO_SNDBUFFORCE, bytes) {
         if e.raw_os_error() != Some(libc::EPERM) {
@@ -94,12 +95,12 @@ pub(super) fn set_sndbuf(fd: RawFd, bytes: u32) -> io::Result<u32> {
 }
 
 /// `XDP_MAX_TX_SKB_BUDGET`; `Err` on kernels without it.
-pub(super) fn set_tx_skb_budget(fd: RawFd, budget: u32) -> io::Result<()> {
+pub(crate) fn set_tx_skb_budget(fd: RawFd, budget: u32) -> io::Result<()> {
     set_int(fd, libc::SOL_XDP, XDP_MAX_TX_SKB_BUDGET, budget)
 }
 
 /// `SO_PREFER_BUSY_POLL`, `SO_BUSY_POLL`, `SO_BUSY_POLL_BUDGET`.
-pub(super) fn set_busy_poll(fd: RawFd, bp: super::BusyPoll) -> io::Result<()> {
+pub(crate) fn set_busy_poll(fd: RawFd, bp: crate::BusyPoll) -> io::Result<()> {
     set_int(
         fd,
         libc::SOL_SOCKET,
@@ -111,12 +112,12 @@ pub(super) fn set_busy_poll(fd: RawFd, bp: super::BusyPoll) -> io::Result<()> {
 }
 
 /// Whether the bound socket runs in zero-copy mode (`XDP_OPTIONS`).
-pub(super) fn is_zero_copy(fd: RawFd) -> io::Result<bool> {
+pub(crate) fn is_zero_copy(fd: RawFd) -> io::Result<bool> {
     Ok(get_int(fd, libc::SOL_XDP, XDP_OPTIONS)? & XDP_OPTIONS_ZEROCOPY != 0)
 }
 
 /// Waits up to `timeout_ms` for any of `fds` to become readable.
-pub(super) fn poll_readable(fds: &[RawFd], timeout_ms: i32) -> io::Result<bool> {
+pub(crate) fn poll_readable(fds: &[RawFd], timeout_ms: i32) -> io::Result<bool> {
     let mut pfds = [libc::pollfd {
         fd: -1,
         events: 0,
@@ -151,7 +152,7 @@ extern "C" fn on_stop_signal(_: libc::c_int) {
 }
 
 /// Installs handlers for SIGINT and SIGTERM that set the returned flag, so
-/// a worker loop can stop and its queue pairs be dropped (which detaches
+/// a worker loop can stop and its queues be dropped (which detaches
 /// the XDP programs) instead of the process dying with them attached.
 pub fn stop_flag_on_signals() -> io::Result<&'static AtomicBool> {
     for sig in [libc::SIGINT, libc::SIGTERM] {

@@ -1,34 +1,45 @@
-//! The AF_XDP I/O layer: for one queue id, two ports (interfaces) whose
-//! sockets share one UMEM, so forwarding moves a descriptor, never bytes.
+//! mtugate's AF_XDP layer: for one queue id, N ports (interfaces) whose
+//! sockets share one UMEM, so forwarding moves a descriptor, never bytes;
+//! and the one poll loop every AF_XDP user in mtugate turns.
 //!
-//! This is the only module of the crate allowed to use `unsafe`. It wraps
-//! [`xsk_rs`] (UMEM, sockets, rings; libxdp built with `cc`) and libbpf
-//! (through `libxdp-sys`, for the XDP program).
+//! This is the only crate of the workspace allowed to use `unsafe` (the
+//! workspace denies `unsafe_code`; this crate root allows it). Every
+//! `unsafe` block says what makes it sound.
 //!
 //! # Layers
 //!
+//! - [`ring::Backend`]: one UMEM and the fill, RX, TX and completion rings
+//!   of N ports, as user space sees them. Two implementations:
+//!   [`XdpBackend`] (feature `afxdp`: the kernel's AF_XDP sockets, over
+//!   [`xsk_rs`], with libxdp built with `cc`) and [`MemBackend`] (memory
+//!   and a stand-in kernel driven by tests).
+//! - [`Queue`]: one worker's frames over a backend: the free list, TX
+//!   staging, receive a batch ([`Queue::rx_batch`]), touch a frame's bytes
+//!   ([`Queue::data`], [`Queue::buf_mut`], [`Queue::set_len`]), allocate
+//!   and free frames, queue and flush TX, reap completions, refill the fill
+//!   rings, count every I/O error per port. Conservation of frames is
+//!   checked by [`Queue::check_conservation`]; debug builds track every
+//!   frame's owner.
+//! - [`driver`]: the poll round ([`Poller::round`]) and idle policy, fed by
+//!   a [`Handler`]; [`Forward`] is the no-op forwarder the benchmarks'
+//!   "raw AF_XDP" ceiling uses.
 //! - [`XskConfig`]: frame and ring sizes, batch, bind mode (zero-copy with
 //!   fallback to copy, or forced), XDP attach mode, busy polling, send
 //!   buffer.
-//! - [`QueuePair`]: one worker's UMEM, its two sockets and the frame free
-//!   list; receive a batch ([`QueuePair::rx_batch`]), touch a frame's bytes
-//!   ([`QueuePair::data`], [`QueuePair::buf_mut`], [`QueuePair::set_len`]),
-//!   allocate and free frames, queue and flush TX, reap completions, refill
-//!   the fill rings. Conservation of frames is checked by
-//!   [`QueuePair::check_conservation`].
-//! - The XDP program (module `prog`): a six-instruction program named
-//!   `mtugate_xsk` redirecting each RX queue into its socket, attached once
-//!   per interface per process and detached when the last [`QueuePair`] on
-//!   it is dropped; a `mtugate_xsk` left attached by a killed run is
-//!   detected and replaced, a foreign program is refused unless allowed.
+//! - The XDP program (module `prog`, feature `afxdp`): a six-instruction
+//!   program named `mtugate_xsk` redirecting each RX queue into its socket,
+//!   attached once per interface per process and detached when the last
+//!   queue on it is dropped; a `mtugate_xsk` left attached by a killed run
+//!   is detected and replaced, a foreign program is refused unless allowed.
+//!
+//! Ports are plain indices (`0..port_count`) into the list given when the
+//! queue was opened; the datapath's `PortId` maps onto them one to one.
 //!
 //! # Left out on purpose
 //!
 //! - Multi-buffer (`XDP_USE_SG`) frames: a frame is one UMEM chunk.
 //! - Unaligned UMEM chunks; headroom in front of the packet for the caller
 //!   (frames can grow at the tail, in place).
-//! - Steering only some traffic into the sockets (router mode): the
-//!   program redirects every frame of the queue.
 //!
 //! # Kernel behaviour worth knowing
 //!
@@ -38,49 +49,33 @@
 //!   `SO_SNDBUFFORCE` default.
 //! - A TX descriptor the kernel finds invalid (length 0, crossing a chunk)
 //!   is dropped without a completion: the frame would be lost, so
-//!   [`QueuePair::tx_push`] refuses such frames.
-//! - With `XDP_SHARED_UMEM` the second socket inherits the first one's bind
-//!   mode and need-wakeup setting.
+//!   [`Queue::tx_push`] refuses such frames.
+//! - With `XDP_SHARED_UMEM` every socket after the first inherits the first
+//!   one's bind mode and need-wakeup setting.
 #![allow(unsafe_code)]
 
+#[cfg(feature = "afxdp")]
+mod afxdp;
 mod config;
+pub mod driver;
+mod mem;
+#[cfg(feature = "afxdp")]
 mod prog;
 mod queue;
+pub mod ring;
+// Socket options and `poll` are only called by the kernel backend.
+#[cfg_attr(not(feature = "afxdp"), allow(dead_code))]
 mod sys;
 
+#[cfg(feature = "afxdp")]
+pub use afxdp::{open_queue, PortSpec, SetupReport, XdpBackend, XdpQueue};
 pub use config::{AttachMode, BindMode, BusyPoll, XskConfig, XskMode};
+pub use driver::{Forward, Handler, Idle, Poller};
+pub use mem::{MemBackend, MemConfig, MemDrop};
+#[cfg(feature = "afxdp")]
 pub use prog::{ReplacedProgram, XdpMode};
-pub use queue::{ConservationError, Frame, FrameCounts, PortCounters, QueuePair, SetupReport};
+pub use queue::{ConservationError, Frame, FrameCounts, PortCounters, Queue};
 pub use sys::{stop_flag_on_signals, XskStats};
-
-/// One of the two ports of a [`QueuePair`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Port {
-    /// The first interface given to [`QueuePair::new`].
-    A = 0,
-    /// The second interface given to [`QueuePair::new`].
-    B = 1,
-}
-
-impl Port {
-    /// Both ports, A first.
-    pub const BOTH: [Port; 2] = [Port::A, Port::B];
-
-    /// The opposite port.
-    #[inline]
-    pub fn other(self) -> Port {
-        match self {
-            Port::A => Port::B,
-            Port::B => Port::A,
-        }
-    }
-
-    /// 0 for A, 1 for B.
-    #[inline]
-    pub fn index(self) -> usize {
-        self as usize
-    }
-}
 
 /// Why setting up AF_XDP failed.
 #[derive(Debug, thiserror::Error)]
@@ -144,16 +139,4 @@ pub enum XskError {
         /// Underlying error.
         source: std::io::Error,
     },
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ports() {
-        assert_eq!(Port::A.other(), Port::B);
-        assert_eq!(Port::B.other(), Port::A);
-        assert_eq!(Port::BOTH.map(Port::index), [0, 1]);
-    }
 }

@@ -1,6 +1,6 @@
-//! Configuration of one worker's AF_XDP queue pair.
+//! Configuration of one worker's AF_XDP queue.
 
-use super::XskError;
+use crate::XskError;
 
 /// How the AF_XDP sockets bind to the driver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -15,7 +15,7 @@ pub enum BindMode {
     ForceZeroCopy,
 }
 
-/// The bind mode a [`QueuePair`](super::QueuePair) obtained, read back from
+/// The bind mode an [`XdpBackend`](crate::XdpBackend) obtained, read back from
 /// the kernel (`XDP_OPTIONS`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum XskMode {
@@ -59,8 +59,8 @@ impl Default for BusyPoll {
     }
 }
 
-/// Sizes and options of one worker's queue pair: one UMEM, two AF_XDP
-/// sockets (one per port) on the same queue id.
+/// Sizes and options of one worker's queue: one UMEM, one AF_XDP socket
+/// per port, all on the same queue id.
 ///
 /// Every ring size and the frame size must be a power of two.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,7 +71,7 @@ pub struct XskConfig {
     /// non-multi-buffer XDP program sees, and room to grow a packet in place.
     /// 2048 leaves 1792 bytes: enough for 1500-byte MTU ports.
     pub frame_size: u32,
-    /// Number of frames in the UMEM, shared by both ports. Default 8192
+    /// Number of frames in the UMEM, shared by every port. Default 8192
     /// (32 MiB with 4096-byte frames).
     pub frame_count: u32,
     /// RX ring size of each socket. Default 2048.
@@ -86,7 +86,7 @@ pub struct XskConfig {
     /// size of the TX staging area of each port. Default 64.
     pub batch: u32,
     /// Frames the refill keeps back in the free list for
-    /// [`QueuePair::alloc`](super::QueuePair::alloc) (fragments, ICMP
+    /// [`Queue::alloc`](crate::Queue::alloc) (fragments, ICMP
     /// errors). Default 128.
     pub alloc_reserve: u32,
     /// Zero-copy or copy. Default [`BindMode::Auto`].
@@ -108,12 +108,6 @@ pub struct XskConfig {
     pub replace_foreign_program: bool,
     /// Back the UMEM with huge pages. Default `false`.
     pub huge_pages: bool,
-    /// Per port (A, B): put the socket into the XDP program's XSKMAP, so
-    /// that the queue's frames come to the socket. Default `[true, true]`.
-    /// `false` leaves the slot empty: the program lets every frame go on
-    /// to the kernel stack (`XDP_PASS`), for a transmit-only port (a
-    /// traffic generator on a host that must keep its ARP and TCP).
-    pub steer_rx: [bool; 2],
 }
 
 impl Default for XskConfig {
@@ -134,7 +128,6 @@ impl Default for XskConfig {
             tx_skb_budget: Some(256),
             replace_foreign_program: false,
             huge_pages: false,
-            steer_rx: [true, true],
         }
     }
 }

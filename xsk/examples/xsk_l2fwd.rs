@@ -1,5 +1,7 @@
 //! Raw AF_XDP L2 forwarder: every frame received on port A leaves by port B
 //! and back, untouched, by moving its descriptor within the shared UMEM.
+//! It is mtugate's one poll loop ([`Poller`]) with the no-op [`Forward`]
+//! handler: the same loop the appliance's workers turn.
 //!
 //! ```text
 //! xsk_l2fwd [--a IFACE] [--b IFACE] [--queue N] [--seconds N]
@@ -21,8 +23,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mtugate_datapath::xsk::{
-    stop_flag_on_signals, AttachMode, BindMode, BusyPoll, Frame, Port, QueuePair, XskConfig,
+use mtugate_xsk::{
+    open_queue, stop_flag_on_signals, AttachMode, BindMode, BusyPoll, Forward, Idle, Poller,
+    PortSpec, XskConfig,
 };
 
 const USAGE: &str = "usage: xsk_l2fwd [--a IFACE] [--b IFACE] [--queue N] [--seconds N]
@@ -124,8 +127,12 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let stop = stop_flag_on_signals()?;
     let [a, b] = &args.ifaces;
-    let mut qp = QueuePair::new([a, b], args.queue, &args.config)?;
-    let rep = qp.report().clone();
+    let mut q = open_queue(
+        &[PortSpec::new(a), PortSpec::new(b)],
+        args.queue,
+        &args.config,
+    )?;
+    let rep = q.backend().report().clone();
     println!(
         "xsk_l2fwd: {a} <-> {b} queue {}: {:?} mode, XDP {:?} (prog ids {:?}), sndbuf {:?}, tx budget {:?}",
         args.queue, rep.mode, rep.xdp_mode, rep.prog_id, rep.sndbuf, rep.tx_skb_budget
@@ -143,87 +150,54 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         );
     }
 
-    let batch = qp.batch();
-    let mut frames: Vec<Frame> = Vec::with_capacity(batch);
-    let mut forwarded = [0u64; 2];
-    let mut refused = [0u64; 2];
+    let idle = if args.yield_when_idle {
+        Idle::Yield
+    } else if args.idle_poll_ms > 0 {
+        Idle::SpinThenWait {
+            polls: 4096,
+            wait_ms: args.idle_poll_ms,
+        }
+    } else {
+        Idle::Spin
+    };
+    let mut poller = Poller::new(&q, idle);
+    let mut fwd = Forward {
+        pair: vec![Some(1), Some(0)],
+        swap_macs: false,
+        refused: 0,
+    };
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(args.seconds);
-    let mut idle_turns = 0u32;
-    let mut turn = 0u64;
-    loop {
-        turn += 1;
-        if turn % 1024 == 0 && (Instant::now() >= deadline || stop.load(Ordering::Relaxed)) {
-            break;
-        }
-        qp.reap_completions();
-        qp.refill()?;
-        let mut got = 0;
-        for port in Port::BOTH {
-            let n = qp.rx_batch(port, &mut frames);
-            got += n;
-            for f in frames.drain(..) {
-                match qp.tx_push(port.other(), f) {
-                    Ok(()) => forwarded[port.index()] += 1,
-                    Err(f) => {
-                        refused[port.index()] += 1;
-                        qp.free(f);
-                    }
-                }
-            }
-            qp.flush_tx(port.other())?;
-        }
-        if got == 0 {
-            idle_turns += 1;
-            if args.yield_when_idle {
-                std::thread::yield_now();
-            }
-            if args.idle_poll_ms > 0 && idle_turns > 4096 {
-                qp.wait_rx(args.idle_poll_ms)?;
-                idle_turns = 0;
-            }
-        } else {
-            idle_turns = 0;
-        }
+    while poller.rounds % 1024 != 0 || (Instant::now() < deadline && !stop.load(Ordering::Relaxed))
+    {
+        let n = poller.round(&mut q, &mut fwd);
+        poller.idle_wait(&mut q, n);
     }
     let elapsed = start.elapsed().as_secs_f64();
+    poller.drain(&mut q, Duration::from_millis(200));
+    let counts = q.check_conservation(0)?;
 
-    // Drain: push out what is staged, wait for the completions.
-    let drain_end = Instant::now() + Duration::from_millis(200);
-    while Instant::now() < drain_end {
-        for port in Port::BOTH {
-            qp.flush_tx(port)?;
-        }
-        qp.reap_completions();
-        let c = qp.frame_counts();
-        if c.tx_staged == [0, 0] && c.tx_or_comp == [0, 0] {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let counts = qp.check_conservation(0)?;
-
-    println!("xsk_l2fwd: ran {elapsed:.2} s");
-    for port in Port::BOTH {
-        let p = port.index();
-        let c = qp.counters(port);
-        let s = qp.stats(port)?;
+    println!(
+        "xsk_l2fwd: ran {elapsed:.2} s, {} rounds ({} busy), {} frames refused by a full TX ring",
+        poller.rounds, poller.busy_rounds, fwd.refused
+    );
+    for port in 0..q.port_count() {
+        let c = q.counters(port);
+        let s = q.stats(port)?;
         println!(
-            "  {} ({:?}): rx {} in {} batches ({:.0} pps), forwarded to {} {}, refused {}; \
-             tx {} completed {} kicks {}; fill {} wakeups {}",
-            qp.iface(port),
-            port,
+            "  {}: rx {} in {} batches ({:.0} pps); tx {} completed {} kicks {}; \
+             fill {} wakeups {}; errors: kick {} fill {}",
+            q.name(port),
             c.rx_frames,
             c.rx_batches,
             c.rx_frames as f64 / elapsed,
-            qp.iface(port.other()),
-            forwarded[p],
-            refused[p],
             c.tx_frames,
             c.tx_completed,
             c.tx_kicks,
             c.fill_frames,
-            c.fill_wakeups
+            c.fill_wakeups,
+            c.tx_kick_errors,
+            c.fill_wakeup_errors
         );
         println!("    kernel: {s:?}");
     }
@@ -231,10 +205,10 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         "  frames: {} total, {} free, {} in flight (fill/rx {:?}), conservation ok",
         counts.total,
         counts.free,
-        qp.frames_in_flight(),
+        q.frames_in_flight(),
         counts.fill_or_rx
     );
-    drop(qp);
+    drop(q);
     println!("xsk_l2fwd: sockets closed, XDP programs detached");
     Ok(())
 }

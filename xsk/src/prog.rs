@@ -25,14 +25,14 @@
 //!
 //! attaches it as the only program of the interface (no dispatcher, no
 //! bpffs), and keeps one attachment per interface per process, shared by all
-//! the queue pairs of that process and detached when the last one is dropped.
+//! the queues of that process and detached when the last one is dropped.
 //!
-//! A program still attached when the first queue pair of a process opens an
+//! A program still attached when the first queue of a process opens an
 //! interface is stale by definition (mtugate owns its ports): if it is named
 //! `mtugate_xsk` it was left by a run that was killed before it could detach,
 //! and it is detached and replaced, so programs never pile up. Anything else
 //! is foreign and reported as an error unless
-//! [`XskConfig::replace_foreign_program`](super::XskConfig) is set. Until a
+//! [`XskConfig::replace_foreign_program`](crate::XskConfig) is set. Until a
 //! socket is in the map, frames fall back to `XDP_PASS` (the kernel stack).
 //!
 //! Detaching is `ip link set dev X xdp off` (a netlink `IFLA_XDP` with fd -1),
@@ -49,10 +49,10 @@ use std::{
 
 use libxdp_sys as sys;
 
-use super::{AttachMode, XskError};
+use crate::{AttachMode, XskError};
 
 /// Name of our XDP program as the kernel reports it (at most 15 bytes).
-pub(super) const PROG_NAME: &str = "mtugate_xsk";
+pub(crate) const PROG_NAME: &str = "mtugate_xsk";
 const PROG_NAME_C: &CStr = c"mtugate_xsk";
 const MAP_NAME_C: &CStr = c"mtugate_xsks";
 const LICENSE_C: &CStr = c"Dual MIT/GPL";
@@ -83,7 +83,7 @@ impl XdpMode {
 }
 
 /// An XDP program found attached to a port and detached by
-/// [`QueuePair::new`](super::QueuePair::new).
+/// [`XdpBackend::open`](crate::XdpBackend::open).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplacedProgram {
     /// Interface name.
@@ -286,10 +286,10 @@ fn rx_queue_count(iface: &str) -> Option<u32> {
     u32::try_from(n).ok().filter(|&n| n > 0)
 }
 
-/// Our program attached to one interface, shared by the queue pairs of this
+/// Our program attached to one interface, shared by the queues of this
 /// process. Detached when the last one is dropped.
 #[derive(Debug)]
-pub(super) struct Attached {
+pub(crate) struct Attached {
     iface: String,
     ifindex: u32,
     mode: XdpMode,
@@ -300,16 +300,16 @@ pub(super) struct Attached {
 }
 
 impl Attached {
-    pub(super) fn mode(&self) -> XdpMode {
+    pub(crate) fn mode(&self) -> XdpMode {
         self.mode
     }
 
-    pub(super) fn prog_id(&self) -> u32 {
+    pub(crate) fn prog_id(&self) -> u32 {
         self.prog_id
     }
 
     /// Steers RX queue `queue_id` of this interface to socket `xsk_fd`.
-    pub(super) fn register(&self, queue_id: u32, xsk_fd: RawFd) -> Result<(), XskError> {
+    pub(crate) fn register(&self, queue_id: u32, xsk_fd: RawFd) -> Result<(), XskError> {
         let (key, value) = (queue_id, xsk_fd);
         // SAFETY: key and value are 4-byte integers, matching the XSKMAP's
         // key and value sizes, and live across the call.
@@ -346,7 +346,7 @@ static REGISTRY: Mutex<Vec<(u32, Weak<Attached>)>> = Mutex::new(Vec::new());
 
 /// Returns this process's attachment on `iface`, attaching our program first
 /// if there is none (after removing a stale program, see the module docs).
-pub(super) fn acquire(
+pub(crate) fn acquire(
     iface: &str,
     ifindex: u32,
     queue_id: u32,
