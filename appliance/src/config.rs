@@ -226,6 +226,7 @@ impl KeyValue for Mode {
     }
 }
 
+/// Read from the key `mode` (the only key that holds a mode).
 impl<'de> Deserialize<'de> for Mode {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         read_key(d, "mode")
@@ -1351,6 +1352,39 @@ mtu = 1400
             };
             assert_eq!(d[0].to_string(), line);
         }
+    }
+
+    #[test]
+    fn changes_come_in_file_order() {
+        let a = lab_with("[workers]\nqueues = [0]\n[xsk]\nbatch = 32\n");
+        let b = lab_with(
+            "[icmp]\nsource_v4 = \"192.0.2.1\"\n[xsk]\nbatch = 16\n[mgmt]\nallow_remote = true\n",
+        );
+        let ReloadPlan::Restart(d) = a.reload_to(&b) else {
+            panic!("must need a restart")
+        };
+        let lines: Vec<String> = d.iter().map(Change::to_string).collect();
+        assert_eq!(
+            lines,
+            [
+                "workers.queues: [0] -> unset",
+                "xsk.batch: 32 -> 16",
+                "mgmt.allow_remote: false -> true"
+            ]
+        );
+        let ReloadPlan::Apply(d) = lab_with("").reload_to(&lab_with(
+            "[mss]\nmatch = \"1361:1536\"\n[icmp]\nsource_v6 = \"2001:db8::1\"\n",
+        )) else {
+            panic!("must apply")
+        };
+        let lines: Vec<String> = d.iter().map(Change::to_string).collect();
+        assert_eq!(
+            lines,
+            [
+                "mss.match: unset -> 1361:1536",
+                "icmp.source_v6: unset -> 2001:db8::1"
+            ]
+        );
     }
 
     #[test]
