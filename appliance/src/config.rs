@@ -2,12 +2,30 @@
 //! the datapath's [`Settings`].
 //!
 //! Every mistake produces one error line that names the offending key, and
-//! validation finishes before anything is attached to an interface.
+//! validation finishes before anything is attached to an interface. Values
+//! with a few accepted forms (the mode, MSS values, the match range, DF
+//! policy, over-limit action) are read into their types as the file is
+//! parsed, and a value that is none of the forms is refused there, naming
+//! the key and the forms.
+//!
+//! Defaults: the pipeline's ([`Settings::default`]) are the only ones; the
+//! `Default` of each section that feeds the pipeline is built from them.
+//! The appliance's own (`[workers]`, `[xsk]`, `[mgmt]`) are written once, in
+//! their section's `Default`.
+//!
+//! A validated configuration is two parts: [`Live`], what a running
+//! appliance applies on a reload, and [`Restart`], what shapes sockets,
+//! threads and listeners and needs a restart. Every key of the file is in
+//! exactly one of them ([`FileConfig::split`] destructures the file
+//! exhaustively), and a reload compares each part with `!=`
+//! ([`Validated::reload_to`]).
 
 use mtugate_datapath::pipeline::{
     Clamp, DfPolicy, IcmpSettings, MssSettings, OverLimit, Rate, Settings, SynLimitSettings,
 };
-use serde::Deserialize;
+use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::marker::PhantomData;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
@@ -27,12 +45,13 @@ pub enum ConfigError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// TOML syntax, an unknown key, or a value of the wrong type.
+    /// TOML syntax, an unknown key, a value of the wrong type, or a value
+    /// that is none of its key's accepted forms.
     #[error("{path}: {message}")]
     Parse {
         /// The path given.
         path: String,
-        /// What toml/serde said, with line and column.
+        /// What toml/serde said, with line and column, on one line.
         message: String,
     },
     /// A value that parses but is not acceptable.
@@ -52,12 +71,281 @@ fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     }
 }
 
+// ---------------------------------------------------------------------------
+// Values with a few accepted forms, read as the file is parsed.
+
+/// A value one key of the file holds, spelled as a word or a number and
+/// checked as it is read. A value that is none of the accepted forms is
+/// refused with `KEY: VALUE is not WHAT: use FORMS`.
+trait KeyValue: Sized {
+    /// What it is, for "is not ...": `an MSS`.
+    const WHAT: &'static str;
+    /// The accepted forms, for "use ...".
+    fn forms() -> String;
+    /// From a string of the file.
+    fn from_word(s: &str) -> Option<Self>;
+    /// From an integer of the file.
+    fn from_int(_n: i64) -> Option<Self> {
+        None
+    }
+    /// As the file spells it.
+    fn spell(&self) -> String;
+}
+
+/// `"a", "b" or "c"`.
+fn one_of(words: &[&str]) -> String {
+    let quoted: Vec<String> = words.iter().map(|w| format!("\"{w}\"")).collect();
+    match quoted.split_last() {
+        None => String::new(),
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+    }
+}
+
+/// Reads a [`KeyValue`] at `key`.
+struct KeyVisitor<T> {
+    key: &'static str,
+    value: PhantomData<T>,
+}
+
+impl<T: KeyValue> KeyVisitor<T> {
+    fn not<E: de::Error>(&self, shown: impl fmt::Display) -> E {
+        E::custom(format_args!(
+            "{}: {shown} is not {}: use {}",
+            self.key,
+            T::WHAT,
+            T::forms()
+        ))
+    }
+}
+
+impl<T: KeyValue> de::Visitor<'_> for KeyVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} for {}: {}", T::WHAT, self.key, T::forms())
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<T, E> {
+        T::from_word(s).ok_or_else(|| self.not(format_args!("{s:?}")))
+    }
+
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<T, E> {
+        T::from_int(n).ok_or_else(|| self.not(n))
+    }
+
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<T, E> {
+        i64::try_from(n)
+            .ok()
+            .and_then(T::from_int)
+            .ok_or_else(|| self.not(n))
+    }
+
+    fn visit_f64<E: de::Error>(self, n: f64) -> Result<T, E> {
+        Err(self.not(n))
+    }
+
+    fn visit_bool<E: de::Error>(self, b: bool) -> Result<T, E> {
+        Err(self.not(b))
+    }
+}
+
+fn read_key<'de, D: Deserializer<'de>, T: KeyValue>(
+    d: D,
+    key: &'static str,
+) -> Result<T, D::Error> {
+    d.deserialize_any(KeyVisitor {
+        key,
+        value: PhantomData,
+    })
+}
+
+/// `deserialize_with` functions, one per key (serde does not tell a
+/// deserializer which key it reads).
+macro_rules! readers {
+    ($($name:ident: $t:ty = $key:literal;)*) => {
+        $(
+            fn $name<'de, D: Deserializer<'de>>(d: D) -> Result<$t, D::Error> {
+                read_key(d, $key)
+            }
+        )*
+    };
+}
+
+readers! {
+    read_mss_ipv4: Clamp = "mss.ipv4";
+    read_mss_ipv6: Clamp = "mss.ipv6";
+    read_df_policy: DfPolicy = "df.policy";
+    read_over_limit: OverLimit = "syn_limit.over_limit";
+}
+
+fn read_mss_match<'de, D: Deserializer<'de>>(d: D) -> Result<Option<MssRange>, D::Error> {
+    read_key(d, "mss.match").map(Some)
+}
+
+fn spell<T: KeyValue, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&v.spell())
+}
+
+fn spell_opt<T: KeyValue, S: Serializer>(v: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => s.serialize_some(&v.spell()),
+        None => s.serialize_none(),
+    }
+}
+
+/// The operating mode (`mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Two ports, a transparent bump in the wire.
+    Wire,
+}
+
+impl Mode {
+    /// Every mode. A new one goes here and in [`Mode::name`].
+    pub const ALL: [Mode; 1] = [Mode::Wire];
+
+    /// As the file spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Wire => "wire",
+        }
+    }
+}
+
+impl KeyValue for Mode {
+    const WHAT: &'static str = "a mode";
+    fn forms() -> String {
+        one_of(&Mode::ALL.map(Mode::name))
+    }
+    fn from_word(s: &str) -> Option<Self> {
+        Mode::ALL.into_iter().find(|m| m.name() == s)
+    }
+    fn spell(&self) -> String {
+        self.name().into()
+    }
+}
+
+/// Read from the key `mode` (the only key that holds a mode).
+impl<'de> Deserialize<'de> for Mode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        read_key(d, "mode")
+    }
+}
+
+impl Serialize for Mode {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        spell(self, s)
+    }
+}
+
+/// An MSS value: `"auto"`, `"off"`, or a number 1..=65535 (whether it fits
+/// the port MTUs is checked by [`FileConfig::validate`]).
+impl KeyValue for Clamp {
+    const WHAT: &'static str = "an MSS";
+    fn forms() -> String {
+        "\"auto\", \"off\" or a number 1..=65535".into()
+    }
+    fn from_word(s: &str) -> Option<Self> {
+        match s {
+            "auto" => Some(Clamp::Auto),
+            "off" => Some(Clamp::Off),
+            _ => None,
+        }
+    }
+    fn from_int(n: i64) -> Option<Self> {
+        u16::try_from(n).ok().filter(|&n| n >= 1).map(Clamp::Fixed)
+    }
+    fn spell(&self) -> String {
+        match self {
+            Clamp::Auto => "auto".into(),
+            Clamp::Off => "off".into(),
+            Clamp::Fixed(n) => n.to_string(),
+        }
+    }
+}
+
+/// `[mss] match`: only clamp an MSS in `lo..=hi`, written `"lo:hi"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MssRange {
+    /// Smallest MSS clamped, at least 1.
+    pub lo: u16,
+    /// Largest MSS clamped, at least `lo`.
+    pub hi: u16,
+}
+
+impl KeyValue for MssRange {
+    const WHAT: &'static str = "an MSS range";
+    fn forms() -> String {
+        "\"lo:hi\" with 1 <= lo <= hi <= 65535".into()
+    }
+    fn from_word(s: &str) -> Option<Self> {
+        let (lo, hi) = s.split_once(':')?;
+        let lo: u16 = lo.trim().parse().ok()?;
+        let hi: u16 = hi.trim().parse().ok()?;
+        (lo >= 1 && lo <= hi).then_some(MssRange { lo, hi })
+    }
+    fn spell(&self) -> String {
+        format!("{}:{}", self.lo, self.hi)
+    }
+}
+
+impl KeyValue for DfPolicy {
+    const WHAT: &'static str = "a DF policy";
+    fn forms() -> String {
+        one_of(&DF_POLICIES.map(df_policy_name))
+    }
+    fn from_word(s: &str) -> Option<Self> {
+        DF_POLICIES.into_iter().find(|&p| df_policy_name(p) == s)
+    }
+    fn spell(&self) -> String {
+        df_policy_name(*self).into()
+    }
+}
+
+/// Every DF policy. A new one goes here and in [`df_policy_name`].
+const DF_POLICIES: [DfPolicy; 3] = [DfPolicy::Respect, DfPolicy::ClearUdp, DfPolicy::ClearAll];
+
+fn df_policy_name(p: DfPolicy) -> &'static str {
+    match p {
+        DfPolicy::Respect => "respect",
+        DfPolicy::ClearUdp => "clear-udp",
+        DfPolicy::ClearAll => "clear-all",
+    }
+}
+
+impl KeyValue for OverLimit {
+    const WHAT: &'static str = "an over-limit action";
+    fn forms() -> String {
+        one_of(&OVER_LIMITS.map(over_limit_name))
+    }
+    fn from_word(s: &str) -> Option<Self> {
+        OVER_LIMITS.into_iter().find(|&o| over_limit_name(o) == s)
+    }
+    fn spell(&self) -> String {
+        over_limit_name(*self).into()
+    }
+}
+
+/// Every over-limit action. A new one goes here and in [`over_limit_name`].
+const OVER_LIMITS: [OverLimit; 2] = [OverLimit::Pass, OverLimit::Drop];
+
+fn over_limit_name(o: OverLimit) -> &'static str {
+    match o {
+        OverLimit::Pass => "pass",
+        OverLimit::Drop => "drop",
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The file.
+
 /// The whole file, as written.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
-    /// Operating mode: only `"wire"` today.
-    pub mode: String,
+    /// Operating mode.
+    pub mode: Mode,
     /// Exactly two ports.
     #[serde(rename = "port")]
     pub ports: Vec<PortConfig>,
@@ -85,7 +373,7 @@ pub struct FileConfig {
 }
 
 /// One `[[port]]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PortConfig {
     /// A name for logs and metric labels.
@@ -96,84 +384,66 @@ pub struct PortConfig {
     pub mtu: u32,
 }
 
-/// An MSS setting: `"auto"`, `"off"`, or a number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
-pub enum MssValue {
-    /// A fixed MSS.
-    Fixed(u32),
-    /// `"auto"` or `"off"`.
-    Word(MssWord),
-}
-
-/// The words an MSS setting may be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MssWord {
-    /// Derive from the MTUs.
-    Auto,
-    /// Do not clamp.
-    Off,
-}
-
 /// `[mss]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct MssConfig {
     /// IPv4 clamp.
-    #[serde(default = "auto")]
-    pub ipv4: MssValue,
+    #[serde(deserialize_with = "read_mss_ipv4", serialize_with = "spell")]
+    pub ipv4: Clamp,
     /// IPv6 clamp.
-    #[serde(default = "auto")]
-    pub ipv6: MssValue,
-    /// Only clamp MSS values in `"lo:hi"` (inclusive), like `-m tcpmss`.
-    #[serde(default, rename = "match")]
-    pub match_range: Option<String>,
+    #[serde(deserialize_with = "read_mss_ipv6", serialize_with = "spell")]
+    pub ipv6: Clamp,
+    /// Only clamp MSS values in this range, like `-m tcpmss`.
+    #[serde(
+        rename = "match",
+        deserialize_with = "read_mss_match",
+        serialize_with = "spell_opt"
+    )]
+    pub match_range: Option<MssRange>,
     /// Insert an MSS option into SYNs without one.
-    #[serde(default)]
     pub insert: bool,
-}
-
-fn auto() -> MssValue {
-    MssValue::Word(MssWord::Auto)
 }
 
 impl Default for MssConfig {
     fn default() -> Self {
+        let d = Settings::default().mss;
         MssConfig {
-            ipv4: auto(),
-            ipv6: auto(),
-            match_range: None,
-            insert: false,
+            ipv4: d.ipv4,
+            ipv6: d.ipv6,
+            match_range: d.range.map(|(lo, hi)| MssRange { lo, hi }),
+            insert: d.insert,
         }
     }
 }
 
 /// `[df]`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct DfConfig {
     /// `respect`, `clear-udp` or `clear-all`.
-    #[serde(default)]
-    pub policy: DfPolicyName,
+    #[serde(deserialize_with = "read_df_policy", serialize_with = "spell")]
+    pub policy: DfPolicy,
 }
 
-/// DF policy names.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum DfPolicyName {
-    /// Honour DF.
-    #[default]
-    Respect,
-    /// Fragment UDP despite DF.
-    ClearUdp,
-    /// Fragment everything despite DF.
-    ClearAll,
+impl Default for DfConfig {
+    fn default() -> Self {
+        DfConfig {
+            policy: Settings::default().df,
+        }
+    }
+}
+
+/// A token bucket as the file states it: `(rate_pps, burst)`, where a
+/// rate of 0 means no bucket. The burst of no bucket is 1, the smallest
+/// one a rate can be given.
+fn rate_keys(r: Option<Rate>) -> (u64, u64) {
+    r.map_or((0, 1), |r| (r.per_sec, r.burst))
 }
 
 /// `[icmp]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct IcmpConfig {
     /// Source of ICMPv4 errors (default: the offending packet's destination).
     pub source_v4: Option<Ipv4Addr>,
@@ -181,90 +451,60 @@ pub struct IcmpConfig {
     pub source_v6: Option<Ipv6Addr>,
     /// Errors per second, both families; 0 sends none (and breaks PMTU
     /// discovery for your hosts: only if you must not emit ICMP).
-    #[serde(default = "icmp_rate")]
     pub rate_pps: u64,
     /// Bucket depth.
-    #[serde(default = "icmp_burst")]
     pub burst: u64,
 }
 
-fn icmp_rate() -> u64 {
-    1000
-}
-fn icmp_burst() -> u64 {
-    50
-}
-
 impl Default for IcmpConfig {
+    /// The pipeline's defaults. (The pipeline can also send errors without
+    /// a limit, which the file cannot say; its default has a limit.)
     fn default() -> Self {
+        let d = Settings::default().icmp;
+        let (rate_pps, burst) = rate_keys(d.limit.filter(|_| d.enabled));
         IcmpConfig {
-            source_v4: None,
-            source_v6: None,
-            rate_pps: icmp_rate(),
-            burst: icmp_burst(),
+            source_v4: d.source_v4.map(Ipv4Addr::from),
+            source_v6: d.source_v6.map(Ipv6Addr::from),
+            rate_pps,
+            burst,
         }
     }
 }
 
 /// `[syn_limit]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct SynLimitConfig {
     /// SYN rewrites per second over all sources; 0 = unlimited.
-    #[serde(default = "syn_rate")]
     pub rate_pps: u64,
     /// Bucket depth.
-    #[serde(default = "syn_burst")]
     pub burst: u64,
     /// SYN rewrites per second per source /24 or /64; 0 = no per-source limit.
-    #[serde(default = "syn_src_rate")]
     pub per_source_pps: u64,
     /// Per-source bucket depth.
-    #[serde(default = "syn_src_burst")]
     pub per_source_burst: u64,
     /// `pass` (forward unclamped) or `drop`.
-    #[serde(default)]
-    pub over_limit: OverLimitName,
-}
-
-fn syn_rate() -> u64 {
-    100_000
-}
-fn syn_burst() -> u64 {
-    10_000
-}
-fn syn_src_rate() -> u64 {
-    1000
-}
-fn syn_src_burst() -> u64 {
-    100
+    #[serde(deserialize_with = "read_over_limit", serialize_with = "spell")]
+    pub over_limit: OverLimit,
 }
 
 impl Default for SynLimitConfig {
     fn default() -> Self {
+        let d = Settings::default().syn_limit;
+        let (rate_pps, burst) = rate_keys(d.global);
+        let (per_source_pps, per_source_burst) = rate_keys(d.per_source);
         SynLimitConfig {
-            rate_pps: syn_rate(),
-            burst: syn_burst(),
-            per_source_pps: syn_src_rate(),
-            per_source_burst: syn_src_burst(),
-            over_limit: OverLimitName::default(),
+            rate_pps,
+            burst,
+            per_source_pps,
+            per_source_burst,
+            over_limit: d.over_limit,
         }
     }
 }
 
-/// Over-limit actions.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OverLimitName {
-    /// Forward unclamped.
-    #[default]
-    Pass,
-    /// Drop.
-    Drop,
-}
-
 /// `[workers]`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkersConfig {
     /// Queue ids to bind; default: every RX queue of the ports.
@@ -275,58 +515,39 @@ pub struct WorkersConfig {
 }
 
 /// `[xsk]`: AF_XDP socket tuning.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct XskConfig {
     /// `auto` (zero-copy if the driver can, else copy), `copy`, `zerocopy`.
-    #[serde(default)]
     pub mode: XskModeName,
     /// UMEM frame size: 2048 or 4096.
-    #[serde(default = "frame_size")]
     pub frame_size: u32,
     /// UMEM frames per queue (shared by both ports).
-    #[serde(default = "frames")]
     pub frames: u32,
     /// RX and TX ring size (power of two).
-    #[serde(default = "ring")]
     pub ring_size: u32,
     /// Descriptors per batch.
-    #[serde(default = "batch")]
     pub batch: u32,
     /// Busy polling (SO_PREFER_BUSY_POLL, SO_BUSY_POLL) where the kernel
     /// offers it.
-    #[serde(default)]
     pub busy_poll: bool,
-}
-
-fn frame_size() -> u32 {
-    4096
-}
-fn frames() -> u32 {
-    8192
-}
-fn ring() -> u32 {
-    2048
-}
-fn batch() -> u32 {
-    64
 }
 
 impl Default for XskConfig {
     fn default() -> Self {
         XskConfig {
             mode: XskModeName::default(),
-            frame_size: frame_size(),
-            frames: frames(),
-            ring_size: ring(),
-            batch: batch(),
+            frame_size: 4096,
+            frames: 8192,
+            ring_size: 2048,
+            batch: 64,
             busy_poll: false,
         }
     }
 }
 
 /// AF_XDP bind modes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum XskModeName {
     /// Zero-copy if possible, else copy.
@@ -339,110 +560,186 @@ pub enum XskModeName {
 }
 
 /// `[mgmt]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct MgmtConfig {
     /// Address of the read-only HTTP endpoint (`/metrics`, `/stats`).
-    #[serde(default = "listen")]
     pub listen: SocketAddr,
     /// Must be true to listen on a non-loopback address.
-    #[serde(default)]
     pub allow_remote: bool,
     /// Statistics interval in milliseconds; 0 turns collection off (the
     /// workers then record and publish nothing).
-    #[serde(default = "interval_ms")]
     pub interval_ms: u64,
     /// Log a one-line summary every this many seconds; 0 = never.
-    #[serde(default)]
     pub summary_secs: u64,
     /// Directory of the control socket (`mtugate.sock`, root only).
-    #[serde(default = "run_dir")]
     pub run_dir: PathBuf,
 }
 
-fn listen() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 9090))
-}
-fn interval_ms() -> u64 {
-    1000
-}
 /// The default `mgmt.run_dir`.
 pub const DEFAULT_RUN_DIR: &str = "/run/mtugate";
-fn run_dir() -> PathBuf {
-    PathBuf::from(DEFAULT_RUN_DIR)
-}
 
 impl Default for MgmtConfig {
     fn default() -> Self {
         MgmtConfig {
-            listen: listen(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
             allow_remote: false,
-            interval_ms: interval_ms(),
+            interval_ms: 1000,
             summary_secs: 0,
-            run_dir: run_dir(),
+            run_dir: PathBuf::from(DEFAULT_RUN_DIR),
         }
     }
 }
 
-/// A validated configuration: the file as written plus the datapath
-/// settings derived from it.
-#[derive(Debug, Clone)]
+// ---------------------------------------------------------------------------
+// The two parts.
+
+/// What a reload applies: the pipeline's settings as the file states them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Live {
+    /// Each port's `mtu`, in `[[port]]` order.
+    #[serde(rename = "port")]
+    pub ports: Vec<PortMtu>,
+    /// `[mss]`.
+    pub mss: MssConfig,
+    /// `[df]`.
+    pub df: DfConfig,
+    /// `[icmp]`.
+    pub icmp: IcmpConfig,
+    /// `[syn_limit]`.
+    pub syn_limit: SynLimitConfig,
+}
+
+/// The live part of a `[[port]]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PortMtu {
+    /// Largest L3 packet allowed to leave through this port.
+    pub mtu: u32,
+}
+
+/// What only a restart changes: the mode, the ports' identities, the
+/// queues and cores, the sockets and the management listeners.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Restart {
+    /// `mode`.
+    pub mode: Mode,
+    /// Each port's `name` and `iface`, in `[[port]]` order.
+    #[serde(rename = "port")]
+    pub ports: Vec<PortIdentity>,
+    /// `[workers]`.
+    pub workers: WorkersConfig,
+    /// `[xsk]`.
+    pub xsk: XskConfig,
+    /// `[mgmt]`.
+    pub mgmt: MgmtConfig,
+}
+
+/// The restart part of a `[[port]]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PortIdentity {
+    /// A name for logs and metric labels.
+    pub name: String,
+    /// The network interface.
+    pub iface: String,
+}
+
+/// A validated configuration: its two parts and the datapath settings
+/// derived from the live one.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Validated {
-    /// The file.
-    pub file: FileConfig,
-    /// What the pipeline runs with.
+    /// What needs a restart to change.
+    pub restart: Restart,
+    /// What a reload applies.
+    pub live: Live,
+    /// What the pipeline runs with (from `live`).
     pub settings: Settings,
 }
 
+/// Flattens a TOML error onto one line (toml's message spans lines: a
+/// snippet of the file).
+fn one_line(e: &toml::de::Error) -> String {
+    e.to_string()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 impl FileConfig {
-    /// Reads and parses a file (no validation beyond types and known keys).
+    /// Reads and parses a file (no validation beyond types, known keys and
+    /// accepted forms).
     pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
             path: path.display().to_string(),
             source,
         })?;
-        Self::parse(&text).map_err(|message| ConfigError::Parse {
+        Self::parse(&text).map_err(|e| ConfigError::Parse {
             path: path.display().to_string(),
-            message,
+            message: one_line(&e),
         })
     }
 
     /// Parses TOML text.
-    pub fn parse(text: &str) -> Result<FileConfig, String> {
-        toml::from_str(text).map_err(|e| {
-            // toml's message spans lines (a snippet of the file); keep it on
-            // one line for logs.
-            e.to_string()
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
+    pub fn parse(text: &str) -> Result<FileConfig, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// Sorts every key into the part it belongs to. Exhaustive on purpose:
+    /// a new key of the file does not compile until it is given a part.
+    pub fn split(self) -> (Restart, Live) {
+        let FileConfig {
+            mode,
+            ports,
+            mss,
+            df,
+            icmp,
+            syn_limit,
+            workers,
+            xsk,
+            mgmt,
+        } = self;
+        let (ids, mtus) = ports
+            .into_iter()
+            .map(|PortConfig { name, iface, mtu }| (PortIdentity { name, iface }, PortMtu { mtu }))
+            .unzip();
+        (
+            Restart {
+                mode,
+                ports: ids,
+                workers,
+                xsk,
+                mgmt,
+            },
+            Live {
+                ports: mtus,
+                mss,
+                df,
+                icmp,
+                syn_limit,
+            },
+        )
     }
 
     /// Checks every value that can be checked without touching the system
     /// and derives the datapath settings.
     pub fn validate(self) -> Result<Validated, ConfigError> {
-        if self.mode != "wire" {
-            return Err(invalid(
-                "mode",
-                format!(
-                    "\"{}\" is not supported; the only mode is \"wire\"",
-                    self.mode
-                ),
-            ));
+        let (restart, live) = self.split();
+        let ports = &restart.ports;
+        match restart.mode {
+            Mode::Wire => {
+                if ports.len() != 2 {
+                    return Err(invalid(
+                        "port",
+                        format!(
+                            "wire mode needs exactly two [[port]] tables, found {}",
+                            ports.len()
+                        ),
+                    ));
+                }
+            }
         }
-        if self.ports.len() != 2 {
-            return Err(invalid(
-                "port",
-                format!(
-                    "wire mode needs exactly two [[port]] tables, found {}",
-                    self.ports.len()
-                ),
-            ));
-        }
-        let x = &self.xsk;
+        let x = &restart.xsk;
         if x.frame_size != 2048 && x.frame_size != 4096 {
             return Err(invalid(
                 "xsk.frame_size",
@@ -475,7 +772,7 @@ impl FileConfig {
             ));
         }
         let mut mtus = [0u16; 2];
-        for (i, p) in self.ports.iter().enumerate() {
+        for (i, (p, m)) in ports.iter().zip(&live.ports).enumerate() {
             if p.iface.is_empty() || p.iface.len() > 15 || p.iface.contains('/') {
                 return Err(invalid(
                     format!("port[{i}].iface"),
@@ -483,57 +780,43 @@ impl FileConfig {
                 ));
             }
             let max = x.frame_size - FRAME_OVERHEAD;
-            if p.mtu < 68 || p.mtu > max {
+            if m.mtu < 68 || m.mtu > max {
                 return Err(invalid(
                     format!("port[{i}].mtu"),
                     format!(
                         "{} is outside 68..={max} (68 is the IPv4 minimum; {max} is what an xsk.frame_size of {} leaves after headroom and L2 headers)",
-                        p.mtu, x.frame_size
+                        m.mtu, x.frame_size
                     ),
                 ));
             }
-            mtus[i] = p.mtu as u16;
+            mtus[i] = m.mtu as u16;
         }
-        if self.ports[0].iface == self.ports[1].iface {
+        if ports[0].iface == ports[1].iface {
             return Err(invalid(
                 "port[1].iface",
                 "both ports name the same interface",
             ));
         }
-        if self.ports[0].name == self.ports[1].name {
+        if ports[0].name == ports[1].name {
             return Err(invalid("port[1].name", "both ports have the same name"));
         }
-        let min_mtu = u32::from(mtus[0].min(mtus[1]));
-        let clamp = |key: &str, v: MssValue, overhead: u32| -> Result<Clamp, ConfigError> {
-            match v {
-                MssValue::Word(MssWord::Auto) => Ok(Clamp::Auto),
-                MssValue::Word(MssWord::Off) => Ok(Clamp::Off),
-                MssValue::Fixed(n) => {
-                    let max = min_mtu.saturating_sub(overhead);
-                    if n == 0 || n > max {
-                        Err(invalid(
-                            key,
-                            format!(
-                                "{n} is larger than the smallest port MTU ({min_mtu}) minus {overhead}: use at most {max}, or \"auto\""
-                            ),
-                        ))
-                    } else {
-                        Ok(Clamp::Fixed(n as u16))
-                    }
+        let min_mtu = mtus[0].min(mtus[1]);
+        for (key, c, overhead) in [
+            ("mss.ipv4", live.mss.ipv4, 40u16),
+            ("mss.ipv6", live.mss.ipv6, 60u16),
+        ] {
+            let max = min_mtu.saturating_sub(overhead);
+            if let Clamp::Fixed(n) = c {
+                if n > max {
+                    return Err(invalid(
+                        key,
+                        format!(
+                            "{n} is larger than the smallest port MTU ({min_mtu}) minus {overhead}: use at most {max}, or \"auto\""
+                        ),
+                    ));
                 }
             }
-        };
-        let ipv4 = clamp("mss.ipv4", self.mss.ipv4, 40)?;
-        let ipv6 = clamp("mss.ipv6", self.mss.ipv6, 60)?;
-        let range = match &self.mss.match_range {
-            None => None,
-            Some(s) => Some(parse_range(s).ok_or_else(|| {
-                invalid(
-                    "mss.match",
-                    format!("\"{s}\" is not \"lo:hi\" with 1 <= lo <= hi <= 65535"),
-                )
-            })?),
-        };
+        }
         let rate = |key: &str, pps: u64, burst: u64| -> Result<Option<Rate>, ConfigError> {
             if pps == 0 {
                 return Ok(None);
@@ -546,28 +829,27 @@ impl FileConfig {
                 burst,
             }))
         };
+        let (icmp, s) = (&live.icmp, &live.syn_limit);
         // rate_pps = 0 means "send none" (not "unlimited"): ICMP errors are
         // the one thing an operator may need to switch off entirely.
-        let icmp_limit = rate("icmp.burst", self.icmp.rate_pps, self.icmp.burst)?;
-        let s = &self.syn_limit;
+        let icmp_limit = rate("icmp.burst", icmp.rate_pps, icmp.burst)?;
+        // What the file does not say (the ingress ports to clamp on) keeps
+        // the pipeline's default.
+        let d = Settings::default();
         let settings = Settings {
             port_mtu: mtus,
             mss: MssSettings {
-                ipv4,
-                ipv6,
-                range,
-                insert: self.mss.insert,
-                on_ingress: [true, true],
+                ipv4: live.mss.ipv4,
+                ipv6: live.mss.ipv6,
+                range: live.mss.match_range.map(|r| (r.lo, r.hi)),
+                insert: live.mss.insert,
+                ..d.mss
             },
-            df: match self.df.policy {
-                DfPolicyName::Respect => DfPolicy::Respect,
-                DfPolicyName::ClearUdp => DfPolicy::ClearUdp,
-                DfPolicyName::ClearAll => DfPolicy::ClearAll,
-            },
+            df: live.df.policy,
             icmp: IcmpSettings {
-                source_v4: self.icmp.source_v4.map(|a| a.octets()),
-                source_v6: self.icmp.source_v6.map(|a| a.octets()),
-                enabled: self.icmp.rate_pps > 0,
+                source_v4: icmp.source_v4.map(|a| a.octets()),
+                source_v6: icmp.source_v6.map(|a| a.octets()),
+                enabled: icmp.rate_pps > 0,
                 limit: icmp_limit,
             },
             syn_limit: SynLimitSettings {
@@ -577,13 +859,10 @@ impl FileConfig {
                     s.per_source_pps,
                     s.per_source_burst,
                 )?,
-                over_limit: match s.over_limit {
-                    OverLimitName::Pass => OverLimit::Pass,
-                    OverLimitName::Drop => OverLimit::Drop,
-                },
+                over_limit: s.over_limit,
             },
         };
-        if let Some(src) = self.icmp.source_v4 {
+        if let Some(src) = icmp.source_v4 {
             if !mtugate_datapath::wire::ipv4::is_unicast_source(src.octets()) {
                 return Err(invalid(
                     "icmp.source_v4",
@@ -591,7 +870,7 @@ impl FileConfig {
                 ));
             }
         }
-        if let Some(src) = self.icmp.source_v6 {
+        if let Some(src) = icmp.source_v6 {
             if !mtugate_datapath::wire::ipv6::is_unicast_source(&src.octets()) {
                 return Err(invalid(
                     "icmp.source_v6",
@@ -599,7 +878,8 @@ impl FileConfig {
                 ));
             }
         }
-        if let Some(q) = &self.workers.queues {
+        let w = &restart.workers;
+        if let Some(q) = &w.queues {
             if q.is_empty() {
                 return Err(invalid("workers.queues", "the list is empty"));
             }
@@ -610,7 +890,7 @@ impl FileConfig {
                 return Err(invalid("workers.queues", "a queue id appears twice"));
             }
         }
-        if let (Some(q), Some(c)) = (&self.workers.queues, &self.workers.cores) {
+        if let (Some(q), Some(c)) = (&w.queues, &w.cores) {
             if q.len() != c.len() {
                 return Err(invalid(
                     "workers.cores",
@@ -622,16 +902,16 @@ impl FileConfig {
                 ));
             }
         }
-        if !self.mgmt.listen.ip().is_loopback() && !self.mgmt.allow_remote {
+        let m = &restart.mgmt;
+        if !m.listen.ip().is_loopback() && !m.allow_remote {
             return Err(invalid(
                 "mgmt.listen",
                 format!(
                     "{} is not a loopback address; set mgmt.allow_remote = true to expose the read-only endpoint",
-                    self.mgmt.listen
+                    m.listen
                 ),
             ));
         }
-        let m = &self.mgmt;
         if m.interval_ms != 0 && !(100..=60_000).contains(&m.interval_ms) {
             return Err(invalid(
                 "mgmt.interval_ms",
@@ -666,257 +946,142 @@ impl FileConfig {
         mtugate_datapath::pipeline::Config::new(settings)
             .map_err(|e| invalid("config", e.to_string()))?;
         Ok(Validated {
-            file: self,
+            restart,
+            live,
             settings,
         })
     }
 }
+
+// ---------------------------------------------------------------------------
+// Reloads.
 
 /// One key whose value differs between two configurations.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
     /// The dotted key, e.g. `mss.ipv4`.
     pub key: String,
-    /// The value in force.
+    /// The value in force, as the file spells it (`unset`: not in the file).
     pub old: String,
     /// The value in the file.
     pub new: String,
-    /// Whether a running appliance can apply it (else: restart).
-    pub live: bool,
 }
 
-impl std::fmt::Display for Change {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {} -> {}", self.key, self.old, self.new)
     }
 }
 
-fn show_mss(v: MssValue) -> String {
-    match v {
-        MssValue::Fixed(n) => n.to_string(),
-        MssValue::Word(MssWord::Auto) => "auto".into(),
-        MssValue::Word(MssWord::Off) => "off".into(),
+/// What a reload from the configuration in force to a new one does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadPlan {
+    /// Both parts are equal: nothing to do.
+    Unchanged,
+    /// Only the live part differs: apply it. The changes, key by key.
+    Apply(Vec<Change>),
+    /// The restart part differs: refuse the whole file. The restart part's
+    /// changes, key by key (live ones, if any, are not applied either).
+    Restart(Vec<Change>),
+}
+
+impl Validated {
+    /// Compares the parts with `!=`: the restart part decides first.
+    pub fn reload_to(&self, new: &Validated) -> ReloadPlan {
+        if self.restart != new.restart {
+            ReloadPlan::Restart(changes("restart settings", &self.restart, &new.restart))
+        } else if self.live != new.live {
+            ReloadPlan::Apply(changes("live settings", &self.live, &new.live))
+        } else {
+            ReloadPlan::Unchanged
+        }
     }
 }
 
-fn show_opt<T: std::fmt::Display>(v: &Option<T>) -> String {
-    v.as_ref().map_or("none".into(), |v| v.to_string())
-}
-
-fn show_list<T: std::fmt::Debug>(v: &Option<Vec<T>>) -> String {
-    v.as_ref().map_or("default".into(), |v| format!("{v:?}"))
-}
-
-/// What differs between the configuration in force and a new one, key by
-/// key. Live: port MTUs, `[mss]`, `[df]`, `[icmp]`, `[syn_limit]`. Restart:
-/// the mode, the ports' names and interfaces, `[workers]`, `[xsk]` and
-/// `[mgmt]` (they shape sockets, threads and listeners).
-pub fn diff(old: &FileConfig, new: &FileConfig) -> Vec<Change> {
+/// The keys whose values differ between two unequal parts, in file order,
+/// from their serialized form (so no key can be left out). Never empty:
+/// should serializing lose a difference, the part is named instead.
+fn changes<T: Serialize>(part: &str, old: &T, new: &T) -> Vec<Change> {
+    let (a, b) = (flat(old), flat(new));
     let mut out = Vec::new();
-    let mut cmp = |key: &str, a: String, b: String, live: bool| {
-        if a != b {
+    let value = |kv: &[(String, String)], k: &str| {
+        kv.iter()
+            .find(|(key, _)| key == k)
+            .map_or_else(|| "unset".to_string(), |(_, v)| v.clone())
+    };
+    // Both lists are in the struct's order, each without its unset keys:
+    // merge them, a key only `old` has going after its predecessor there.
+    let mut order: Vec<&str> = b.iter().map(|(k, _)| k.as_str()).collect();
+    let mut at = 0;
+    for (k, _) in &a {
+        match order.iter().position(|o| o == k) {
+            Some(i) => at = i + 1,
+            None => {
+                order.insert(at, k);
+                at += 1;
+            }
+        }
+    }
+    for key in order {
+        let (o, n) = (value(&a, key), value(&b, key));
+        if o != n {
             out.push(Change {
                 key: key.to_string(),
-                old: a,
-                new: b,
-                live,
+                old: o,
+                new: n,
             });
         }
-    };
-    cmp("mode", old.mode.clone(), new.mode.clone(), false);
-    cmp(
-        "port",
-        format!("{} ports", old.ports.len()),
-        format!("{} ports", new.ports.len()),
-        false,
-    );
-    for (i, (a, b)) in old.ports.iter().zip(&new.ports).enumerate() {
-        cmp(
-            &format!("port[{i}].name"),
-            a.name.clone(),
-            b.name.clone(),
-            false,
-        );
-        cmp(
-            &format!("port[{i}].iface"),
-            a.iface.clone(),
-            b.iface.clone(),
-            false,
-        );
-        cmp(
-            &format!("port[{i}].mtu"),
-            a.mtu.to_string(),
-            b.mtu.to_string(),
-            true,
-        );
     }
-    let (a, b) = (&old.mss, &new.mss);
-    cmp("mss.ipv4", show_mss(a.ipv4), show_mss(b.ipv4), true);
-    cmp("mss.ipv6", show_mss(a.ipv6), show_mss(b.ipv6), true);
-    cmp(
-        "mss.match",
-        show_opt(&a.match_range),
-        show_opt(&b.match_range),
-        true,
-    );
-    cmp(
-        "mss.insert",
-        a.insert.to_string(),
-        b.insert.to_string(),
-        true,
-    );
-    cmp(
-        "df.policy",
-        format!("{:?}", old.df.policy),
-        format!("{:?}", new.df.policy),
-        true,
-    );
-    let (a, b) = (&old.icmp, &new.icmp);
-    cmp(
-        "icmp.source_v4",
-        show_opt(&a.source_v4),
-        show_opt(&b.source_v4),
-        true,
-    );
-    cmp(
-        "icmp.source_v6",
-        show_opt(&a.source_v6),
-        show_opt(&b.source_v6),
-        true,
-    );
-    cmp(
-        "icmp.rate_pps",
-        a.rate_pps.to_string(),
-        b.rate_pps.to_string(),
-        true,
-    );
-    cmp("icmp.burst", a.burst.to_string(), b.burst.to_string(), true);
-    let (a, b) = (&old.syn_limit, &new.syn_limit);
-    cmp(
-        "syn_limit.rate_pps",
-        a.rate_pps.to_string(),
-        b.rate_pps.to_string(),
-        true,
-    );
-    cmp(
-        "syn_limit.burst",
-        a.burst.to_string(),
-        b.burst.to_string(),
-        true,
-    );
-    cmp(
-        "syn_limit.per_source_pps",
-        a.per_source_pps.to_string(),
-        b.per_source_pps.to_string(),
-        true,
-    );
-    cmp(
-        "syn_limit.per_source_burst",
-        a.per_source_burst.to_string(),
-        b.per_source_burst.to_string(),
-        true,
-    );
-    cmp(
-        "syn_limit.over_limit",
-        format!("{:?}", a.over_limit),
-        format!("{:?}", b.over_limit),
-        true,
-    );
-    let (a, b) = (&old.workers, &new.workers);
-    cmp(
-        "workers.queues",
-        show_list(&a.queues),
-        show_list(&b.queues),
-        false,
-    );
-    cmp(
-        "workers.cores",
-        show_list(&a.cores),
-        show_list(&b.cores),
-        false,
-    );
-    let (a, b) = (&old.xsk, &new.xsk);
-    cmp(
-        "xsk.mode",
-        format!("{:?}", a.mode),
-        format!("{:?}", b.mode),
-        false,
-    );
-    cmp(
-        "xsk.frame_size",
-        a.frame_size.to_string(),
-        b.frame_size.to_string(),
-        false,
-    );
-    cmp(
-        "xsk.frames",
-        a.frames.to_string(),
-        b.frames.to_string(),
-        false,
-    );
-    cmp(
-        "xsk.ring_size",
-        a.ring_size.to_string(),
-        b.ring_size.to_string(),
-        false,
-    );
-    cmp("xsk.batch", a.batch.to_string(), b.batch.to_string(), false);
-    cmp(
-        "xsk.busy_poll",
-        a.busy_poll.to_string(),
-        b.busy_poll.to_string(),
-        false,
-    );
-    let (a, b) = (&old.mgmt, &new.mgmt);
-    cmp(
-        "mgmt.listen",
-        a.listen.to_string(),
-        b.listen.to_string(),
-        false,
-    );
-    cmp(
-        "mgmt.allow_remote",
-        a.allow_remote.to_string(),
-        b.allow_remote.to_string(),
-        false,
-    );
-    cmp(
-        "mgmt.interval_ms",
-        a.interval_ms.to_string(),
-        b.interval_ms.to_string(),
-        false,
-    );
-    cmp(
-        "mgmt.summary_secs",
-        a.summary_secs.to_string(),
-        b.summary_secs.to_string(),
-        false,
-    );
-    cmp(
-        "mgmt.run_dir",
-        a.run_dir.display().to_string(),
-        b.run_dir.display().to_string(),
-        false,
-    );
-    // A key this function does not know yet must not pass as "no change".
-    if out.is_empty() && old != new {
+    if out.is_empty() {
         out.push(Change {
-            key: "config".into(),
+            key: part.to_string(),
             old: "(in force)".into(),
-            new: "(changed in a way not applied live)".into(),
-            live: false,
+            new: "(changed)".into(),
         });
     }
     out
 }
 
-fn parse_range(s: &str) -> Option<(u16, u16)> {
-    let (lo, hi) = s.split_once(':')?;
-    let lo: u16 = lo.trim().parse().ok()?;
-    let hi: u16 = hi.trim().parse().ok()?;
-    (lo >= 1 && lo <= hi).then_some((lo, hi))
+/// `(dotted key, value as the file spells it)` for every key `v` holds, in
+/// order; an array of tables gives `port[1].mtu`.
+fn flat<T: Serialize>(v: &T) -> Vec<(String, String)> {
+    fn walk(prefix: &str, v: &toml::Value, out: &mut Vec<(String, String)>) {
+        match v {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&key, v, out);
+                }
+            }
+            toml::Value::Array(a) if a.iter().all(toml::Value::is_table) && !a.is_empty() => {
+                for (i, v) in a.iter().enumerate() {
+                    walk(&format!("{prefix}[{i}]"), v, out);
+                }
+            }
+            v => out.push((prefix.to_string(), show(v))),
+        }
+    }
+    fn show(v: &toml::Value) -> String {
+        match v {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Array(a) => {
+                format!("[{}]", a.iter().map(show).collect::<Vec<_>>().join(", "))
+            }
+            v => v.to_string(),
+        }
+    }
+    let mut out = Vec::new();
+    // Serializing plain data into a TOML value cannot fail for these types;
+    // if it ever did, the caller's fallback names the part.
+    if let Ok(v) = toml::Value::try_from(v) {
+        walk("", &v, &mut out);
+    }
+    out
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -935,8 +1100,21 @@ mtu = 1400
 
     fn err(text: &str) -> String {
         match FileConfig::parse(text) {
-            Err(m) => m,
+            Err(e) => one_line(&e),
             Ok(f) => f.validate().unwrap_err().to_string(),
+        }
+    }
+
+    /// The message of a value refused while parsing.
+    fn parse_err(text: &str) -> String {
+        FileConfig::parse(text).unwrap_err().message().to_string()
+    }
+
+    /// `(key, message)` of a value refused by validation.
+    fn invalid_err(text: &str) -> (String, String) {
+        match FileConfig::parse(text).unwrap().validate() {
+            Err(ConfigError::Invalid { key, message }) => (key, message),
+            other => panic!("not ConfigError::Invalid: {other:?}"),
         }
     }
 
@@ -948,7 +1126,7 @@ mtu = 1400
         let cfg = mtugate_datapath::pipeline::Config::new(v.settings).unwrap();
         assert_eq!(cfg.clamp_for(0, 0), Some(1360));
         assert_eq!(cfg.clamp_for(1, 1), Some(1340));
-        assert_eq!(v.file.mgmt.listen.port(), 9090);
+        assert_eq!(v.restart.mgmt.listen.port(), 9090);
     }
 
     #[test]
@@ -972,13 +1150,13 @@ mtu = 1400
         let cases = [
             (format!("{LAB}\n[mss]\nipv4 = 1361\n"), "mss.ipv4"),
             (format!("{LAB}\n[mss]\nipv6 = 1341\n"), "mss.ipv6"),
-            (format!("{LAB}\n[mss]\nipv4 = \"sometimes\"\n"), "ipv4"),
+            (format!("{LAB}\n[mss]\nipv4 = \"sometimes\"\n"), "mss.ipv4"),
             (LAB.replace("mtu = 1400", "mtu = 67"), "port[1].mtu"),
             (LAB.replace("mtu = 1400", "mtu = 9000"), "port[1].mtu"),
             (LAB.replace("out0", "in0"), "port[1].iface"),
             (LAB.replace("\"wire\"", "\"router\""), "mode"),
             (format!("{LAB}\nbogus = 1\n"), "bogus"),
-            (format!("{LAB}\n[df]\npolicy = \"ignore\"\n"), "policy"),
+            (format!("{LAB}\n[df]\npolicy = \"ignore\"\n"), "df.policy"),
             (
                 format!("{LAB}\n[mss]\nmatch = \"1536:1361\"\n"),
                 "mss.match",
@@ -1031,15 +1209,15 @@ mtu = 1400
     #[test]
     fn mgmt_keys() {
         let v = FileConfig::parse(LAB).unwrap().validate().unwrap();
-        assert_eq!(v.file.mgmt.interval_ms, 1000);
-        assert_eq!(v.file.mgmt.summary_secs, 0);
-        assert_eq!(v.file.mgmt.run_dir, Path::new(DEFAULT_RUN_DIR));
+        assert_eq!(v.restart.mgmt.interval_ms, 1000);
+        assert_eq!(v.restart.mgmt.summary_secs, 0);
+        assert_eq!(v.restart.mgmt.run_dir, Path::new(DEFAULT_RUN_DIR));
         let t = format!(
             "{LAB}\n[mgmt]\ninterval_ms = 0\nrun_dir = \"/run/mtugate-lab\"\nlisten = \"0.0.0.0:9100\"\nallow_remote = true\n"
         );
         let v = FileConfig::parse(&t).unwrap().validate().unwrap();
-        assert_eq!(v.file.mgmt.interval_ms, 0);
-        assert_eq!(v.file.mgmt.run_dir, Path::new("/run/mtugate-lab"));
+        assert_eq!(v.restart.mgmt.interval_ms, 0);
+        assert_eq!(v.restart.mgmt.run_dir, Path::new("/run/mtugate-lab"));
         for (text, key) in [
             (
                 format!("{LAB}\n[mgmt]\ninterval_ms = 50\n"),
@@ -1074,57 +1252,396 @@ mtu = 1400
         }
     }
 
-    fn parsed(extra: &str) -> FileConfig {
-        FileConfig::parse(&format!("{LAB}\n{extra}")).unwrap()
+    fn validated(text: &str) -> Validated {
+        FileConfig::parse(text).unwrap().validate().unwrap()
+    }
+
+    fn lab_with(extra: &str) -> Validated {
+        validated(&format!("{LAB}\n{extra}"))
+    }
+
+    /// Whether the plan applies or refuses, and the keys it names.
+    fn plan_keys(p: &ReloadPlan) -> (&'static str, Vec<&str>) {
+        match p {
+            ReloadPlan::Unchanged => ("unchanged", Vec::new()),
+            ReloadPlan::Apply(d) => ("apply", d.iter().map(|c| c.key.as_str()).collect()),
+            ReloadPlan::Restart(d) => ("restart", d.iter().map(|c| c.key.as_str()).collect()),
+        }
     }
 
     #[test]
-    fn diff_sorts_live_from_restart() {
-        let base = parsed("[mss]\nipv4 = 1360\n");
-        assert!(diff(&base, &base.clone()).is_empty());
+    fn reload_sorts_live_from_restart() {
+        let base = lab_with("[mss]\nipv4 = 1360\n");
+        assert_eq!(base.reload_to(&base.clone()), ReloadPlan::Unchanged);
 
-        let d = diff(
-            &base,
-            &parsed("[mss]\nipv4 = 1300\n[df]\npolicy = \"clear-udp\"\n[icmp]\nrate_pps = 10\n"),
-        );
-        let keys: Vec<(&str, bool)> = d.iter().map(|c| (c.key.as_str(), c.live)).collect();
+        let p = base.reload_to(&lab_with(
+            "[mss]\nipv4 = 1300\n[df]\npolicy = \"clear-udp\"\n[icmp]\nrate_pps = 10\n",
+        ));
         assert_eq!(
-            keys,
+            plan_keys(&p),
+            ("apply", vec!["mss.ipv4", "df.policy", "icmp.rate_pps"])
+        );
+        let ReloadPlan::Apply(d) = p else {
+            unreachable!()
+        };
+        assert_eq!(d[0].to_string(), "mss.ipv4: 1360 -> 1300");
+        assert_eq!(d[1].to_string(), "df.policy: respect -> clear-udp");
+        assert_eq!(d[2].to_string(), "icmp.rate_pps: 1000 -> 10");
+
+        let mtu =
+            validated(&format!("{LAB}\n[mss]\nipv4 = 1360\n").replace("mtu = 1400", "mtu = 1420"));
+        let p = base.reload_to(&mtu);
+        assert_eq!(plan_keys(&p), ("apply", vec!["port[1].mtu"]));
+        assert_eq!(
+            p,
+            ReloadPlan::Apply(vec![Change {
+                key: "port[1].mtu".into(),
+                old: "1400".into(),
+                new: "1420".into()
+            }])
+        );
+
+        let iface = validated(&format!("{LAB}\n[mss]\nipv4 = 1360\n").replace("out0", "out1"));
+        assert_eq!(
+            plan_keys(&base.reload_to(&iface)),
+            ("restart", vec!["port[1].iface"])
+        );
+        let name = validated(&format!("{LAB}\n[mss]\nipv4 = 1360\n").replace("inside", "in"));
+        assert_eq!(
+            plan_keys(&base.reload_to(&name)),
+            ("restart", vec!["port[0].name"])
+        );
+
+        for (extra, key, line) in [
+            (
+                "[workers]\nqueues = [0]\n",
+                "workers.queues",
+                "workers.queues: unset -> [0]",
+            ),
+            (
+                "[workers]\ncores = [1]\n",
+                "workers.cores",
+                "workers.cores: unset -> [1]",
+            ),
+            ("[xsk]\nbatch = 32\n", "xsk.batch", "xsk.batch: 64 -> 32"),
+            (
+                "[xsk]\nmode = \"copy\"\n",
+                "xsk.mode",
+                "xsk.mode: auto -> copy",
+            ),
+            (
+                "[mgmt]\nlisten = \"127.0.0.1:9191\"\n",
+                "mgmt.listen",
+                "mgmt.listen: 127.0.0.1:9090 -> 127.0.0.1:9191",
+            ),
+            (
+                "[mgmt]\ninterval_ms = 0\n",
+                "mgmt.interval_ms",
+                "mgmt.interval_ms: 1000 -> 0",
+            ),
+            (
+                "[mgmt]\nrun_dir = \"/run/x\"\n",
+                "mgmt.run_dir",
+                "mgmt.run_dir: /run/mtugate -> /run/x",
+            ),
+        ] {
+            let p = base.reload_to(&lab_with(&format!("[mss]\nipv4 = 1360\n{extra}")));
+            assert_eq!(plan_keys(&p), ("restart", vec![key]), "{extra}");
+            let ReloadPlan::Restart(d) = p else {
+                unreachable!()
+            };
+            assert_eq!(d[0].to_string(), line);
+        }
+    }
+
+    #[test]
+    fn changes_come_in_file_order() {
+        let a = lab_with("[workers]\nqueues = [0]\n[xsk]\nbatch = 32\n");
+        let b = lab_with(
+            "[icmp]\nsource_v4 = \"192.0.2.1\"\n[xsk]\nbatch = 16\n[mgmt]\nallow_remote = true\n",
+        );
+        let ReloadPlan::Restart(d) = a.reload_to(&b) else {
+            panic!("must need a restart")
+        };
+        let lines: Vec<String> = d.iter().map(Change::to_string).collect();
+        assert_eq!(
+            lines,
             [
-                ("mss.ipv4", true),
-                ("df.policy", true),
-                ("icmp.rate_pps", true)
+                "workers.queues: [0] -> unset",
+                "xsk.batch: 32 -> 16",
+                "mgmt.allow_remote: false -> true"
             ]
         );
-        assert_eq!(d[0].to_string(), "mss.ipv4: 1360 -> 1300");
+        let ReloadPlan::Apply(d) = lab_with("").reload_to(&lab_with(
+            "[mss]\nmatch = \"1361:1536\"\n[icmp]\nsource_v6 = \"2001:db8::1\"\n",
+        )) else {
+            panic!("must apply")
+        };
+        let lines: Vec<String> = d.iter().map(Change::to_string).collect();
+        assert_eq!(
+            lines,
+            [
+                "mss.match: unset -> 1361:1536",
+                "icmp.source_v6: unset -> 2001:db8::1"
+            ]
+        );
+    }
 
-        let mtu = FileConfig::parse(
-            &format!("{LAB}\n[mss]\nipv4 = 1360\n").replace("mtu = 1400", "mtu = 1380"),
-        )
-        .unwrap();
-        let d = diff(&base, &mtu);
-        assert_eq!(d.len(), 1);
-        assert_eq!((d[0].key.as_str(), d[0].live), ("port[1].mtu", true));
-
-        let iface =
-            FileConfig::parse(&format!("{LAB}\n[mss]\nipv4 = 1360\n").replace("out0", "out1"))
-                .unwrap();
-        let d = diff(&base, &iface);
-        assert_eq!(d.len(), 1);
-        assert_eq!((d[0].key.as_str(), d[0].live), ("port[1].iface", false));
-
-        for (extra, key) in [
-            ("[workers]\nqueues = [0]\n", "workers.queues"),
-            ("[workers]\ncores = [1]\n", "workers.cores"),
-            ("[xsk]\nbatch = 32\n", "xsk.batch"),
-            ("[mgmt]\nlisten = \"127.0.0.1:9191\"\n", "mgmt.listen"),
-            ("[mgmt]\ninterval_ms = 0\n", "mgmt.interval_ms"),
+    #[test]
+    fn a_live_and_a_restart_change_together_are_refused() {
+        let base = lab_with("[mss]\nipv4 = 1360\n");
+        let live = "[mss]\nipv4 = 1300\n[icmp]\nrate_pps = 10\n";
+        for (text, key) in [
+            (
+                format!("{LAB}\n{live}").replace("out0", "out9"),
+                "port[1].iface",
+            ),
+            (
+                format!("{LAB}\n{live}[workers]\nqueues = [0]\n"),
+                "workers.queues",
+            ),
+            (
+                format!("{LAB}\n{live}[xsk]\nbusy_poll = true\n"),
+                "xsk.busy_poll",
+            ),
+            (
+                format!("{LAB}\n{live}[mgmt]\nsummary_secs = 5\n"),
+                "mgmt.summary_secs",
+            ),
         ] {
-            let d = diff(&base, &parsed(&format!("[mss]\nipv4 = 1360\n{extra}")));
-            assert_eq!(d.len(), 1, "{extra}: {d:?}");
-            assert_eq!(d[0].key, key);
-            assert!(!d[0].live, "{key} must need a restart");
+            let new = validated(&text);
+            assert_ne!(new.live, base.live);
+            assert_eq!(
+                plan_keys(&base.reload_to(&new)),
+                ("restart", vec![key]),
+                "{text}"
+            );
         }
+    }
+
+    #[test]
+    fn spelling_alone_is_no_change() {
+        let a = lab_with("[mss]\nmatch = \"1361:1536\"\n");
+        let b = lab_with(
+            "[mss]\nmatch = \" 1361 : 1536 \"\nipv4 = \"auto\"\n[df]\npolicy = \"respect\"\n",
+        );
+        assert_eq!(a.reload_to(&b), ReloadPlan::Unchanged);
+    }
+
+    /// Every key of the file, each set to a value that is not its default.
+    const FULL: &str = r#"
+mode = "wire"
+[[port]]
+name = "a"
+iface = "a0"
+mtu = 1400
+[[port]]
+name = "b"
+iface = "b0"
+mtu = 1450
+[mss]
+ipv4 = 1300
+ipv6 = "off"
+match = "1301:1536"
+insert = true
+[df]
+policy = "clear-all"
+[icmp]
+source_v4 = "192.0.2.1"
+source_v6 = "2001:db8::1"
+rate_pps = 10
+burst = 5
+[syn_limit]
+rate_pps = 10
+burst = 5
+per_source_pps = 2
+per_source_burst = 1
+over_limit = "drop"
+[workers]
+queues = [0, 1]
+cores = [1, 2]
+[xsk]
+mode = "copy"
+frame_size = 2048
+frames = 4096
+ring_size = 1024
+batch = 32
+busy_poll = true
+[mgmt]
+listen = "0.0.0.0:9191"
+allow_remote = true
+interval_ms = 500
+summary_secs = 10
+run_dir = "/run/mtugate-full"
+"#;
+
+    fn keys<T: Serialize>(v: &T) -> Vec<String> {
+        flat(v).into_iter().map(|(k, _)| k).collect()
+    }
+
+    #[test]
+    fn every_key_is_in_exactly_one_part() {
+        let file = FileConfig::parse(FULL).unwrap();
+        let all = keys(&file);
+        assert_eq!(all.len(), 34, "FULL sets every key: {all:?}");
+        let (restart, live) = file.clone().split();
+        let (r, l) = (keys(&restart), keys(&live));
+        for k in &all {
+            assert!(
+                r.contains(k) != l.contains(k),
+                "{k} is in both parts or none"
+            );
+        }
+        assert_eq!(r.len() + l.len(), all.len());
+
+        // And a reload sees a change of any one of them: FULL differs from
+        // the defaults in every key (but the mode: there is only one).
+        let full = file.validate().unwrap();
+        let base = validated(
+            "mode = \"wire\"\n[[port]]\nname = \"a\"\niface = \"a0\"\nmtu = 1500\n[[port]]\nname = \"b\"\niface = \"b0\"\nmtu = 1500\n[xsk]\nframe_size = 2048\n",
+        );
+        let restart_keys: Vec<&str> = r
+            .iter()
+            .map(String::as_str)
+            .filter(|&k| k != "mode" && !k.ends_with(".name") && !k.ends_with(".iface"))
+            .filter(|&k| k != "xsk.frame_size")
+            .collect();
+        assert_eq!(plan_keys(&base.reload_to(&full)), ("restart", restart_keys));
+        let live_only = Validated {
+            restart: base.restart.clone(),
+            ..full.clone()
+        };
+        let live_keys: Vec<&str> = l.iter().map(String::as_str).collect();
+        assert_eq!(plan_keys(&base.reload_to(&live_only)), ("apply", live_keys));
+    }
+
+    #[test]
+    fn defaults_are_the_pipelines() {
+        let v = validated(&LAB.replace("mtu = 1400", "mtu = 1500"));
+        assert_eq!(v.settings, Settings::default());
+        let empty = validated(&format!(
+            "{}\n[mss]\n[df]\n[icmp]\n[syn_limit]\n[workers]\n[xsk]\n[mgmt]\n",
+            LAB.replace("mtu = 1400", "mtu = 1500")
+        ));
+        assert_eq!(empty, v);
+    }
+
+    #[test]
+    fn values_of_no_accepted_form_are_refused_naming_key_and_forms() {
+        let mss = "is not an MSS: use \"auto\", \"off\" or a number 1..=65535";
+        let range = "is not an MSS range: use \"lo:hi\" with 1 <= lo <= hi <= 65535";
+        let cases = [
+            (
+                "[mss]\nipv4 = \"sometimes\"\n",
+                format!("mss.ipv4: \"sometimes\" {mss}"),
+            ),
+            ("[mss]\nipv4 = \"1360\"\n", format!("mss.ipv4: \"1360\" {mss}")),
+            ("[mss]\nipv4 = \"Auto\"\n", format!("mss.ipv4: \"Auto\" {mss}")),
+            ("[mss]\nipv6 = 0\n", format!("mss.ipv6: 0 {mss}")),
+            ("[mss]\nipv6 = 65536\n", format!("mss.ipv6: 65536 {mss}")),
+            ("[mss]\nipv4 = -1\n", format!("mss.ipv4: -1 {mss}")),
+            ("[mss]\nipv4 = true\n", format!("mss.ipv4: true {mss}")),
+            ("[mss]\nipv4 = 1360.5\n", format!("mss.ipv4: 1360.5 {mss}")),
+            (
+                "[mss]\nipv4 = [1360]\n",
+                "invalid type: sequence, expected an MSS for mss.ipv4: \"auto\", \"off\" or a number 1..=65535".to_string(),
+            ),
+            (
+                "[mss]\nmatch = \"1536:1361\"\n",
+                format!("mss.match: \"1536:1361\" {range}"),
+            ),
+            ("[mss]\nmatch = \"0:1361\"\n", format!("mss.match: \"0:1361\" {range}")),
+            ("[mss]\nmatch = \"1361\"\n", format!("mss.match: \"1361\" {range}")),
+            ("[mss]\nmatch = 1361\n", format!("mss.match: 1361 {range}")),
+            (
+                "[df]\npolicy = \"ignore\"\n",
+                "df.policy: \"ignore\" is not a DF policy: use \"respect\", \"clear-udp\" or \"clear-all\"".into(),
+            ),
+            (
+                "[syn_limit]\nover_limit = \"queue\"\n",
+                "syn_limit.over_limit: \"queue\" is not an over-limit action: use \"pass\" or \"drop\"".into(),
+            ),
+        ];
+        for (extra, want) in &cases {
+            assert_eq!(&parse_err(&format!("{LAB}\n{extra}")), want, "{extra}");
+        }
+        assert_eq!(
+            parse_err(&LAB.replace("\"wire\"", "\"router\"")),
+            "mode: \"router\" is not a mode: use \"wire\""
+        );
+        assert_eq!(
+            parse_err(&LAB.replace("\"wire\"", "2")),
+            "mode: 2 is not a mode: use \"wire\""
+        );
+
+        // Through a file: ConfigError::Parse, one line: where, then what.
+        let path = std::env::temp_dir().join(format!("mtugate-cfg-{}.toml", std::process::id()));
+        std::fs::write(&path, format!("{LAB}\n[mss]\nipv4 = \"sometimes\"\n")).unwrap();
+        let e = FileConfig::load(&path).unwrap_err();
+        std::fs::remove_file(&path).unwrap();
+        match &e {
+            ConfigError::Parse { path: p, message } => {
+                assert_eq!(p, &path.display().to_string());
+                assert!(
+                    message.starts_with("TOML parse error at line 13, column 8 "),
+                    "{message}"
+                );
+                assert!(message.ends_with(&cases[0].1), "{message}");
+                assert!(!message.contains('\n'), "{message}");
+                assert!(!message.contains("MssValue") && !message.contains("untagged"));
+            }
+            other => panic!("not ConfigError::Parse: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn values_that_do_not_fit_are_refused_naming_the_key() {
+        assert_eq!(
+            invalid_err(&format!("{LAB}\n[mss]\nipv4 = 1361\n")),
+            (
+                "mss.ipv4".into(),
+                "1361 is larger than the smallest port MTU (1400) minus 40: use at most 1360, or \"auto\"".into()
+            )
+        );
+        assert_eq!(
+            invalid_err(&format!("{LAB}\n[mss]\nipv6 = 1341\n")),
+            (
+                "mss.ipv6".into(),
+                "1341 is larger than the smallest port MTU (1400) minus 60: use at most 1340, or \"auto\"".into()
+            )
+        );
+        let three = format!("{LAB}\n[[port]]\nname = \"third\"\niface = \"x0\"\nmtu = 1500\n");
+        assert_eq!(
+            invalid_err(&three),
+            (
+                "port".into(),
+                "wire mode needs exactly two [[port]] tables, found 3".into()
+            )
+        );
+    }
+
+    #[test]
+    fn every_word_reads_back() {
+        for m in Mode::ALL {
+            assert_eq!(Mode::from_word(&m.spell()), Some(m));
+        }
+        for p in DF_POLICIES {
+            assert_eq!(DfPolicy::from_word(&p.spell()), Some(p));
+        }
+        for o in OVER_LIMITS {
+            assert_eq!(OverLimit::from_word(&o.spell()), Some(o));
+        }
+        for c in [Clamp::Auto, Clamp::Off] {
+            assert_eq!(Clamp::from_word(&c.spell()), Some(c));
+        }
+        for n in [1, 536, 65535] {
+            assert_eq!(Clamp::from_int(n.into()), Some(Clamp::Fixed(n)));
+            assert_eq!(Clamp::Fixed(n).spell(), n.to_string());
+        }
+        let r = MssRange { lo: 1, hi: 65535 };
+        assert_eq!(MssRange::from_word(&r.spell()), Some(r));
+        assert_eq!(one_of(&["a"]), "\"a\"");
+        assert_eq!(one_of(&["a", "b", "c"]), "\"a\", \"b\" or \"c\"");
     }
 
     #[test]
@@ -1136,6 +1653,10 @@ mtu = 1400
         assert_eq!(v.settings.mss.ipv4, Clamp::Fixed(1360));
         assert_eq!(v.settings.mss.ipv6, Clamp::Off);
         assert_eq!(v.settings.mss.range, Some((1361, 1536)));
+        assert_eq!(
+            v.live.mss.match_range,
+            Some(MssRange { lo: 1361, hi: 1536 })
+        );
         assert!(v.settings.mss.insert);
     }
 }

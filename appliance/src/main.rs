@@ -201,9 +201,9 @@ fn rx_queues(iface: &str) -> Result<u32> {
 }
 
 fn plan(v: &Validated) -> Result<Plan> {
-    let ports = &v.file.ports;
+    let ports = &v.restart.ports;
     let counts = [rx_queues(&ports[0].iface)?, rx_queues(&ports[1].iface)?];
-    let queues: Vec<u32> = match &v.file.workers.queues {
+    let queues: Vec<u32> = match &v.restart.workers.queues {
         Some(q) => q.clone(),
         None => (0..counts[0].max(counts[1])).collect(),
     };
@@ -238,7 +238,7 @@ fn plan(v: &Validated) -> Result<Plan> {
     if available.is_empty() {
         bail!("cannot read the CPU cores this process may run on");
     }
-    let cores: Vec<usize> = match &v.file.workers.cores {
+    let cores: Vec<usize> = match &v.restart.workers.cores {
         Some(c) => {
             if let Some(bad) = c.iter().find(|c| !available.contains(c)) {
                 bail!(
@@ -275,12 +275,12 @@ fn check_config(path: &Path) -> Result<()> {
     let p = plan(&v)?;
     let cfg = Config::new(v.settings)?;
     println!("{}: ok", path.display());
-    for (i, port) in v.file.ports.iter().enumerate() {
+    for (i, port) in v.restart.ports.iter().enumerate() {
         println!(
             "  port {} ({}): mtu {}, IPv4 SYNs arriving here clamped to {}, IPv6 to {}",
             port.name,
             port.iface,
-            port.mtu,
+            v.live.ports[i].mtu,
             cfg.clamp_for(0, i).map_or("off".into(), |v| v.to_string()),
             cfg.clamp_for(1, i).map_or("off".into(), |v| v.to_string()),
         );
@@ -288,7 +288,7 @@ fn check_config(path: &Path) -> Result<()> {
     for (q, c) in p.queues.iter().zip(&p.cores) {
         println!("  queue {q} -> worker on core {c}");
     }
-    let m = &v.file.mgmt;
+    let m = &v.restart.mgmt;
     println!(
         "  mgmt: {}, http://{} (read-only), control socket {}, statistics {}",
         p.spare.first().map_or(
@@ -387,7 +387,7 @@ fn reload(target: &Target) -> Result<()> {
 }
 
 fn xsk_config(v: &Validated, force_copy: bool, force_zerocopy: bool) -> XskConfig {
-    let x = &v.file.xsk;
+    let x = &v.restart.xsk;
     let mode = if force_copy {
         XskModeName::Copy
     } else if force_zerocopy {
@@ -425,8 +425,8 @@ fn run(
     let xcfg = xsk_config(&v, force_copy, force_zerocopy);
     xcfg.validate()?;
     let ifaces = [
-        v.file.ports[0].iface.as_str(),
-        v.file.ports[1].iface.as_str(),
+        v.restart.ports[0].iface.as_str(),
+        v.restart.ports[1].iface.as_str(),
     ];
     let stop = stop_flag_on_signals().context("installing SIGINT/SIGTERM handlers")?;
 
@@ -443,13 +443,16 @@ fn run(
     }
     // The management thread first: it refuses a second appliance on the same
     // run directory before anything is attached to an interface.
-    let m = &v.file.mgmt;
+    let m = &v.restart.mgmt;
     let opts = MgmtOptions {
         listen: m.listen,
         run_dir: m.run_dir.clone(),
         interval: (m.interval_ms > 0).then(|| Duration::from_millis(m.interval_ms)),
         summary: (m.summary_secs > 0).then(|| Duration::from_secs(m.summary_secs)),
-        port_names: [v.file.ports[0].name.clone(), v.file.ports[1].name.clone()],
+        port_names: [
+            v.restart.ports[0].name.clone(),
+            v.restart.ports[1].name.clone(),
+        ],
         queues: p
             .queues
             .iter()
@@ -461,7 +464,7 @@ fn run(
             .collect(),
         sighup: true,
     };
-    let reloader = FileReloader::new(path.to_path_buf(), v.file.clone());
+    let reloader = FileReloader::new(path.to_path_buf(), v.clone());
     let (mgmt, links) = Mgmt::start(opts, Box::new(reloader))?;
 
     // Bind every queue before starting any worker: a failure leaves nothing
@@ -534,9 +537,12 @@ fn run(
         }
     }
     let last = mgmt.shutdown();
-    let names = [v.file.ports[0].name.as_str(), v.file.ports[1].name.as_str()];
+    let names = [
+        v.restart.ports[0].name.as_str(),
+        v.restart.ports[1].name.as_str(),
+    ];
     print!("{}", report::text(&reports, names));
-    if v.file.mgmt.interval_ms > 0 {
+    if v.restart.mgmt.interval_ms > 0 {
         print!("{}", report::latency_text(&last));
     }
     if let Some(f) = final_stats {

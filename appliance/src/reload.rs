@@ -1,10 +1,11 @@
 //! The appliance's side of a live reload: re-read the file, validate it
-//! fully, and sort what changed into what a running appliance can apply
-//! (MSS, MTUs, DF policy, rate limits, ICMP sources) and what needs a
-//! restart (ports, queues, cores, socket tuning, management listeners).
-//! The management thread distributes the result to the workers.
+//! fully, and compare it with the configuration in force, part by part
+//! ([`Validated::reload_to`]): a different restart part (ports, queues,
+//! cores, socket tuning, management listeners) is refused as a whole; a
+//! different live part (MSS, MTUs, DF policy, rate limits, ICMP sources) is
+//! applied. The management thread distributes the result to the workers.
 
-use crate::config::{diff, FileConfig};
+use crate::config::{FileConfig, ReloadPlan, Validated};
 use mtugate_datapath::pipeline::Config;
 use mtugate_mgmt::{Prepared, Refusal, Reloader};
 use std::path::PathBuf;
@@ -14,13 +15,13 @@ use std::sync::Arc;
 #[derive(Debug)]
 pub struct FileReloader {
     path: PathBuf,
-    current: FileConfig,
-    pending: Option<FileConfig>,
+    current: Validated,
+    pending: Option<Validated>,
 }
 
 impl FileReloader {
     /// `current` is the configuration in force, read from `path`.
-    pub fn new(path: PathBuf, current: FileConfig) -> FileReloader {
+    pub fn new(path: PathBuf, current: Validated) -> FileReloader {
         FileReloader {
             path,
             current,
@@ -29,7 +30,7 @@ impl FileReloader {
     }
 
     /// The configuration in force.
-    pub fn current(&self) -> &FileConfig {
+    pub fn current(&self) -> &Validated {
         &self.current
     }
 }
@@ -40,23 +41,22 @@ impl Reloader for FileReloader {
         let v = FileConfig::load(&self.path)
             .and_then(FileConfig::validate)
             .map_err(|e| Refusal::Invalid(e.to_string()))?;
-        let changes = diff(&self.current, &v.file);
-        let restart: Vec<String> = changes
-            .iter()
-            .filter(|c| !c.live)
-            .map(|c| c.to_string())
-            .collect();
-        if !restart.is_empty() {
-            return Err(Refusal::RestartNeeded(format!(
-                "{} cannot change while mtugate runs (ports, queues, cores, sockets and listeners are set up at start): restart mtugate to apply it",
-                restart.join("; ")
-            )));
-        }
+        let changes = match self.current.reload_to(&v) {
+            ReloadPlan::Restart(restart) => {
+                let restart: Vec<String> = restart.iter().map(|c| c.to_string()).collect();
+                return Err(Refusal::RestartNeeded(format!(
+                    "{} cannot change while mtugate runs (ports, queues, cores, sockets and listeners are set up at start): restart mtugate to apply it",
+                    restart.join("; ")
+                )));
+            }
+            ReloadPlan::Apply(live) => live.iter().map(|c| c.to_string()).collect(),
+            ReloadPlan::Unchanged => Vec::new(),
+        };
         let config = Config::new(v.settings).map_err(|e| Refusal::Invalid(e.to_string()))?;
-        self.pending = Some(v.file);
+        self.pending = Some(v);
         Ok(Prepared {
             config: Arc::new(config),
-            changes: changes.iter().map(|c| c.to_string()).collect(),
+            changes,
         })
     }
 
@@ -70,6 +70,7 @@ impl Reloader for FileReloader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mtugate_datapath::pipeline::Clamp;
 
     const LAB: &str = r#"
 mode = "wire"
@@ -89,7 +90,7 @@ ipv4 = 1360
         let path =
             std::env::temp_dir().join(format!("mtugate-reload-{}-{name}.toml", std::process::id()));
         std::fs::write(&path, LAB).unwrap();
-        let current = FileConfig::load(&path).unwrap();
+        let current = FileConfig::load(&path).unwrap().validate().unwrap();
         (path.clone(), FileReloader::new(path, current))
     }
 
@@ -101,12 +102,12 @@ ipv4 = 1360
         assert_eq!(p.changes, ["mss.ipv4: 1360 -> 1300"]);
         assert_eq!(p.config.clamp_for(0, 0), Some(1300));
         assert_eq!(
-            r.current().mss.ipv4,
-            crate::config::MssValue::Fixed(1360),
+            r.current().live.mss.ipv4,
+            Clamp::Fixed(1360),
             "not in force before commit"
         );
         r.commit();
-        assert_eq!(r.current().mss.ipv4, crate::config::MssValue::Fixed(1300));
+        assert_eq!(r.current().live.mss.ipv4, Clamp::Fixed(1300));
         assert!(r.prepare().unwrap().changes.is_empty());
         std::fs::remove_file(path).unwrap();
     }
@@ -120,19 +121,21 @@ ipv4 = 1360
             other => panic!("{other:?}"),
         }
         r.commit();
-        assert_eq!(r.current().mss.ipv4, crate::config::MssValue::Fixed(1360));
+        assert_eq!(r.current().live.mss.ipv4, Clamp::Fixed(1360));
 
         std::fs::write(&path, LAB.replace("out0", "out9").replace("1360", "1300")).unwrap();
         match r.prepare() {
-            Err(Refusal::RestartNeeded(m)) => {
-                assert!(m.contains("port[1].iface: out0 -> out9"), "{m}");
-                assert!(m.contains("restart"), "{m}");
-            }
+            // A live change (mss.ipv4) beside a restart one is not applied
+            // either, and only the restart one is named.
+            Err(Refusal::RestartNeeded(m)) => assert_eq!(
+                m,
+                "port[1].iface: out0 -> out9 cannot change while mtugate runs (ports, queues, cores, sockets and listeners are set up at start): restart mtugate to apply it"
+            ),
             other => panic!("{other:?}"),
         }
         r.commit();
-        assert_eq!(r.current().mss.ipv4, crate::config::MssValue::Fixed(1360));
-        assert_eq!(r.current().ports[1].iface, "out0");
+        assert_eq!(r.current().live.mss.ipv4, Clamp::Fixed(1360));
+        assert_eq!(r.current().restart.ports[1].iface, "out0");
 
         std::fs::write(&path, "mode = \"wire\"\n[[port]\n").unwrap();
         assert!(matches!(r.prepare(), Err(Refusal::Invalid(_))));
