@@ -49,13 +49,12 @@ check() { local name=$1; shift; if "$@"; then ok "$name"; else bad "$name"; fi; 
 
 # --- the generator's packets, judged by tshark -------------------------------
 bash deploy/lab.sh up wire >/dev/null 2>&1
-$C sh -c "ip link add gsp0 type veth peer name gsp1 && ip link set gsp0 up && ip link set gsp1 up"
 $D timeout 20 tcpdump -i in0 -nn -U --immediate-mode -B 32768 -w "$OUT/gen.pcap" >"$OUT/tcpdump.log" 2>&1 &
 CAP=$!
 for _ in $(seq 100); do grep -q "listening on" "$OUT/tcpdump.log" 2>/dev/null && break; sleep 0.05; done
 DMAC=$(ip netns exec $LAB_PREFIX-server cat /sys/class/net/eth0/address)
 PROFILES=udp64,udp64-v6,udp1500,udp1500-df,udp1500-v6,imix,imix-v6,tcp1500,tcp1500-df,tcp1500-v6,syn-flood,syn-flood-v6,syn-legit,syn-legit-v6
-$C timeout 20 "$PERF" gen -i eth0 --spare gsp0 --dst-mac "$DMAC" -p "$PROFILES" --rate 5000 -n 1400 \
+$C timeout 20 "$PERF" gen -i eth0 --dst-mac "$DMAC" -p "$PROFILES" --rate 5000 -n 1400 \
   --interval 0 --json "$OUT/gen.json" 2>"$OUT/gen.log" || true
 sleep 0.5 # --immediate-mode: every frame is already with tcpdump
 kill -INT $CAP 2>/dev/null || true

@@ -837,7 +837,7 @@ impl FileConfig {
         // the pipeline's default.
         let d = Settings::default();
         let settings = Settings {
-            port_mtu: mtus,
+            port_mtu: mtus.to_vec(),
             mss: MssSettings {
                 ipv4: live.mss.ipv4,
                 ipv6: live.mss.ipv6,
@@ -943,7 +943,7 @@ impl FileConfig {
             ));
         }
         // The datapath's own checks (they should all have been caught above).
-        mtugate_datapath::pipeline::Config::new(settings)
+        mtugate_datapath::pipeline::Config::new(settings.clone())
             .map_err(|e| invalid("config", e.to_string()))?;
         Ok(Validated {
             restart,
@@ -1124,8 +1124,14 @@ mtu = 1400
         assert_eq!(v.settings.port_mtu, [1500, 1400]);
         assert_eq!(v.settings.mss.ipv4, Clamp::Auto);
         let cfg = mtugate_datapath::pipeline::Config::new(v.settings).unwrap();
-        assert_eq!(cfg.clamp_for(0, 0), Some(1360));
-        assert_eq!(cfg.clamp_for(1, 1), Some(1340));
+        assert_eq!(
+            cfg.clamp_for(0, mtugate_datapath::pipeline::PortId::new(0)),
+            Some(1360)
+        );
+        assert_eq!(
+            cfg.clamp_for(1, mtugate_datapath::pipeline::PortId::new(1)),
+            Some(1340)
+        );
         assert_eq!(v.restart.mgmt.listen.port(), 9090);
     }
 

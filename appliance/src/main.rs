@@ -13,9 +13,10 @@ use mtugate::config::{FileConfig, Validated, XskModeName, DEFAULT_RUN_DIR};
 use mtugate::reload::FileReloader;
 use mtugate::{engine, report};
 use mtugate_datapath::pipeline::Config;
-use mtugate_datapath::xsk::{stop_flag_on_signals, BindMode, BusyPoll, QueuePair, XskConfig};
+use mtugate_datapath::pipeline::PortId;
 use mtugate_mgmt::client::{self, ClientError, Endpoint};
 use mtugate_mgmt::{model::Stats, view, Mgmt, MgmtOptions, QueueInfo};
+use mtugate_xsk::{open_queue, stop_flag_on_signals, BindMode, BusyPoll, PortSpec, XskConfig};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -273,7 +274,7 @@ fn plan(v: &Validated) -> Result<Plan> {
 fn check_config(path: &Path) -> Result<()> {
     let v = FileConfig::load(path)?.validate()?;
     let p = plan(&v)?;
-    let cfg = Config::new(v.settings)?;
+    let cfg = Config::new(v.settings.clone())?;
     println!("{}: ok", path.display());
     for (i, port) in v.restart.ports.iter().enumerate() {
         println!(
@@ -281,8 +282,10 @@ fn check_config(path: &Path) -> Result<()> {
             port.name,
             port.iface,
             v.live.ports[i].mtu,
-            cfg.clamp_for(0, i).map_or("off".into(), |v| v.to_string()),
-            cfg.clamp_for(1, i).map_or("off".into(), |v| v.to_string()),
+            cfg.clamp_for(0, PortId::new(i))
+                .map_or("off".into(), |v| v.to_string()),
+            cfg.clamp_for(1, PortId::new(i))
+                .map_or("off".into(), |v| v.to_string()),
         );
     }
     for (q, c) in p.queues.iter().zip(&p.cores) {
@@ -421,13 +424,11 @@ fn run(
 ) -> Result<()> {
     let v = FileConfig::load(path)?.validate()?;
     let p = plan(&v)?;
-    let cfg = Arc::new(Config::new(v.settings)?);
+    let cfg = Arc::new(Config::new(v.settings.clone())?);
     let xcfg = xsk_config(&v, force_copy, force_zerocopy);
     xcfg.validate()?;
-    let ifaces = [
-        v.restart.ports[0].iface.as_str(),
-        v.restart.ports[1].iface.as_str(),
-    ];
+    let ifaces: Vec<&str> = v.restart.ports.iter().map(|p| p.iface.as_str()).collect();
+    let specs: Vec<PortSpec> = ifaces.iter().map(|i| PortSpec::new(i)).collect();
     let stop = stop_flag_on_signals().context("installing SIGINT/SIGTERM handlers")?;
 
     // The management threads (and tiny_http's, which they spawn) inherit
@@ -449,10 +450,7 @@ fn run(
         run_dir: m.run_dir.clone(),
         interval: (m.interval_ms > 0).then(|| Duration::from_millis(m.interval_ms)),
         summary: (m.summary_secs > 0).then(|| Duration::from_secs(m.summary_secs)),
-        port_names: [
-            v.restart.ports[0].name.clone(),
-            v.restart.ports[1].name.clone(),
-        ],
+        port_names: v.restart.ports.iter().map(|p| p.name.clone()).collect(),
         queues: p
             .queues
             .iter()
@@ -468,20 +466,23 @@ fn run(
     let (mgmt, links) = Mgmt::start(opts, Box::new(reloader))?;
 
     // Bind every queue before starting any worker: a failure leaves nothing
-    // attached (dropping a QueuePair detaches its program).
+    // attached (dropping a queue detaches its program).
     let mut pairs = Vec::with_capacity(p.queues.len());
     for &q in &p.queues {
-        let qp = QueuePair::new(ifaces, q, &xcfg)
-            .with_context(|| format!("binding queue {q} of {} and {}", ifaces[0], ifaces[1]))?;
+        let qp = open_queue(&specs, q, &xcfg)
+            .with_context(|| format!("binding queue {q} of {}", ifaces.join(" and ")))?;
         pairs.push(qp);
     }
     if let Some(first) = pairs.first() {
-        let r = first.report();
+        let r = first.backend().report();
         match &r.zero_copy_error {
             Some(why) => tracing::info!("zero-copy not available ({why}); running in copy mode"),
             None => tracing::info!(mode = ?r.mode, "AF_XDP sockets bound"),
         }
-        for old in pairs.iter().flat_map(|qp| qp.report().replaced.iter()) {
+        for old in pairs
+            .iter()
+            .flat_map(|qp| qp.backend().report().replaced.iter())
+        {
             tracing::warn!(
                 ?old,
                 "replaced an XDP program left attached by an earlier run"
@@ -491,8 +492,8 @@ fn run(
     tracing::info!(
         ports = ?ifaces,
         mtu = ?cfg.settings().port_mtu,
-        clamp_v4 = ?[cfg.clamp_for(0, 0), cfg.clamp_for(0, 1)],
-        clamp_v6 = ?[cfg.clamp_for(1, 0), cfg.clamp_for(1, 1)],
+        clamp_v4 = ?cfg.ports().map(|p| cfg.clamp_for(0, p)).collect::<Vec<_>>(),
+        clamp_v6 = ?cfg.ports().map(|p| cfg.clamp_for(1, p)).collect::<Vec<_>>(),
         queues = ?p.queues,
         cores = ?p.cores,
         mgmt_core = ?p.spare.first(),
@@ -517,7 +518,7 @@ fn run(
                 if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
                     tracing::warn!(core, "could not pin the worker to its core");
                 }
-                engine::Worker::new(qp, cfg, worker_seed, link).run(stop)
+                engine::Worker::new(qp, cfg, worker_seed, link, engine::IDLE).run(stop)
             })
             .context("spawning a worker thread")?;
         handles.push(h);
@@ -537,16 +538,13 @@ fn run(
         }
     }
     let last = mgmt.shutdown();
-    let names = [
-        v.restart.ports[0].name.as_str(),
-        v.restart.ports[1].name.as_str(),
-    ];
-    print!("{}", report::text(&reports, names));
+    let names: Vec<&str> = v.restart.ports.iter().map(|p| p.name.as_str()).collect();
+    print!("{}", report::text(&reports, &names));
     if v.restart.mgmt.interval_ms > 0 {
         print!("{}", report::latency_text(&last));
     }
     if let Some(f) = final_stats {
-        std::fs::write(f, report::json(&reports, names).to_string())
+        std::fs::write(f, report::json(&reports, &names).to_string())
             .with_context(|| format!("writing {}", f.display()))?;
     }
     for r in &reports {

@@ -52,7 +52,8 @@ impl Reloader for FileReloader {
             ReloadPlan::Apply(live) => live.iter().map(|c| c.to_string()).collect(),
             ReloadPlan::Unchanged => Vec::new(),
         };
-        let config = Config::new(v.settings).map_err(|e| Refusal::Invalid(e.to_string()))?;
+        let config =
+            Config::new(v.settings.clone()).map_err(|e| Refusal::Invalid(e.to_string()))?;
         self.pending = Some(v);
         Ok(Prepared {
             config: Arc::new(config),
@@ -100,7 +101,11 @@ ipv4 = 1360
         std::fs::write(&path, LAB.replace("1360", "1300")).unwrap();
         let p = r.prepare().unwrap();
         assert_eq!(p.changes, ["mss.ipv4: 1360 -> 1300"]);
-        assert_eq!(p.config.clamp_for(0, 0), Some(1300));
+        assert_eq!(
+            p.config
+                .clamp_for(0, mtugate_datapath::pipeline::PortId::new(0)),
+            Some(1300)
+        );
         assert_eq!(
             r.current().live.mss.ipv4,
             Clamp::Fixed(1360),

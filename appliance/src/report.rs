@@ -2,14 +2,14 @@
 //! JSON for scripts (the lab tests read it).
 
 use crate::engine::WorkerReport;
-use mtugate_datapath::pipeline::{family, Counters, DropReason, PORTS};
+use mtugate_datapath::pipeline::{family, Counters, DropReason};
 use mtugate_mgmt::model::{Percentiles, Stats};
 use serde_json::{json, Value};
 
-fn totals(reports: &[WorkerReport]) -> [Counters; PORTS] {
-    let mut t = [Counters::default(); PORTS];
+fn totals(reports: &[WorkerReport], ports: usize) -> Vec<Counters> {
+    let mut t = vec![Counters::default(); ports];
     for r in reports {
-        for (a, b) in t.iter_mut().zip(&r.counters) {
+        for (a, b) in t.iter_mut().zip(&r.counters.pipeline) {
             a.add(b);
         }
     }
@@ -46,26 +46,27 @@ pub fn counters_json(c: &Counters) -> Value {
 
 /// Everything as JSON: per ingress port (by name), AF_XDP counters per
 /// port and queue.
-pub fn json(reports: &[WorkerReport], names: [&str; PORTS]) -> Value {
-    let t = totals(reports);
-    let ports: serde_json::Map<String, Value> = (0..PORTS)
+pub fn json(reports: &[WorkerReport], names: &[&str]) -> Value {
+    let t = totals(reports, names.len());
+    let ports: serde_json::Map<String, Value> = (0..names.len())
         .map(|i| (names[i].to_string(), counters_json(&t[i])))
         .collect();
     let queues: Vec<Value> = reports
         .iter()
         .map(|r| {
-            let io: Vec<Value> = (0..PORTS)
+            let c = &r.counters;
+            let io: Vec<Value> = (0..names.len())
                 .map(|p| {
-                    let k = r.kernel[p];
+                    let k = c.kernel[p];
                     json!({
                         "port": names[p],
-                        "rx_frames": r.io[p].rx_frames,
-                        "tx_frames": r.io[p].tx_frames,
-                        "tx_completed": r.io[p].tx_completed,
-                        "tx_kicks": r.io[p].tx_kicks,
-                        "tx_ring_full_drops": r.tx_ring_full_drops[p],
-                        "tx_packets": r.tx_packets[p],
-                        "tx_bytes": r.tx_bytes[p],
+                        "rx_frames": c.io[p].rx_frames,
+                        "tx_frames": c.io[p].tx_frames,
+                        "tx_completed": c.io[p].tx_completed,
+                        "tx_kicks": c.io[p].tx_kicks,
+                        "tx_ring_full_drops": c.tx_ring_full_drops[p],
+                        "tx_packets": c.tx_packets[p],
+                        "tx_bytes": c.tx_bytes[p],
                         "kernel_rx_dropped": k.map(|k| k.rx_dropped),
                         "kernel_rx_ring_full": k.map(|k| k.rx_ring_full),
                         "kernel_fill_ring_empty": k.map(|k| k.rx_fill_ring_empty_descs),
@@ -81,8 +82,8 @@ pub fn json(reports: &[WorkerReport], names: [&str; PORTS]) -> Value {
                 "frames_total": r.frames.total,
                 "frames_free": r.frames.free,
                 "conservation_error": r.conservation_error,
-                "polls": r.polls,
-                "busy_polls": r.busy_polls,
+                "polls": c.polls,
+                "busy_polls": c.busy_polls,
             })
         })
         .collect();
@@ -90,13 +91,21 @@ pub fn json(reports: &[WorkerReport], names: [&str; PORTS]) -> Value {
 }
 
 /// A table for the terminal.
-pub fn text(reports: &[WorkerReport], names: [&str; PORTS]) -> String {
-    let t = totals(reports);
+pub fn text(reports: &[WorkerReport], names: &[&str]) -> String {
+    let t = totals(reports, names.len());
     let mut s = String::from("mtugate final counters (by ingress port)\n");
     let row = |s: &mut String, label: &str, f: &dyn Fn(&Counters) -> u64| {
-        s.push_str(&format!("  {label:<28}{:>16}{:>16}\n", f(&t[0]), f(&t[1])));
+        s.push_str(&format!("  {label:<28}"));
+        for c in &t {
+            s.push_str(&format!("{:>16}", f(c)));
+        }
+        s.push('\n');
     };
-    s.push_str(&format!("  {:<28}{:>16}{:>16}\n", "", names[0], names[1]));
+    s.push_str(&format!("  {:<28}", ""));
+    for n in names {
+        s.push_str(&format!("{n:>16}"));
+    }
+    s.push('\n');
     row(&mut s, "received", &|c| c.rx_packets);
     row(&mut s, "forwarded", &|c| c.forwarded);
     row(&mut s, "mss clamped ipv4", &|c| c.mss_clamped[0]);
@@ -118,7 +127,10 @@ pub fn text(reports: &[WorkerReport], names: [&str; PORTS]) -> String {
             c.drops[r as usize]
         });
     }
-    let full: u64 = reports.iter().flat_map(|r| r.tx_ring_full_drops).sum();
+    let full: u64 = reports
+        .iter()
+        .flat_map(|r| &r.counters.tx_ring_full_drops)
+        .sum();
     s.push_str(&format!("  tx ring full (frames freed): {full}\n"));
     s.push_str(&format!(
         "  accounting: {}\n",

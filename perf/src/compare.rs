@@ -465,15 +465,11 @@ impl Ctx {
         Ok(())
     }
 
-    /// Brings the lab up for `system` and prepares sink, spare, rules.
+    /// Brings the lab up for `system` and prepares sink and rules.
     fn prepare(&self, system: System, out_mtu: u32) -> Result<()> {
         self.check_stop()?;
         let lab = &self.lab;
         lab.up(system.lab_mode(), out_mtu)?;
-        lab.sh(
-            "client",
-            "ip link add gsp0 type veth peer name gsp1 && ip link set gsp0 up && ip link set gsp1 up",
-        )?;
         lab.sh(
             "server",
             &format!(
@@ -659,7 +655,7 @@ impl Ctx {
         c.args(["taskset", "-c", &self.a.gen_core.to_string()])
             .arg(&self.me)
             .arg(mode)
-            .args(["-i", "eth0", "--spare", "gsp0", "--dst-mac", &dst_mac])
+            .args(["-i", "eth0", "--dst-mac", &dst_mac])
             .args(["--src", s4, "--dst", d4, "--src6", s6, "--dst6", d6])
             .args(["--interval", "0"])
             .stdin(Stdio::null());
@@ -944,7 +940,7 @@ pub fn run(a: CompareArgs) -> Result<()> {
         bail!("compare needs root (network namespaces, XDP, iptables)");
     }
     std::fs::create_dir_all(&a.out)?;
-    let stop = mtugate_datapath::xsk::stop_flag_on_signals()?;
+    let stop = mtugate_xsk::stop_flag_on_signals()?;
     let me = std::env::current_exe()?;
     let mtugate = a
         .mtugate

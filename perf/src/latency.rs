@@ -24,7 +24,7 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 use hdrhistogram::Histogram;
-use mtugate_datapath::xsk::stop_flag_on_signals;
+use mtugate_xsk::stop_flag_on_signals;
 use nix::sys::socket::{self, sockopt, ControlMessageOwned, MsgFlags, SockaddrStorage};
 use serde::Serialize;
 

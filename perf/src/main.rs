@@ -19,7 +19,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use mtugate_datapath::xsk::stop_flag_on_signals;
+use mtugate_xsk::stop_flag_on_signals;
 
 use mtugate_perf::{
     compare, latency, pkt,
@@ -74,8 +74,7 @@ struct FwdArgs {
     #[command(flatten)]
     run: RunOpts,
     /// Forward between --iface and this interface (untouched frames, both
-    /// directions). Without it: one port, MAC addresses swapped, sent back
-    /// (needs --spare).
+    /// directions). Without it: one port, MAC addresses swapped, sent back.
     #[arg(long)]
     peer: Option<String>,
     /// sched_yield after an empty poll (when a NAPI thread shares the CPU).

@@ -1,11 +1,11 @@
 //! The AF_XDP loops: transmit (`gen`, `txonly`), receive and drop
-//! (`rxdrop`), forward (`l2fwd`), over [`mtugate_datapath::xsk`].
+//! (`rxdrop`), forward (`l2fwd`), all on mtugate's one poll loop
+//! ([`mtugate_xsk::Poller`]), each with its own handler. `l2fwd` is that
+//! loop with the no-op [`Forward`] handler: the same loop the appliance's
+//! workers turn, minus the pipeline.
 //!
-//! A [`QueuePair`] binds two interfaces on one UMEM. A one-interface tool
-//! uses the first for traffic and binds the second, the *spare*, without
-//! ever sending on it: any interface the XDP program can attach to (a
-//! `dummy`, or one end of an idle veth pair) will do. It must not carry
-//! traffic of its own: its queue is steered into the socket and dropped.
+//! A queue binds one interface (traffic generation, rxdrop) or two
+//! (l2fwd) on one UMEM.
 
 use std::{
     net::{Ipv4Addr, Ipv6Addr},
@@ -14,8 +14,9 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
-use mtugate_datapath::xsk::{
-    AttachMode, BindMode, BusyPoll, Frame, Port, QueuePair, XskConfig, XskMode, XskStats,
+use mtugate_xsk::{
+    open_queue, ring::Backend, AttachMode, BindMode, BusyPoll, Forward, Frame, Handler, Idle,
+    Poller, PortSpec, Queue, XdpQueue, XskConfig, XskMode, XskStats,
 };
 use serde::Serialize;
 
@@ -24,13 +25,9 @@ use crate::pkt::{self, Builder, Endpoints, Profile};
 /// AF_XDP socket options shared by every mode.
 #[derive(clap::Args, Debug, Clone)]
 pub struct XskOpts {
-    /// Interface to send on or receive from (port A).
+    /// Interface to send on or receive from (port 0).
     #[arg(long, short = 'i')]
     pub iface: String,
-    /// Second interface the queue pair binds and never uses (a `dummy`
-    /// interface will do): AF_XDP queue pairs come in twos here.
-    #[arg(long)]
-    pub spare: Option<String>,
     /// Queue id.
     #[arg(long, short = 'q', default_value_t = 0)]
     pub queue: u32,
@@ -94,27 +91,28 @@ impl XskOpts {
         })
     }
 
-    /// Opens the queue pair `[iface, other]`, `other` being the peer port
-    /// (l2fwd) or the spare. `receive`: steer the queue's frames to the
-    /// sockets; a transmit-only tool passes `false`, and the host's stack
-    /// keeps receiving on the interface (ARP, TCP) while it transmits.
-    pub fn open(&self, other: Option<&str>, receive: bool) -> Result<QueuePair> {
+    /// Opens queue `--queue` of `iface`, and of `peer` as port 1 if given
+    /// (l2fwd). `receive`: steer the queue's frames to the sockets; a
+    /// transmit-only tool passes `false`, and the host's stack keeps
+    /// receiving on the interface (ARP, TCP) while it transmits.
+    pub fn open(&self, peer: Option<&str>, receive: bool) -> Result<XdpQueue> {
         if let Some(c) = self.core {
             pin(c)?;
         }
-        let other = other.or(self.spare.as_deref()).with_context(|| {
-            format!(
-                "an AF_XDP queue pair binds two interfaces: give --spare IFACE, an \
-                 interface that carries no traffic, e.g. `ip link add mtgpspare type dummy && \
-                 ip link set mtgpspare up` in the same network namespace as {}",
-                self.iface
-            )
-        })?;
-        let mut cfg = self.config()?;
-        cfg.steer_rx = [receive, receive];
-        let qp = QueuePair::new([self.iface.as_str(), other], self.queue, &cfg)
-            .with_context(|| format!("AF_XDP on {} + {other} queue {}", self.iface, self.queue))?;
-        Ok(qp)
+        let cfg = self.config()?;
+        let mut specs = vec![PortSpec {
+            iface: self.iface.clone(),
+            receive,
+        }];
+        if let Some(p) = peer {
+            specs.push(PortSpec {
+                iface: p.to_owned(),
+                receive,
+            });
+        }
+        let names: Vec<&str> = specs.iter().map(|s| s.iface.as_str()).collect();
+        open_queue(&specs, self.queue, &cfg)
+            .with_context(|| format!("AF_XDP on {} queue {}", names.join(" + "), self.queue))
     }
 }
 
@@ -346,42 +344,12 @@ pub struct Sample {
     pub rx_pps: f64,
 }
 
-/// The kernel's AF_XDP statistics of port A, for JSON.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct KernelStats {
-    /// Dropped for other reasons (e.g. frame larger than the chunk).
-    pub rx_dropped: u64,
-    /// Invalid fill-ring descriptors.
-    pub rx_invalid_descs: u64,
-    /// Rejected TX descriptors.
-    pub tx_invalid_descs: u64,
-    /// Dropped because the RX ring was full.
-    pub rx_ring_full: u64,
-    /// Times the fill ring was found empty.
-    pub rx_fill_ring_empty_descs: u64,
-    /// Times the TX ring was found empty.
-    pub tx_ring_empty_descs: u64,
-}
-
-impl From<XskStats> for KernelStats {
-    fn from(s: XskStats) -> Self {
-        KernelStats {
-            rx_dropped: s.rx_dropped,
-            rx_invalid_descs: s.rx_invalid_descs,
-            tx_invalid_descs: s.tx_invalid_descs,
-            rx_ring_full: s.rx_ring_full,
-            rx_fill_ring_empty_descs: s.rx_fill_ring_empty_descs,
-            tx_ring_empty_descs: s.tx_ring_empty_descs,
-        }
-    }
-}
-
 /// What a run did, printed at the end and written as JSON.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Summary {
     /// gen, txonly, rxdrop or l2fwd.
     pub mode: String,
-    /// Interfaces (port A, then the peer or spare).
+    /// Interfaces (port 0, then the peer).
     pub ifaces: Vec<String>,
     /// Queue id.
     pub queue: u32,
@@ -416,10 +384,10 @@ pub struct Summary {
     pub seq_gaps: Option<u64>,
     /// `sendto` kicks issued.
     pub tx_kicks: u64,
-    /// Kernel AF_XDP statistics of port A.
-    pub kernel: KernelStats,
-    /// Kernel AF_XDP statistics of port B (l2fwd).
-    pub kernel_b: Option<KernelStats>,
+    /// Kernel AF_XDP statistics of port 0.
+    pub kernel: XskStats,
+    /// Kernel AF_XDP statistics of port 1 (l2fwd).
+    pub kernel_b: Option<XskStats>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -436,12 +404,12 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 impl Summary {
-    fn start(mode: &str, qp: &QueuePair) -> Summary {
-        let r = qp.report();
+    fn start(mode: &str, q: &XdpQueue) -> Summary {
+        let r = q.backend().report();
         Summary {
             mode: mode.into(),
-            ifaces: vec![qp.iface(Port::A).into(), qp.iface(Port::B).into()],
-            queue: qp.queue_id(),
+            ifaces: (0..q.port_count()).map(|p| q.name(p).into()).collect(),
+            queue: q.queue_id(),
             xsk_mode: mode_name(r.mode).into(),
             zero_copy_error: r.zero_copy_error.clone(),
             ..Summary::default()
@@ -488,7 +456,7 @@ impl Summary {
         }
         eprintln!("  kernel AF_XDP stats: {:?}", self.kernel);
         if let Some(k) = &self.kernel_b {
-            eprintln!("  kernel AF_XDP stats (port B): {k:?}");
+            eprintln!("  kernel AF_XDP stats (port 1): {k:?}");
         }
         if let Some(path) = json {
             let text = serde_json::to_string_pretty(self)?;
@@ -510,14 +478,14 @@ pub fn mode_name(m: XskMode) -> &'static str {
     }
 }
 
-/// Logs what the queue pair obtained.
-pub fn log_setup(tool: &str, qp: &QueuePair) {
-    let r = qp.report();
+/// Logs what the queue obtained.
+pub fn log_setup(tool: &str, q: &XdpQueue) {
+    let r = q.backend().report();
+    let names: Vec<&str> = (0..q.port_count()).map(|p| q.name(p)).collect();
     eprintln!(
-        "{tool}: {}+{} queue {}: {} mode, XDP {:?}, sndbuf {:?}, tx budget {:?}",
-        qp.iface(Port::A),
-        qp.iface(Port::B),
-        qp.queue_id(),
+        "{tool}: {} queue {}: {} mode, XDP {:?}, sndbuf {:?}, tx budget {:?}",
+        names.join("+"),
+        q.queue_id(),
         mode_name(r.mode),
         r.xdp_mode,
         r.sndbuf,
@@ -591,43 +559,121 @@ impl Ticker {
     }
 }
 
-/// Waits (bounded) for outstanding TX completions.
-fn drain_tx(qp: &mut QueuePair) {
-    let end = Instant::now() + Duration::from_millis(200);
-    while Instant::now() < end {
-        for p in Port::BOTH {
-            let _ = qp.flush_tx(p);
-        }
-        qp.reap_completions();
-        let c = qp.frame_counts();
-        if c.tx_staged == [0, 0] && c.tx_or_comp == [0, 0] {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
+/// How long a run waits at its end for outstanding TX completions.
+const DRAIN_WAIT: Duration = Duration::from_millis(200);
 
 fn deadline(run: &RunOpts, start: Instant) -> Option<Instant> {
     run.duration.map(|d| start + Duration::from_secs_f64(d))
 }
 
-/// `gen` and `txonly`: transmit the mix on port A until a bound is reached.
+/// The generator as a poll-loop handler: at the start of every round it
+/// fills and queues as many frames as the pacers allow (at most a batch).
+struct Gen<'a> {
+    mix: &'a mut [Component],
+    global: Option<Pacer>,
+    paced: Vec<usize>,
+    shared: Vec<usize>,
+    rr: usize,
+    seq: u64,
+    limit: u64,
+    plan: Vec<usize>,
+    batch: usize,
+    now: Instant,
+    /// Nothing was due this round: the caller gives the CPU away.
+    idle: bool,
+    err: Option<anyhow::Error>,
+}
+
+impl<B: Backend> Handler<B> for Gen<'_> {
+    fn begin_round(&mut self, q: &mut Queue<B>) {
+        // Which components get the next packets.
+        self.plan.clear();
+        let room = (self.batch as u64).min(self.limit.saturating_sub(self.seq)) as usize;
+        for &i in &self.paced {
+            let p = self.mix[i].pacer.as_mut().expect("paced");
+            let n = p.due(self.now).min(room - self.plan.len());
+            self.plan.extend(std::iter::repeat_n(i, n));
+        }
+        if !self.shared.is_empty() {
+            let left = room - self.plan.len();
+            let n = match &mut self.global {
+                Some(g) => g.due(self.now).min(left),
+                None => left,
+            };
+            for _ in 0..n {
+                self.plan.push(self.shared[self.rr]);
+                self.rr = (self.rr + 1) % self.shared.len();
+            }
+        }
+        // Paced and nothing due: give the CPU to whatever else must run on
+        // it (ksoftirqd, the receiver thread) rather than spin.
+        self.idle = self.plan.is_empty();
+        let ts = realtime_ns();
+        let mut pushed = 0;
+        for &i in &self.plan {
+            let Some(mut f) = q.alloc() else { break };
+            let c = &mut self.mix[i];
+            let buf = q.buf_mut(&mut f);
+            if buf.len() < c.builder.next_len() {
+                q.free(f);
+                self.err = Some(anyhow::anyhow!(
+                    "{}: a {}-byte frame does not fit a UMEM frame (use --frame-size 4096)",
+                    c.profile.name,
+                    c.builder.next_len()
+                ));
+                return;
+            }
+            let n = c.builder.fill(buf, self.seq, ts);
+            q.set_len(&mut f, n);
+            match q.tx_push(0, f) {
+                Ok(()) => {
+                    self.seq += 1;
+                    c.sent += 1;
+                    pushed += 1;
+                    if let Some(p) = &mut c.pacer {
+                        p.spend(1);
+                    } else if let Some(g) = &mut self.global {
+                        g.spend(1);
+                    }
+                }
+                Err(f) => {
+                    q.free(f);
+                    break;
+                }
+            }
+        }
+        if pushed < self.plan.len() && !self.shared.is_empty() {
+            // Rewind the round robin over what was not sent.
+            let unsent = self.plan[pushed..]
+                .iter()
+                .filter(|i| self.shared.contains(i))
+                .count();
+            let n = self.shared.len();
+            self.rr = (self.rr + n - unsent % n) % n;
+        }
+    }
+
+    fn on_batch(&mut self, q: &mut Queue<B>, _port: usize, frames: &mut Vec<Frame>) {
+        // A transmit-only queue receives nothing; drop whatever comes.
+        for f in frames.drain(..) {
+            q.free(f);
+        }
+    }
+}
+
+/// `gen` and `txonly`: transmit the mix on port 0 until a bound is reached.
 /// `rate`: overall rate of the components without their own rate (None:
 /// flat out).
 pub fn transmit(
     tool: &'static str,
-    qp: &mut QueuePair,
+    q: &mut XdpQueue,
     mix: &mut [Component],
     rate: Option<f64>,
     run: &RunOpts,
     stop: &AtomicBool,
 ) -> Result<Summary> {
-    let batch = qp.batch();
-    let mut out = Summary::start(tool, qp);
-    let mut global = rate.map(|r| Pacer::new(r, batch));
-    let paced: Vec<usize> = (0..mix.len()).filter(|&i| mix[i].pacer.is_some()).collect();
-    let shared: Vec<usize> = (0..mix.len()).filter(|&i| mix[i].pacer.is_none()).collect();
-    let mut rr = 0usize;
+    let batch = q.batch();
+    let mut out = Summary::start(tool, q);
     let start = Instant::now();
     for c in mix.iter_mut() {
         if let Some(p) = &mut c.pacer {
@@ -635,107 +681,59 @@ pub fn transmit(
         }
     }
     let end = deadline(run, start);
-    let limit = run.count.unwrap_or(u64::MAX);
     let mut ticker = Ticker::new(run.interval, start, tool);
-    let mut seq = 0u64;
+    let mut gen = Gen {
+        global: rate.map(|r| Pacer::new(r, batch)),
+        paced: (0..mix.len()).filter(|&i| mix[i].pacer.is_some()).collect(),
+        shared: (0..mix.len()).filter(|&i| mix[i].pacer.is_none()).collect(),
+        mix,
+        rr: 0,
+        seq: 0,
+        limit: run.count.unwrap_or(u64::MAX),
+        plan: Vec::with_capacity(batch),
+        batch,
+        now: start,
+        idle: false,
+        err: None,
+    };
+    let mut poller = Poller::new(q, Idle::Spin);
     let mut turn = 0u64;
-    let mut plan: Vec<usize> = Vec::with_capacity(batch);
     loop {
         turn += 1;
-        let now = Instant::now();
+        gen.now = Instant::now();
         if turn % 64 == 0 {
-            if stop.load(Ordering::Relaxed) || end.is_some_and(|e| now >= e) {
+            if stop.load(Ordering::Relaxed) || end.is_some_and(|e| gen.now >= e) {
                 break;
             }
-            let done = qp.counters(Port::A).tx_completed;
-            ticker.tick(now, done, 0, false, &mut out, run.interval > 0.0);
+            let done = q.counters(0).tx_completed;
+            ticker.tick(gen.now, done, 0, false, &mut out, run.interval > 0.0);
         }
-        if seq >= limit {
+        if gen.seq >= gen.limit {
             break;
         }
-        qp.reap_completions();
-        // Which components get the next packets.
-        plan.clear();
-        let room = (batch as u64).min(limit - seq) as usize;
-        for &i in &paced {
-            let p = mix[i].pacer.as_mut().expect("paced");
-            let n = p.due(now).min(room - plan.len());
-            plan.extend(std::iter::repeat_n(i, n));
+        poller.round(q, &mut gen);
+        if let Some(e) = gen.err.take() {
+            return Err(e);
         }
-        if !shared.is_empty() {
-            let left = room - plan.len();
-            let n = match &mut global {
-                Some(g) => g.due(now).min(left),
-                None => left,
-            };
-            for _ in 0..n {
-                plan.push(shared[rr]);
-                rr = (rr + 1) % shared.len();
-            }
-        }
-        if plan.is_empty() {
-            // Paced and nothing due: give the CPU to whatever else must run
-            // on it (ksoftirqd, the receiver thread) rather than spin.
-            let _ = qp.flush_tx(Port::A);
+        if gen.idle {
             std::thread::yield_now();
-            continue;
         }
-        let ts = realtime_ns();
-        let mut pushed = 0;
-        for &i in &plan {
-            let Some(mut f) = qp.alloc() else { break };
-            let c = &mut mix[i];
-            let buf = qp.buf_mut(&mut f);
-            if buf.len() < c.builder.next_len() {
-                qp.free(f);
-                bail!(
-                    "{}: a {}-byte frame does not fit a UMEM frame (use --frame-size 4096)",
-                    c.profile.name,
-                    c.builder.next_len()
-                );
-            }
-            let n = c.builder.fill(buf, seq, ts);
-            qp.set_len(&mut f, n);
-            match qp.tx_push(Port::A, f) {
-                Ok(()) => {
-                    seq += 1;
-                    c.sent += 1;
-                    pushed += 1;
-                    if let Some(p) = &mut c.pacer {
-                        p.spend(1);
-                    } else if let Some(g) = &mut global {
-                        g.spend(1);
-                    }
-                }
-                Err(f) => {
-                    qp.free(f);
-                    break;
-                }
-            }
-        }
-        if pushed < plan.len() {
-            // Rewind the round robin over what was not sent.
-            let unsent = plan[pushed..].iter().filter(|i| shared.contains(i)).count();
-            if !shared.is_empty() {
-                rr = (rr + shared.len() - unsent % shared.len()) % shared.len();
-            }
-        }
-        qp.flush_tx(Port::A).context("TX kick")?;
     }
-    drain_tx(qp);
+    poller.drain(q, DRAIN_WAIT);
     let elapsed = start.elapsed();
-    let c = qp.counters(Port::A);
+    let c = q.counters(0);
     out.tx_packets = c.tx_frames;
     out.tx_completed = c.tx_completed;
     out.tx_kicks = c.tx_kicks;
     ticker.tick(start + elapsed, c.tx_completed, 0, true, &mut out, false);
-    out.profiles = mix
+    out.profiles = gen
+        .mix
         .iter()
         .map(|c| (c.profile.name.clone(), c.sent))
         .collect();
-    out.kernel = qp.stats(Port::A).map(Into::into).unwrap_or_default();
+    out.kernel = q.stats(0).unwrap_or_default();
     out.finish(elapsed.as_secs_f64());
-    qp.check_conservation(0)?;
+    q.check_conservation(0)?;
     Ok(out)
 }
 
@@ -768,18 +766,43 @@ impl SeqTrack {
     }
 }
 
-/// `rxdrop`: receive on port A, read the stamps, drop.
-pub fn rxdrop(qp: &mut QueuePair, run: &RunOpts, stop: &AtomicBool) -> Result<Summary> {
-    let mut out = Summary::start("rxdrop", qp);
-    let mut frames: Vec<Frame> = Vec::with_capacity(qp.batch());
+/// `rxdrop` as a handler: read the stamps of what port 0 receives, drop.
+struct Sink {
+    track: SeqTrack,
+    rx: u64,
+}
+
+impl<B: Backend> Handler<B> for Sink {
+    fn on_batch(&mut self, q: &mut Queue<B>, _port: usize, frames: &mut Vec<Frame>) {
+        self.rx += frames.len() as u64;
+        for f in frames.drain(..) {
+            if let Some((seq, _)) = pkt::read_stamp(q.data(&f)) {
+                self.track.see(seq);
+            }
+            q.free(f);
+        }
+    }
+}
+
+/// `rxdrop`: receive on port 0, read the stamps, drop.
+pub fn rxdrop(q: &mut XdpQueue, run: &RunOpts, stop: &AtomicBool) -> Result<Summary> {
+    let mut out = Summary::start("rxdrop", q);
     let start = Instant::now();
     let end = deadline(run, start);
     let limit = run.count.unwrap_or(u64::MAX);
     let mut ticker = Ticker::new(run.interval, start, "rxdrop");
-    let mut track = SeqTrack::default();
-    let mut rx = 0u64;
+    let mut sink = Sink {
+        track: SeqTrack::default(),
+        rx: 0,
+    };
+    let mut poller = Poller::new(
+        q,
+        Idle::SpinThenWait {
+            polls: 4096,
+            wait_ms: 10,
+        },
+    );
     let mut turn = 0u64;
-    let mut idle = 0u32;
     loop {
         turn += 1;
         if turn % 64 == 0 {
@@ -787,53 +810,32 @@ pub fn rxdrop(qp: &mut QueuePair, run: &RunOpts, stop: &AtomicBool) -> Result<Su
             if stop.load(Ordering::Relaxed) || end.is_some_and(|e| now >= e) {
                 break;
             }
-            ticker.tick(now, 0, rx, false, &mut out, run.interval > 0.0);
+            ticker.tick(now, 0, sink.rx, false, &mut out, run.interval > 0.0);
         }
-        if rx >= limit {
+        if sink.rx >= limit {
             break;
         }
-        qp.refill().context("fill ring wakeup")?;
-        let n = qp.rx_batch(Port::A, &mut frames);
-        for f in frames.drain(..) {
-            if let Some((seq, _)) = pkt::read_stamp(qp.data(&f)) {
-                track.see(seq);
-            }
-            qp.free(f);
-        }
-        // Port B is the spare: whatever it receives is dropped too.
-        let _ = qp.rx_batch(Port::B, &mut frames);
-        for f in frames.drain(..) {
-            qp.free(f);
-        }
-        rx += n as u64;
-        if n == 0 {
-            idle += 1;
-            if idle > 4096 {
-                qp.wait_rx(10)?;
-                idle = 0;
-            }
-        } else {
-            idle = 0;
-        }
+        let n = poller.round(q, &mut sink);
+        poller.idle_wait(q, n);
     }
     let elapsed = start.elapsed();
-    ticker.tick(start + elapsed, 0, rx, true, &mut out, false);
-    out.rx_packets = rx;
-    if track.seen > 0 {
-        out.seq_gaps = Some(track.missing());
-        out.reordered = track.reordered;
+    ticker.tick(start + elapsed, 0, sink.rx, true, &mut out, false);
+    out.rx_packets = sink.rx;
+    if sink.track.seen > 0 {
+        out.seq_gaps = Some(sink.track.missing());
+        out.reordered = sink.track.reordered;
     }
-    out.kernel = qp.stats(Port::A).map(Into::into).unwrap_or_default();
+    out.kernel = q.stats(0).unwrap_or_default();
     out.finish(elapsed.as_secs_f64());
-    qp.check_conservation(0)?;
+    q.check_conservation(0)?;
     Ok(out)
 }
 
 /// How `l2fwd` forwards.
 #[derive(Debug, Clone, Copy)]
 pub struct FwdOpts {
-    /// Two ports: A to B and B to A, frames untouched. Otherwise one port:
-    /// swap the MAC addresses and send back out of A (as xdpsock does).
+    /// Two ports: 0 to 1 and 1 to 0, frames untouched. Otherwise one port:
+    /// swap the MAC addresses and send back out of port 0 (as xdpsock does).
     pub two_ports: bool,
     /// `sched_yield` after an empty poll: lets a NAPI thread pinned to the
     /// same CPU run.
@@ -844,67 +846,79 @@ pub struct FwdOpts {
     pub poll_every_turn: bool,
 }
 
-/// `l2fwd`: forward every received frame, no processing.
-pub fn l2fwd(qp: &mut QueuePair, o: FwdOpts, run: &RunOpts, stop: &AtomicBool) -> Result<Summary> {
-    let mut out = Summary::start("l2fwd", qp);
-    let mut frames: Vec<Frame> = Vec::with_capacity(qp.batch());
+/// The raw forwarder, optionally driving the NAPI by `poll` every round.
+struct Fwd {
+    inner: Forward,
+    poll: bool,
+}
+
+impl<B: Backend> Handler<B> for Fwd {
+    #[inline]
+    fn begin_round(&mut self, q: &mut Queue<B>) {
+        if self.poll {
+            // Counted and logged like any idle wait would be: a failure
+            // here only means this round did not drive the NAPI.
+            if let Err(e) = q.wait_rx(0) {
+                eprintln!("l2fwd: poll: {e}");
+                self.poll = false;
+            }
+        }
+    }
+
+    #[inline]
+    fn on_batch(&mut self, q: &mut Queue<B>, port: usize, frames: &mut Vec<Frame>) {
+        self.inner.on_batch(q, port, frames);
+    }
+}
+
+/// `l2fwd`: forward every received frame, no processing: mtugate's poll
+/// loop with the no-op [`Forward`] handler.
+pub fn l2fwd(q: &mut XdpQueue, o: FwdOpts, run: &RunOpts, stop: &AtomicBool) -> Result<Summary> {
+    let mut out = Summary::start("l2fwd", q);
     let start = Instant::now();
     let end = deadline(run, start);
     let mut ticker = Ticker::new(run.interval, start, "l2fwd");
-    let mut refused = 0u64;
-    let mut turn = 0u64;
-    let ports: &[Port] = if o.two_ports { &Port::BOTH } else { &[Port::A] };
+    let mut fwd = Fwd {
+        inner: Forward {
+            pair: if o.two_ports {
+                vec![Some(1), Some(0)]
+            } else {
+                vec![Some(0)]
+            },
+            swap_macs: !o.two_ports,
+            refused: 0,
+        },
+        poll: o.poll_every_turn,
+    };
+    let idle = if o.yield_when_idle {
+        Idle::Yield
+    } else {
+        Idle::Spin
+    };
+    let mut poller = Poller::new(q, idle);
+    let ports = q.port_count();
+    let sum = |q: &XdpQueue, f: fn(mtugate_xsk::PortCounters) -> u64| -> u64 {
+        (0..ports).map(|p| f(q.counters(p))).sum()
+    };
     loop {
-        turn += 1;
-        if turn % 1024 == 0 {
+        if poller.rounds % 1024 == 0 {
             let now = Instant::now();
             if stop.load(Ordering::Relaxed) || end.is_some_and(|e| now >= e) {
                 break;
             }
-            let rx = qp.counters(Port::A).rx_frames + qp.counters(Port::B).rx_frames;
-            let tx = qp.counters(Port::A).tx_completed + qp.counters(Port::B).tx_completed;
+            let rx = sum(q, |c| c.rx_frames);
+            let tx = sum(q, |c| c.tx_completed);
             ticker.tick(now, tx, rx, false, &mut out, run.interval > 0.0);
         }
-        qp.reap_completions();
-        qp.refill().context("fill ring wakeup")?;
-        if o.poll_every_turn {
-            qp.wait_rx(0).context("poll")?;
-        }
-        let mut got = 0;
-        for &port in ports {
-            got += qp.rx_batch(port, &mut frames);
-            let to = if o.two_ports { port.other() } else { port };
-            for mut f in frames.drain(..) {
-                if !o.two_ports {
-                    let b = qp.buf_mut(&mut f);
-                    for i in 0..6 {
-                        b.swap(i, i + 6);
-                    }
-                }
-                if let Err(f) = qp.tx_push(to, f) {
-                    refused += 1;
-                    qp.free(f);
-                }
-            }
-            qp.flush_tx(to).context("TX kick")?;
-        }
-        if !o.two_ports {
-            let _ = qp.rx_batch(Port::B, &mut frames);
-            for f in frames.drain(..) {
-                qp.free(f);
-            }
-        }
-        if got == 0 && o.yield_when_idle {
-            std::thread::yield_now();
-        }
+        let n = poller.round(q, &mut fwd);
+        poller.idle_wait(q, n);
     }
-    drain_tx(qp);
+    poller.drain(q, DRAIN_WAIT);
     let elapsed = start.elapsed();
-    let (a, b) = (qp.counters(Port::A), qp.counters(Port::B));
-    out.rx_packets = a.rx_frames + b.rx_frames;
-    out.tx_packets = a.tx_frames + b.tx_frames;
-    out.tx_completed = a.tx_completed + b.tx_completed;
-    out.tx_kicks = a.tx_kicks + b.tx_kicks;
+    out.rx_packets = sum(q, |c| c.rx_frames);
+    out.tx_packets = sum(q, |c| c.tx_frames);
+    out.tx_completed = sum(q, |c| c.tx_completed);
+    out.tx_kicks = sum(q, |c| c.tx_kicks);
     ticker.tick(
         start + elapsed,
         out.tx_completed,
@@ -913,13 +927,16 @@ pub fn l2fwd(qp: &mut QueuePair, o: FwdOpts, run: &RunOpts, stop: &AtomicBool) -
         &mut out,
         false,
     );
-    out.kernel = qp.stats(Port::A).map(Into::into).unwrap_or_default();
-    out.kernel_b = qp.stats(Port::B).ok().map(Into::into);
-    if refused > 0 {
-        eprintln!("l2fwd: {refused} frames dropped on a full TX ring");
+    out.kernel = q.stats(0).unwrap_or_default();
+    out.kernel_b = (ports > 1).then(|| q.stats(1).ok()).flatten();
+    if fwd.inner.refused > 0 {
+        eprintln!(
+            "l2fwd: {} frames dropped on a full TX ring",
+            fwd.inner.refused
+        );
     }
     out.finish(elapsed.as_secs_f64());
-    qp.check_conservation(0)?;
+    q.check_conservation(0)?;
     Ok(out)
 }
 

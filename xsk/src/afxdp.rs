@@ -388,18 +388,24 @@ impl XdpBackend {
         self.report.mode
     }
 
-    /// The stored descriptor for the chunk of `d`, with `d`'s length.
+    /// Puts the xsk-rs descriptors for `descs` into the scratch array
+    /// (the stored descriptor of each chunk, with the length the queue
+    /// asks for); returns how many (at most the scratch size).
     #[inline]
-    fn to_frame_desc(&mut self, d: &Desc) -> FrameDesc {
-        let mut fd = self.table[(d.addr >> self.frame_shift) as usize];
-        assert_eq!(fd.addr() as u64, d.addr, "descriptor not from this UMEM");
-        fd.set_options(0);
-        // SAFETY: the view is used only to store the length in `fd`; the
-        // frame is held by the queue, in no ring.
-        unsafe { self.umem.data_mut(&mut fd) }
-            .cursor()
-            .set_pos(d.len as usize);
-        fd
+    fn stage(&mut self, descs: &[Desc]) -> usize {
+        let k = descs.len().min(self.scratch.len());
+        for (out, d) in self.scratch.iter_mut().zip(&descs[..k]) {
+            let mut fd = self.table[(d.addr >> self.frame_shift) as usize];
+            assert_eq!(fd.addr() as u64, d.addr, "descriptor not from this UMEM");
+            fd.set_options(0);
+            // SAFETY: the view is used only to store the length in `fd`; the
+            // frame is held by the queue, in no ring.
+            unsafe { self.umem.data_mut(&mut fd) }
+                .cursor()
+                .set_pos(d.len as usize);
+            *out = fd;
+        }
+        k
     }
 }
 
@@ -481,10 +487,7 @@ impl Backend for XdpBackend {
 
     #[inline]
     fn fill_produce(&mut self, port: usize, descs: &[Desc]) -> usize {
-        let k = descs.len().min(self.scratch.len());
-        for i in 0..k {
-            self.scratch[i] = self.to_frame_desc(&descs[i]);
-        }
+        let k = self.stage(descs);
         // SAFETY: the descriptors are frames of `self.umem` that the queue
         // gave up (free list), in no other ring.
         unsafe { self.ports[port].fill.produce(&self.scratch[..k]) }
@@ -508,10 +511,7 @@ impl Backend for XdpBackend {
 
     #[inline]
     fn tx_produce(&mut self, port: usize, descs: &[Desc]) -> usize {
-        let k = descs.len().min(self.scratch.len());
-        for i in 0..k {
-            self.scratch[i] = self.to_frame_desc(&descs[i]);
-        }
+        let k = self.stage(descs);
         // SAFETY: the descriptors are frames of `self.umem` that the caller
         // gave up (staged), each once, in no other ring.
         unsafe { self.ports[port].tx.produce(&self.scratch[..k]) }
