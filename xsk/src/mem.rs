@@ -234,8 +234,10 @@ impl Backend for MemBackend {
     }
 
     fn initial_frames(&self) -> Vec<u64> {
+        // As xsk-rs hands them out: the packet start of each chunk, after
+        // the headroom.
         (0..self.cfg.frame_count)
-            .map(|i| (i * self.cfg.frame_size) as u64)
+            .map(|i| (i * self.cfg.frame_size + self.cfg.headroom) as u64)
             .collect()
     }
 
