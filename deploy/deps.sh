@@ -6,6 +6,8 @@ set -euo pipefail
 PKGS=(
   # build: xsk-rs builds the vendored libxdp/libbpf with cc and bindgen
   clang libclang-dev libelf-dev zlib1g-dev pkg-config make gcc m4 binutils
+  # the XDP program (xsk/bpf): UAPI headers and libbpf's bpf_helpers.h
+  linux-libc-dev libbpf-dev
   # the lab: namespaces, veth, traffic, and independent judges of our packets
   iproute2 iputils-ping ethtool tcpdump tshark iperf3 netcat-openbsd procps python3
   # management tests: Prometheus' own checker (promtool) and an HTTP client

@@ -44,11 +44,19 @@
 # directly inside the namespaces, so no interface of the host is touched and
 # deleting a namespace deletes its veths.
 #
-# `ip netns exec` mounts a fresh sysfs without bpffs. mtugate's own XDP program
-# does not need bpffs, but libxdp's dispatcher (xdp-loader, xdpsock, libxdp's
-# default XSK program) does. `exec` runs the command with bpffs mounted in the
-# private mount namespace that `ip netns exec` creates for that one command
-# (nothing leaks to the host).
+# `ip netns exec` mounts a fresh sysfs without bpffs, and a bpffs mounted inside
+# it lives in that one command's private mount namespace: pins there die with
+# the command. mtugate pins its XDP link so that the XDP stage outlives the
+# process (bypass/block after a crash), so `up` mounts one bpffs outside /sys,
+# at $LAB_BPFFS (default /run/mtugate/bpffs, shared by all labs: every pin goes
+# under a directory named after its network namespace), which `ip netns exec`
+# keeps; deploy/configs/lab.toml points [xsk] bpffs there. `down` removes the
+# pins of its own DUT namespace. libxdp's dispatcher (xdp-loader, xdpsock)
+# wants /sys/fs/bpf: `exec` mounts one there for that one command.
+#
+# XDP_REDIRECT into a veth (mtugate's fast path) needs NAPI on the receiving
+# end of the pair: `up` turns GRO on on the client's and server's eth0, in
+# every mode, so that kernel and mtugate runs see the same hosts.
 set -euo pipefail
 
 LAB_PREFIX=${LAB_PREFIX:-mtg}
@@ -57,6 +65,7 @@ readonly NS_C=$LAB_PREFIX-client NS_D=$LAB_PREFIX-dut NS_S=$LAB_PREFIX-server
 readonly ALL_NS=("$NS_C" "$NS_D" "$NS_S")
 OUT_MTU=${OUT_MTU:-1500}
 OFFLOADS=${OFFLOADS:-off}
+LAB_BPFFS=${LAB_BPFFS:-/run/mtugate/bpffs}
 
 log() { printf 'lab: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -66,7 +75,15 @@ nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 our_namespaces() { ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^${LAB_PREFIX}-(client|dut|server)\$" || true; }
 
 lab_down() {
-    local ns
+    local ns ino
+    if ip netns list 2>/dev/null | grep -qw "$NS_D"; then
+        # The DUT's pins (a link pinned by mtugate keeps a defunct link object
+        # alive after its interface is gone).
+        ino=$(ip netns exec "$NS_D" stat -L -c %i /proc/self/ns/net 2>/dev/null || true)
+        if [[ -n $ino && -d $LAB_BPFFS/mtugate/$ino ]]; then
+            rm -rf "${LAB_BPFFS:?}/mtugate/$ino"
+        fi
+    fi
     for ns in $(our_namespaces); do
         ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null || true
         ip netns del "$ns"
@@ -115,6 +132,13 @@ lab_up() {
 
     host_offloads "$NS_C" eth0
     host_offloads "$NS_S" eth0
+    # NAPI on the hosts' ends: frames redirected by XDP into in0/out0 land there.
+    nsx "$NS_C" ethtool -K eth0 gro on >/dev/null
+    nsx "$NS_S" ethtool -K eth0 gro on >/dev/null
+    if ! mountpoint -q "$LAB_BPFFS"; then
+        mkdir -p "$LAB_BPFFS"
+        mount -t bpf mtugate-lab "$LAB_BPFFS"
+    fi
 
     local c4 c6 s4 s6
     case $mode in

@@ -23,6 +23,7 @@
 use mtugate_datapath::pipeline::{
     Clamp, DfPolicy, IcmpSettings, MssSettings, OverLimit, Rate, Settings, SynLimitSettings,
 };
+use mtugate_xsk::{OnFailure, Steer};
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::marker::PhantomData;
@@ -364,9 +365,12 @@ pub struct FileConfig {
     /// Queues and cores.
     #[serde(default)]
     pub workers: WorkersConfig,
-    /// AF_XDP socket tuning.
+    /// AF_XDP socket tuning and the XDP stage.
     #[serde(default)]
     pub xsk: XskConfig,
+    /// Wire-mode behaviour.
+    #[serde(default)]
+    pub wire: WireConfig,
     /// Management thread.
     #[serde(default)]
     pub mgmt: MgmtConfig,
@@ -531,6 +535,13 @@ pub struct XskConfig {
     /// Busy polling (SO_PREFER_BUSY_POLL, SO_BUSY_POLL) where the kernel
     /// offers it.
     pub busy_poll: bool,
+    /// `exceptions`: the XDP program forwards frames that need no work
+    /// itself and steers only the rest to AF_XDP; `all`: every frame
+    /// through AF_XDP.
+    pub steer: Steer,
+    /// A bpffs mount where the XDP links are pinned (so that the XDP stage
+    /// outlives the process).
+    pub bpffs: PathBuf,
 }
 
 impl Default for XskConfig {
@@ -542,6 +553,26 @@ impl Default for XskConfig {
             ring_size: 2048,
             batch: 64,
             busy_poll: false,
+            steer: Steer::Exceptions,
+            bpffs: PathBuf::from("/sys/fs/bpf"),
+        }
+    }
+}
+
+/// `[wire]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WireConfig {
+    /// What the XDP stage does with frames that need work while no worker
+    /// runs (mtugate stopped or died): `bypass` forwards them unprocessed,
+    /// `block` drops them.
+    pub on_failure: OnFailure,
+}
+
+impl Default for WireConfig {
+    fn default() -> Self {
+        WireConfig {
+            on_failure: OnFailure::Bypass,
         }
     }
 }
@@ -630,6 +661,8 @@ pub struct Restart {
     pub workers: WorkersConfig,
     /// `[xsk]`.
     pub xsk: XskConfig,
+    /// `[wire]`.
+    pub wire: WireConfig,
     /// `[mgmt]`.
     pub mgmt: MgmtConfig,
 }
@@ -697,6 +730,7 @@ impl FileConfig {
             syn_limit,
             workers,
             xsk,
+            wire,
             mgmt,
         } = self;
         let (ids, mtus) = ports
@@ -709,6 +743,7 @@ impl FileConfig {
                 ports: ids,
                 workers,
                 xsk,
+                wire,
                 mgmt,
             },
             Live {

@@ -16,7 +16,10 @@ use mtugate_datapath::pipeline::Config;
 use mtugate_datapath::pipeline::PortId;
 use mtugate_mgmt::client::{self, ClientError, Endpoint};
 use mtugate_mgmt::{model::Stats, view, Mgmt, MgmtOptions, QueueInfo};
-use mtugate_xsk::{open_queue, stop_flag_on_signals, BindMode, BusyPoll, PortSpec, XskConfig};
+use mtugate_xsk::{
+    open_queue, stop_flag_on_signals, AttachOptions, BindMode, BusyPoll, FastPath, PortProgram,
+    PortSpec, Takeover, XdpStats, XskConfig,
+};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -40,9 +43,13 @@ struct Cli {
 enum Cmd {
     /// Run the appliance until SIGINT or SIGTERM.
     ///
-    /// Attaches an XDP program to both ports and binds one AF_XDP socket per
-    /// port and RX queue; every RX queue must be bound (or it refuses to
-    /// start). Prints the final counters on exit.
+    /// Takes ownership of the ports (one live mtugate per interface),
+    /// attaches the XDP stage to each through a pinned bpf_link (or swaps a
+    /// new program into the link a previous run left) and binds one AF_XDP
+    /// socket per port and RX queue; every RX queue must be bound (or it
+    /// refuses to start). Prints the final counters on exit. The XDP stage
+    /// stays, in its `[wire] on_failure` mode, after the process ends:
+    /// `mtugate detach` removes it.
     Run {
         /// The configuration file (TOML; see deploy/configs/).
         #[arg(long, short)]
@@ -87,6 +94,14 @@ enum Cmd {
         count: Option<u64>,
         #[command(flatten)]
         target: Target,
+    },
+    /// Remove the XDP stage (the pinned bpf_link and its program) from the
+    /// ports of a configuration, for good. Refuses while an mtugate runs on
+    /// them.
+    Detach {
+        /// The configuration file whose ports to release.
+        #[arg(long, short)]
+        config: PathBuf,
     },
     /// Make the running appliance re-read its configuration file and apply
     /// what can change live (MSS, MTUs, DF policy, rate limits, ICMP
@@ -169,6 +184,7 @@ fn main() {
             None => stats(&target, once, json, count),
         },
         Cmd::Reload { target } => reload(&target),
+        Cmd::Detach { config } => detach(&config),
     };
     if let Err(e) = r {
         // One line: the chain of causes, outermost first.
@@ -462,31 +478,56 @@ fn run(
             .collect(),
         sighup: true,
     };
-    let reloader = FileReloader::new(path.to_path_buf(), v.clone());
+    // The XDP stage of every port: ownership first (a live owner is
+    // refused before anything changes), then the program.
+    let attach = attach_options(&v, path);
+    let programs: Vec<Arc<PortProgram>> = ifaces
+        .iter()
+        .enumerate()
+        .map(|(i, iface)| {
+            let fp = fast_path(&v, i)?;
+            PortProgram::attach(iface, &fp, &attach)
+                .map(Arc::new)
+                .with_context(|| format!("the XDP stage of {iface}"))
+        })
+        .collect::<Result<_>>()?;
+    for p in &programs {
+        log_takeover(p);
+    }
+    let prog_refs: Vec<&PortProgram> = programs.iter().map(|p| p.as_ref()).collect();
+
+    let reloader = FileReloader::new(path.to_path_buf(), v.clone()).with_xdp(programs.clone());
     let (mgmt, links) = Mgmt::start(opts, Box::new(reloader))?;
 
-    // Bind every queue before starting any worker: a failure leaves nothing
-    // attached (dropping a queue detaches its program).
+    // Bind every queue before starting any worker: a failure closes the
+    // sockets and leaves the XDP stage in its failure mode.
     let mut pairs = Vec::with_capacity(p.queues.len());
     for &q in &p.queues {
-        let qp = open_queue(&specs, q, &xcfg)
-            .with_context(|| format!("binding queue {q} of {}", ifaces.join(" and ")))?;
-        pairs.push(qp);
+        match open_queue(&specs, q, &xcfg, &prog_refs) {
+            Ok(qp) => pairs.push(qp),
+            Err(e) => {
+                drop((pairs, prog_refs, mgmt, links));
+                // Programs attached by this failed start go again; one taken
+                // over from an earlier run stays (it keeps the wire up).
+                for prog in programs {
+                    if let Ok(prog) = Arc::try_unwrap(prog) {
+                        if !matches!(prog.takeover(), Takeover::PinnedLink { .. }) {
+                            if let Err(e) = prog.remove() {
+                                tracing::warn!("removing the XDP stage again: {e}");
+                            }
+                        }
+                    }
+                }
+                return Err(anyhow::Error::new(e)
+                    .context(format!("binding queue {q} of {}", ifaces.join(" and "))));
+            }
+        }
     }
     if let Some(first) = pairs.first() {
         let r = first.backend().report();
         match &r.zero_copy_error {
             Some(why) => tracing::info!("zero-copy not available ({why}); running in copy mode"),
             None => tracing::info!(mode = ?r.mode, "AF_XDP sockets bound"),
-        }
-        for old in pairs
-            .iter()
-            .flat_map(|qp| qp.backend().report().replaced.iter())
-        {
-            tracing::warn!(
-                ?old,
-                "replaced an XDP program left attached by an earlier run"
-            );
         }
     }
     tracing::info!(
@@ -540,6 +581,7 @@ fn run(
     let last = mgmt.shutdown();
     let names: Vec<&str> = v.restart.ports.iter().map(|p| p.name.as_str()).collect();
     print!("{}", report::text(&reports, &names));
+    print!("{}", xdp_text(&programs, &reports));
     if v.restart.mgmt.interval_ms > 0 {
         print!("{}", report::latency_text(&last));
     }
@@ -550,6 +592,133 @@ fn run(
     for r in &reports {
         if let Some(e) = &r.conservation_error {
             bail!("queue {}: {e}", r.queue);
+        }
+    }
+    Ok(())
+}
+
+/// Where and how the ports' XDP programs are attached.
+fn attach_options(v: &Validated, path: &Path) -> AttachOptions {
+    AttachOptions {
+        bpffs: v.restart.xsk.bpffs.clone(),
+        replace_foreign: false,
+        persist: true,
+        owner: format!("config {}", path.display()),
+        ..AttachOptions::default()
+    }
+}
+
+/// The XDP stage of port `i`: wire mode forwards to the other port, whose
+/// MTU bounds the fast path.
+fn fast_path(v: &Validated, i: usize) -> Result<FastPath> {
+    let j = 1 - i;
+    let egress = &v.restart.ports[j].iface;
+    let ifindex = ifindex_of(egress)?;
+    Ok(FastPath {
+        steer: v.restart.xsk.steer,
+        on_failure: v.restart.wire.on_failure,
+        egress: Some((ifindex, v.settings.port_mtu[j])),
+    })
+}
+
+/// The index of `iface` (sysfs of this network namespace).
+fn ifindex_of(iface: &str) -> Result<u32> {
+    let p = format!("/sys/class/net/{iface}/ifindex");
+    let s = std::fs::read_to_string(&p)
+        .with_context(|| format!("interface {iface} does not exist (in this network namespace)"))?;
+    s.trim()
+        .parse()
+        .with_context(|| format!("reading the index of {iface}"))
+}
+
+fn log_takeover(p: &PortProgram) {
+    match p.takeover() {
+        Takeover::Fresh => tracing::info!(
+            iface = p.iface(),
+            prog_id = p.prog_id(),
+            mode = ?p.mode(),
+            "XDP stage attached (pinned bpf_link)"
+        ),
+        Takeover::PinnedLink { previous_prog_id } => {
+            let s = p.inherited_stats();
+            tracing::info!(
+                iface = p.iface(),
+                prog_id = p.prog_id(),
+                previous_prog_id,
+                "took over the pinned XDP link of a previous run: program swapped in atomically"
+            );
+            tracing::info!(
+                iface = p.iface(),
+                bypassed = s.bypassed,
+                blocked = s.blocked,
+                passed = s.passed,
+                "while no worker ran (since the link was made): frames bypassed / blocked"
+            );
+        }
+        Takeover::Replaced(old) => tracing::warn!(
+            ?old,
+            "replaced an XDP program left attached by an earlier run"
+        ),
+    }
+    if p.pin_is_private() {
+        tracing::warn!(
+            iface = p.iface(),
+            "bpffs was mounted in this process's own mount namespace (ip netns exec?): \
+             the XDP stage ends with the process; set [xsk] bpffs to a bpffs mount outside /sys"
+        );
+    }
+}
+
+/// The XDP stage's counters and the accounting across both stages.
+fn xdp_text(programs: &[Arc<PortProgram>], reports: &[engine::WorkerReport]) -> String {
+    let mut s = String::from("XDP stage (by ingress port)\n");
+    for (i, p) in programs.iter().enumerate() {
+        let x = p.stats().unwrap_or_else(|e| {
+            tracing::warn!(iface = p.iface(), "reading the XDP counters: {e}");
+            XdpStats::default()
+        });
+        // Steered frames reach a worker or are dropped by the kernel on
+        // the way (fill ring empty, RX ring full).
+        let (mut rx, mut lost) = (0, 0);
+        for r in reports {
+            rx += r.counters.io[i].rx_frames;
+            if let Some(k) = r.counters.kernel[i] {
+                lost += k.rx_dropped + k.rx_ring_full;
+            }
+        }
+        s.push_str(&format!(
+            "  {}: seen {} = fast {} + steered {} + bypassed {} + blocked {} + redirect errors {} + to kernel {}{}\n",
+            p.iface(),
+            x.seen,
+            x.fast,
+            x.steered,
+            x.bypassed,
+            x.blocked,
+            x.redirect_errors,
+            x.passed,
+            if x.balanced() { "" } else { " (NOT BALANCED)" }
+        ));
+        s.push_str(&format!(
+            "  {}: steered {} -> received by workers {}, dropped by the kernel on the way {}\n",
+            p.iface(),
+            x.steered,
+            rx,
+            lost
+        ));
+    }
+    s
+}
+
+fn detach(path: &Path) -> Result<()> {
+    let v = FileConfig::load(path)?.validate()?;
+    let o = attach_options(&v, path);
+    for port in &v.restart.ports {
+        let found = PortProgram::detach(&port.iface, &o)
+            .with_context(|| format!("detaching the XDP stage of {}", port.iface))?;
+        if found {
+            println!("{}: XDP stage detached", port.iface);
+        } else {
+            println!("{}: no pinned XDP stage", port.iface);
         }
     }
     Ok(())

@@ -8,6 +8,7 @@
 use crate::config::{FileConfig, ReloadPlan, Validated};
 use mtugate_datapath::pipeline::Config;
 use mtugate_mgmt::{Prepared, Refusal, Reloader};
+use mtugate_xsk::{FastPath, PortProgram};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ pub struct FileReloader {
     path: PathBuf,
     current: Validated,
     pending: Option<Validated>,
+    xdp: Vec<Arc<PortProgram>>,
 }
 
 impl FileReloader {
@@ -26,7 +28,16 @@ impl FileReloader {
             path,
             current,
             pending: None,
+            xdp: Vec::new(),
         }
+    }
+
+    /// Also keeps the ports' XDP programs in step with committed reloads:
+    /// the egress MTU that bounds their fast path (`programs[i]` is port
+    /// `i`'s; wire mode: the egress is the other port).
+    pub fn with_xdp(mut self, programs: Vec<Arc<PortProgram>>) -> FileReloader {
+        self.xdp = programs;
+        self
     }
 
     /// The configuration in force.
@@ -64,6 +75,21 @@ impl Reloader for FileReloader {
     fn commit(&mut self) {
         if let Some(p) = self.pending.take() {
             self.current = p;
+        }
+        let mtus = &self.current.settings.port_mtu;
+        for (i, prog) in self.xdp.iter().enumerate() {
+            let (Some(&mtu), Some(peer)) = (mtus.get(1 - i.min(1)), self.xdp.get(1 - i.min(1)))
+            else {
+                continue;
+            };
+            let fp = FastPath {
+                steer: self.current.restart.xsk.steer,
+                on_failure: self.current.restart.wire.on_failure,
+                egress: Some((peer.ifindex(), mtu)),
+            };
+            if let Err(e) = prog.configure(&fp) {
+                tracing::warn!(iface = prog.iface(), "updating the XDP stage on reload: {e}");
+            }
         }
     }
 }

@@ -15,8 +15,9 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 use mtugate_xsk::{
-    open_queue, ring::Backend, AttachMode, BindMode, BusyPoll, Forward, Frame, Handler, Idle,
-    Poller, PortSpec, Queue, XdpQueue, XskConfig, XskMode, XskStats,
+    open_queue, ring::Backend, AttachMode, AttachOptions, BindMode, BusyPoll, FastPath, Forward,
+    Frame, Handler, Idle, Poller, PortProgram, PortSpec, Queue, XdpQueue, XskConfig, XskMode,
+    XskStats,
 };
 use serde::Serialize;
 
@@ -92,10 +93,11 @@ impl XskOpts {
     }
 
     /// Opens queue `--queue` of `iface`, and of `peer` as port 1 if given
-    /// (l2fwd). `receive`: steer the queue's frames to the sockets; a
-    /// transmit-only tool passes `false`, and the host's stack keeps
-    /// receiving on the interface (ARP, TCP) while it transmits.
-    pub fn open(&self, peer: Option<&str>, receive: bool) -> Result<XdpQueue> {
+    /// (l2fwd). `receive`: attach an XDP program that steers every frame of
+    /// the queue to the sockets (detached again when the tool exits); a
+    /// transmit-only tool passes `false`, attaches nothing, and the host's
+    /// stack keeps receiving on the interface (ARP, TCP) while it transmits.
+    pub fn open(&self, peer: Option<&str>, receive: bool) -> Result<PerfQueue> {
         if let Some(c) = self.core {
             pin(c)?;
         }
@@ -111,8 +113,46 @@ impl XskOpts {
             });
         }
         let names: Vec<&str> = specs.iter().map(|s| s.iface.as_str()).collect();
-        open_queue(&specs, self.queue, &cfg)
-            .with_context(|| format!("AF_XDP on {} queue {}", names.join(" + "), self.queue))
+        let mut progs = Vec::new();
+        if receive {
+            let o = AttachOptions {
+                mode: cfg.attach_mode,
+                persist: false,
+                owner: "mtugate-perf".into(),
+                ..AttachOptions::default()
+            };
+            for s in &specs {
+                progs.push(
+                    PortProgram::attach(&s.iface, &FastPath::SOCKET_ONLY, &o)
+                        .with_context(|| format!("XDP program on {}", s.iface))?,
+                );
+            }
+        }
+        let refs: Vec<&PortProgram> = progs.iter().collect();
+        let q = open_queue(&specs, self.queue, &cfg, &refs)
+            .with_context(|| format!("AF_XDP on {} queue {}", names.join(" + "), self.queue))?;
+        Ok(PerfQueue { q, _progs: progs })
+    }
+}
+
+/// A tool's queue and the XDP programs that feed it (dropped after the
+/// sockets: the programs are detached when the tool exits).
+#[derive(Debug)]
+pub struct PerfQueue {
+    q: XdpQueue,
+    _progs: Vec<PortProgram>,
+}
+
+impl std::ops::Deref for PerfQueue {
+    type Target = XdpQueue;
+    fn deref(&self) -> &XdpQueue {
+        &self.q
+    }
+}
+
+impl std::ops::DerefMut for PerfQueue {
+    fn deref_mut(&mut self) -> &mut XdpQueue {
+        &mut self.q
     }
 }
 
@@ -483,11 +523,10 @@ pub fn log_setup(tool: &str, q: &XdpQueue) {
     let r = q.backend().report();
     let names: Vec<&str> = (0..q.port_count()).map(|p| q.name(p)).collect();
     eprintln!(
-        "{tool}: {} queue {}: {} mode, XDP {:?}, sndbuf {:?}, tx budget {:?}",
+        "{tool}: {} queue {}: {} mode, sndbuf {:?}, tx budget {:?}",
         names.join("+"),
         q.queue_id(),
         mode_name(r.mode),
-        r.xdp_mode,
         r.sndbuf,
         r.tx_skb_budget
     );

@@ -24,8 +24,8 @@ use std::{
 };
 
 use mtugate_xsk::{
-    open_queue, stop_flag_on_signals, AttachMode, BindMode, BusyPoll, Forward, Idle, Poller,
-    PortSpec, XskConfig,
+    open_queue, stop_flag_on_signals, AttachMode, AttachOptions, BindMode, BusyPoll, FastPath,
+    Forward, Idle, PortProgram, PortSpec, Poller, XskConfig,
 };
 
 const USAGE: &str = "usage: xsk_l2fwd [--a IFACE] [--b IFACE] [--queue N] [--seconds N]
@@ -127,27 +127,38 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let stop = stop_flag_on_signals()?;
     let [a, b] = &args.ifaces;
+    // Every frame to the sockets; the programs go with this process.
+    let opts = AttachOptions {
+        mode: args.config.attach_mode,
+        persist: false,
+        owner: "xsk_l2fwd".into(),
+        ..AttachOptions::default()
+    };
+    let pa = PortProgram::attach(a, &FastPath::SOCKET_ONLY, &opts)?;
+    let pb = PortProgram::attach(b, &FastPath::SOCKET_ONLY, &opts)?;
     let mut q = open_queue(
         &[PortSpec::new(a), PortSpec::new(b)],
         args.queue,
         &args.config,
+        &[&pa, &pb],
     )?;
     let rep = q.backend().report().clone();
     println!(
-        "xsk_l2fwd: {a} <-> {b} queue {}: {:?} mode, XDP {:?} (prog ids {:?}), sndbuf {:?}, tx budget {:?}",
-        args.queue, rep.mode, rep.xdp_mode, rep.prog_id, rep.sndbuf, rep.tx_skb_budget
+        "xsk_l2fwd: {a} <-> {b} queue {}: {:?} mode, XDP {:?}/{:?} (prog ids {}/{}), sndbuf {:?}, tx budget {:?}",
+        args.queue,
+        rep.mode,
+        pa.mode(),
+        pb.mode(),
+        pa.prog_id(),
+        pb.prog_id(),
+        rep.sndbuf,
+        rep.tx_skb_budget
     );
     if let Some(e) = &rep.zero_copy_error {
         println!("xsk_l2fwd: zero-copy unavailable, using copy mode ({e})");
     }
-    for r in &rep.replaced {
-        println!(
-            "xsk_l2fwd: replaced {} XDP program {:?} (id {}) on {}",
-            if r.foreign { "foreign" } else { "stale" },
-            r.name,
-            r.id,
-            r.iface
-        );
+    for p in [&pa, &pb] {
+        println!("xsk_l2fwd: {}: {:?}", p.iface(), p.takeover());
     }
 
     let idle = if args.yield_when_idle {
@@ -209,6 +220,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         counts.fill_or_rx
     );
     drop(q);
+    drop((pa, pb));
     println!("xsk_l2fwd: sockets closed, XDP programs detached");
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! The kernel's AF_XDP sockets as a [`Backend`], over [`xsk_rs`]: one UMEM
 //! shared by the sockets of N ports on one queue id.
 
-use std::{error::Error, ffi::CString, io, num::NonZeroU32, os::fd::AsRawFd, sync::Arc};
+use std::{error::Error, ffi::CString, io, num::NonZeroU32, os::fd::AsRawFd};
 
 use xsk_rs::{
     config::{BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig},
@@ -9,7 +9,7 @@ use xsk_rs::{
 };
 
 use crate::{
-    prog::{self, Attached, ReplacedProgram, XdpMode},
+    prog::PortProgram,
     ring::{Backend, Desc, RingLevels},
     sys, BindMode, Queue, XskConfig, XskError, XskMode, XskStats,
 };
@@ -43,13 +43,6 @@ pub struct SetupReport {
     pub mode: XskMode,
     /// Why zero-copy was not obtained in [`BindMode::Auto`].
     pub zero_copy_error: Option<String>,
-    /// XDP attach mode per port.
-    pub xdp_mode: Vec<XdpMode>,
-    /// Kernel id of the XDP program per port.
-    pub prog_id: Vec<u32>,
-    /// Programs found attached and detached (left by a killed run, or
-    /// foreign ones if allowed).
-    pub replaced: Vec<ReplacedProgram>,
     /// `SO_SNDBUF` as the kernel reports it, per port.
     pub sndbuf: Vec<Option<u32>>,
     /// `XDP_MAX_TX_SKB_BUDGET` applied per port (`None`: not set or not
@@ -76,9 +69,8 @@ struct XdpPort {
 /// length the queue asks for. Every address the queue knows came from one
 /// of those, so the table always has it (asserted).
 pub struct XdpBackend {
-    // Sockets first: they close before the XDP programs are detached.
+    // Sockets before the UMEM they are bound to.
     ports: Vec<XdpPort>,
-    progs: Vec<Arc<Attached>>,
     umem: Umem,
     table: Vec<FrameDesc>,
     scratch: Vec<FrameDesc>,
@@ -120,7 +112,7 @@ fn chain(e: &dyn Error) -> String {
     s
 }
 
-fn ifindex(iface: &str) -> Result<u32, XskError> {
+pub(crate) fn ifindex(iface: &str) -> Result<u32, XskError> {
     let err = |source| XskError::Interface {
         iface: iface.to_owned(),
         source,
@@ -261,11 +253,10 @@ fn open(
 }
 
 impl XdpBackend {
-    /// Opens queue `queue_id` of every port in `specs`: attaches the XDP
-    /// program to each interface (or reuses this process's attachment,
-    /// replacing a program left by a killed run), creates the UMEM and the
-    /// sockets (zero-copy first if [`BindMode::Auto`]) and steers the
-    /// queue of each receiving port to its socket.
+    /// Opens queue `queue_id` of every port in `specs`: creates the UMEM
+    /// and the sockets (zero-copy first if [`BindMode::Auto`]). The XDP
+    /// programs of the ports ([`PortProgram`]) steer frames to them once
+    /// registered ([`open_queue`] does both).
     ///
     /// Until the queue's first refill the fill rings are empty, so the
     /// kernel drops (and counts) what arrives in between; [`open_queue`]
@@ -280,19 +271,9 @@ impl XdpBackend {
                 return Err(XskError::Config(format!("{} is given twice", a.iface)));
             }
         }
-        let mut replaced = Vec::new();
-        let mut progs = Vec::with_capacity(specs.len());
         for s in specs {
-            progs.push(prog::acquire(
-                &s.iface,
-                ifindex(&s.iface)?,
-                queue_id,
-                config.attach_mode,
-                config.replace_foreign_program,
-                &mut replaced,
-            )?);
+            ifindex(&s.iface)?;
         }
-
         let attempts: &[XskMode] = match config.bind_mode {
             BindMode::Auto => &[XskMode::ZeroCopy, XskMode::Copy],
             BindMode::ForceCopy => &[XskMode::Copy],
@@ -317,9 +298,6 @@ impl XdpBackend {
         let report = SetupReport {
             mode: o.mode,
             zero_copy_error,
-            xdp_mode: progs.iter().map(|p| p.mode()).collect(),
-            prog_id: progs.iter().map(|p| p.prog_id()).collect(),
-            replaced,
             sndbuf: o.sndbuf,
             tx_skb_budget: o.tx_skb_budget,
         };
@@ -352,7 +330,6 @@ impl XdpBackend {
         let backend = XdpBackend {
             rx_fds,
             ports: o.ports,
-            progs,
             umem: o.umem,
             table,
             scratch: vec![FrameDesc::default(); scratch_len],
@@ -366,13 +343,17 @@ impl XdpBackend {
         Ok(backend)
     }
 
-    /// Steers the queue of every receiving port to its socket. Called
-    /// once the fill rings hold frames.
-    fn register(&self, queue_id: u32) -> Result<(), XskError> {
-        for (p, prog) in self.ports.iter().zip(&self.progs) {
-            if p.receive {
-                prog.register(queue_id, p.rx.fd().as_raw_fd())?;
-            }
+    /// Steers the queue of every receiving port to its socket, through
+    /// that port's program (found in `programs` by interface; a
+    /// transmit-only port needs none). Called once the fill rings hold
+    /// frames.
+    fn register(&self, queue_id: u32, programs: &[&PortProgram]) -> Result<(), XskError> {
+        for p in self.ports.iter().filter(|p| p.receive) {
+            let prog = programs
+                .iter()
+                .find(|g| g.iface() == p.iface)
+                .ok_or_else(|| XskError::Config(format!("no XDP program for {}", p.iface)))?;
+            prog.register(queue_id, p.rx.fd().as_raw_fd())?;
         }
         Ok(())
     }
@@ -410,11 +391,13 @@ impl XdpBackend {
 }
 
 /// Opens an [`XdpQueue`]: [`XdpBackend::open`], then the first refill of
-/// the fill rings, then steering of the receiving ports' queues.
+/// the fill rings, then steering of the receiving ports' queues through
+/// their programs (one per receiving port, matched by interface).
 pub fn open_queue(
     specs: &[PortSpec],
     queue_id: u32,
     config: &XskConfig,
+    programs: &[&PortProgram],
 ) -> Result<XdpQueue, XskError> {
     let backend = XdpBackend::open(specs, queue_id, config)?;
     let mut q = Queue::new(
@@ -428,7 +411,7 @@ pub fn open_queue(
         what: "fill ring wakeup",
         source,
     })?;
-    q.backend().register(queue_id)?;
+    q.backend().register(queue_id, programs)?;
     Ok(q)
 }
 

@@ -26,11 +26,12 @@
 //! - [`XskConfig`]: frame and ring sizes, batch, bind mode (zero-copy with
 //!   fallback to copy, or forced), XDP attach mode, busy polling, send
 //!   buffer.
-//! - The XDP program (module `prog`, feature `afxdp`): a six-instruction
-//!   program named `mtugate_xsk` redirecting each RX queue into its socket,
-//!   attached once per interface per process and detached when the last
-//!   queue on it is dropped; a `mtugate_xsk` left attached by a killed run
-//!   is detected and replaced, a foreign program is refused unless allowed.
+//! - [`PortProgram`] (feature `afxdp`): mtugate's XDP program on one port
+//!   (`bpf/mtugate.bpf.c`, compiled with clang at build time, loaded with
+//!   libbpf-rs): the fast path that forwards frames needing no work
+//!   itself and steers the rest to the AF_XDP sockets, attached through a
+//!   pinned `bpf_link` that outlives the process (bypass or block while no
+//!   worker runs), owned by one live mtugate per interface.
 //!
 //! Ports are plain indices (`0..port_count`) into the list given when the
 //! queue was opened; the datapath's `PortId` maps onto them one to one.
@@ -73,7 +74,10 @@ pub use config::{AttachMode, BindMode, BusyPoll, XskConfig, XskMode};
 pub use driver::{Forward, Handler, Idle, Poller};
 pub use mem::{MemBackend, MemConfig, MemDrop};
 #[cfg(feature = "afxdp")]
-pub use prog::{ReplacedProgram, XdpMode};
+pub use prog::{
+    AttachOptions, FastPath, OnFailure, PortProgram, ReplacedProgram, Steer, Takeover, XdpMode,
+    XdpStats, MAX_QUEUES,
+};
 pub use queue::{ConservationError, Frame, FrameCounts, PortCounters, Queue};
 pub use sys::{stop_flag_on_signals, XskStats};
 
@@ -128,6 +132,17 @@ pub enum XskError {
         id: u32,
         /// Kernel program name.
         name: String,
+    },
+    /// Another live mtugate owns the interface (holds its lock).
+    #[error(
+        "{iface} is owned by another running mtugate ({owner}); stop it first \
+         (nothing was changed on {iface})"
+    )]
+    Owned {
+        /// Interface name.
+        iface: String,
+        /// What the owner wrote into the lock: its PID and configuration.
+        owner: String,
     },
     /// A BPF operation (program, map, attach) failed.
     #[error("{what} on {iface}: {source}")]

@@ -1,71 +1,181 @@
-//! The XDP program that steers each RX queue of a port into its AF_XDP
-//! socket, and its lifecycle.
+//! mtugate's XDP program (`xsk/bpf/mtugate.bpf.c`, compiled by `build.rs`)
+//! on one port: loading, attaching through a pinned `bpf_link`, ownership,
+//! configuration, socket registration and its counters.
 //!
-//! mtugate does not let libxdp load its default program (the sockets are
-//! created with `XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD`). libxdp's way has two
-//! problems for an appliance:
+//! # Ownership
 //!
-//! - it keeps a reference count of the sockets using the program in the
-//!   program's own `.bss`; a process that is killed never decrements it, so
-//!   the next run finds the program, reuses it, counts itself on top of the
-//!   stale count, and never detaches it on exit either;
-//! - with its dispatcher (the default) it needs bpffs, which `ip netns exec`
-//!   does not mount (`LIBXDP_SKIP_DISPATCHER=1` works around that).
+//! Exactly one live mtugate owns an interface, whatever its run directory:
+//! the owner holds an exclusive `flock` on
+//! `<lock_dir>/<netns>-<iface>.lock` (the kernel releases it when the owner
+//! dies, however it dies) and writes its PID and configuration into it. A
+//! second instance that finds the lock held refuses **before touching
+//! anything**, naming the owner.
 //!
-//! Instead this module loads its own program, six instructions named
-//! `mtugate_xsk`:
+//! # Attachment that outlives the process
 //!
-//! ```text
-//! r2 = *(u32 *)(r1 + 16)        ; ctx->rx_queue_index
-//! r1 = map_fd ll                ; the port's XSKMAP
-//! r3 = XDP_PASS                 ; fallback action when the slot is empty
-//! call bpf_redirect_map
-//! exit
-//! ```
+//! The program is attached with a `bpf_link` pinned at
+//! `<bpffs>/mtugate/<netns>/<iface>/link`, its counters map beside it. When
+//! mtugate stops or dies, its sockets close and the kernel removes them from
+//! the program's XSKMAP: the program keeps running and forwards every frame
+//! unprocessed (`bypass`) or drops it (`block`), counting it. The next start
+//! finds the pinned link, loads a new program (reusing the pinned counters
+//! map) and swaps it in with `bpf_link_update`: there is no moment where
+//! frames go nowhere. A program attached without a link (an older mtugate
+//! or a killed run of one) is replaced when it is ours and its owner is
+//! dead; a foreign program is refused unless replacing it is allowed.
+//! `mtugate detach` removes the link and its pins for good.
 //!
-//! attaches it as the only program of the interface (no dispatcher, no
-//! bpffs), and keeps one attachment per interface per process, shared by all
-//! the queues of that process and detached when the last one is dropped.
-//!
-//! A program still attached when the first queue of a process opens an
-//! interface is stale by definition (mtugate owns its ports): if it is named
-//! `mtugate_xsk` it was left by a run that was killed before it could detach,
-//! and it is detached and replaced, so programs never pile up. Anything else
-//! is foreign and reported as an error unless
-//! [`XskConfig::replace_foreign_program`](crate::XskConfig) is set. Until a
-//! socket is in the map, frames fall back to `XDP_PASS` (the kernel stack).
-//!
-//! Detaching is `ip link set dev X xdp off` (a netlink `IFLA_XDP` with fd -1),
-//! issued with `XDP_FLAGS_REPLACE` and our program's fd so that it can never
-//! remove a program someone else attached in the meantime.
+//! `<netns>` is the inode of the caller's network namespace, so labs with
+//! equal interface names in different namespaces never meet.
 
 use std::{
-    ffi::CStr,
-    io,
-    os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+    ffi::CString,
+    fs::File,
+    io::{self, Write},
+    os::{
+        fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd},
+        unix::fs::MetadataExt,
+    },
+    path::{Path, PathBuf},
     ptr,
-    sync::{Arc, Mutex, PoisonError, Weak},
 };
 
+use libbpf_rs::{MapCore, MapFlags, Object, ObjectBuilder};
 use libxdp_sys as sys;
+use serde::{Deserialize, Serialize};
 
 use crate::{AttachMode, XskError};
 
-/// Name of our XDP program as the kernel reports it (at most 15 bytes).
-pub(crate) const PROG_NAME: &str = "mtugate_xsk";
-const PROG_NAME_C: &CStr = c"mtugate_xsk";
-const MAP_NAME_C: &CStr = c"mtugate_xsks";
-const LICENSE_C: &CStr = c"Dual MIT/GPL";
+/// The compiled program.
+static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/mtugate.bpf.o"));
+
+/// Name of our XDP program as the kernel reports it.
+pub(crate) const PROG_NAME: &str = "mtugate_xdp";
+/// Name of the legacy (netlink-attached) program of mtugate 0.1.
+const LEGACY_PROG_NAME: &str = "mtugate_xsk";
+
+// xsk/bpf/mtugate.h, mirrored (a test reads the header).
+/// Largest RX queue id + 1 the program's XSKMAP takes.
+pub const MAX_QUEUES: u32 = 256;
+const STEER_EXCEPTIONS: u8 = 0;
+const STEER_ALL: u8 = 1;
+const FAIL_BYPASS: u8 = 0;
+const FAIL_BLOCK: u8 = 1;
+const FLAG_EGRESS: u32 = 1;
+const STAT_COUNT: usize = 7;
+
+/// `struct mtg_cfg`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct RawCfg {
+    flags: u32,
+    egress_mtu: u16,
+    steer: u8,
+    on_failure: u8,
+}
+
+const _: () = assert!(size_of::<RawCfg>() == 8);
 
 // include/uapi/linux/if_link.h
-const XDP_FLAGS_UPDATE_IF_NOEXIST: u32 = 1 << 0;
 const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
 const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
 const XDP_FLAGS_HW_MODE: u32 = 1 << 3;
 const XDP_FLAGS_REPLACE: u32 = 1 << 4;
 
-/// The attach mode obtained on a port.
+/// Which frames go to the AF_XDP sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Steer {
+    /// Only frames that need work (SYNs, too big, not understood); the
+    /// rest is forwarded by the XDP program itself.
+    Exceptions,
+    /// Every frame (zero-copy NICs, NIC-queue benchmarking).
+    All,
+}
+
+/// What the program does with a frame that should go to a socket when
+/// there is none (mtugate stopped or died).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnFailure {
+    /// Forward it to the egress port unprocessed (the link stays up).
+    Bypass,
+    /// Drop it (nothing crosses unclamped).
+    Block,
+}
+
+/// What the program of a port does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FastPath {
+    /// Which frames go to the sockets.
+    pub steer: Steer,
+    /// Without a socket: bypass or block.
+    pub on_failure: OnFailure,
+    /// The egress port of frames forwarded by the program: its ifindex and
+    /// the largest L3 packet it takes. `None`: a port that only feeds its
+    /// socket (traffic tools); without a socket frames go to the kernel.
+    pub egress: Option<(u32, u16)>,
+}
+
+impl FastPath {
+    /// Every frame to the socket; the kernel's stack when there is none.
+    pub const SOCKET_ONLY: FastPath = FastPath {
+        steer: Steer::All,
+        on_failure: OnFailure::Bypass,
+        egress: None,
+    };
+
+    fn raw(&self) -> RawCfg {
+        RawCfg {
+            flags: if self.egress.is_some() { FLAG_EGRESS } else { 0 },
+            egress_mtu: self.egress.map_or(0, |e| e.1),
+            steer: match self.steer {
+                Steer::Exceptions => STEER_EXCEPTIONS,
+                Steer::All => STEER_ALL,
+            },
+            on_failure: match self.on_failure {
+                OnFailure::Bypass => FAIL_BYPASS,
+                OnFailure::Block => FAIL_BLOCK,
+            },
+        }
+    }
+}
+
+/// Where and how a port's program is attached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachOptions {
+    /// A bpffs mount; pins go under `<bpffs>/mtugate/`. Default
+    /// `/sys/fs/bpf`.
+    pub bpffs: PathBuf,
+    /// Directory of the per-interface lock files. Default `/run/mtugate/locks`.
+    pub lock_dir: PathBuf,
+    /// Native or generic XDP.
+    pub mode: AttachMode,
+    /// Replace an XDP program that is not mtugate's.
+    pub replace_foreign: bool,
+    /// Pin the link, so that the program outlives the process (the
+    /// appliance). `false`: the program is detached when the
+    /// [`PortProgram`] is dropped (traffic tools).
+    pub persist: bool,
+    /// Who we are, written into the lock file (e.g. the config path).
+    pub owner: String,
+}
+
+impl Default for AttachOptions {
+    fn default() -> Self {
+        AttachOptions {
+            bpffs: PathBuf::from("/sys/fs/bpf"),
+            lock_dir: PathBuf::from("/run/mtugate/locks"),
+            mode: AttachMode::Auto,
+            replace_foreign: false,
+            persist: true,
+            owner: String::new(),
+        }
+    }
+}
+
+/// The attach mode obtained on a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum XdpMode {
     /// Driver (native) XDP.
     Native,
@@ -73,76 +183,100 @@ pub enum XdpMode {
     Generic,
 }
 
-impl XdpMode {
-    fn flag(self) -> u32 {
-        match self {
-            XdpMode::Native => XDP_FLAGS_DRV_MODE,
-            XdpMode::Generic => XDP_FLAGS_SKB_MODE,
-        }
-    }
+/// How the program came to be attached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Takeover {
+    /// Nothing was attached.
+    Fresh,
+    /// A pinned link of ours was found (its owner had stopped or died): the
+    /// new program was swapped in atomically.
+    PinnedLink {
+        /// The program that ran until now.
+        previous_prog_id: u32,
+    },
+    /// A program attached without a link was detached first.
+    Replaced(ReplacedProgram),
 }
 
-/// An XDP program found attached to a port and detached by
-/// [`XdpBackend::open`](crate::XdpBackend::open).
+/// An XDP program found attached to a port and detached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplacedProgram {
     /// Interface name.
     pub iface: String,
     /// Kernel program id.
     pub id: u32,
-    /// Kernel program name (`mtugate_xsk` for a run that was killed).
+    /// Kernel program name.
     pub name: String,
     /// `true` when it was not mtugate's own program.
     pub foreign: bool,
 }
 
-/// One BPF instruction, laid out as `struct bpf_insn`.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct Insn {
-    code: u8,
-    regs: u8,
-    off: i16,
-    imm: i32,
+/// The XDP program's counters of one port (summed over CPUs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct XdpStats {
+    /// Frames the program ran on.
+    pub seen: u64,
+    /// Forwarded to the egress port by the program (no copy).
+    pub fast: u64,
+    /// Handed to the AF_XDP socket of their queue.
+    pub steered: u64,
+    /// No socket: forwarded unprocessed (`on_failure = "bypass"`).
+    pub bypassed: u64,
+    /// No socket: dropped (`on_failure = "block"`).
+    pub blocked: u64,
+    /// The egress redirect was refused (frame dropped).
+    pub redirect_errors: u64,
+    /// No socket and no egress port: given to the kernel's stack.
+    pub passed: u64,
 }
 
-const _: () = assert!(size_of::<Insn>() == size_of::<sys::bpf_insn>());
-
-impl Insn {
-    const fn new(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Self {
-        // `dst_reg:4, src_reg:4` bit-field: dst in the low nibble on little
-        // endian targets, in the high nibble on big endian ones.
-        #[cfg(target_endian = "little")]
-        let regs = (src << 4) | (dst & 0x0f);
-        #[cfg(target_endian = "big")]
-        let regs = (dst << 4) | (src & 0x0f);
-        Self {
-            code,
-            regs,
-            off,
-            imm,
+impl XdpStats {
+    fn from_array(v: [u64; STAT_COUNT]) -> XdpStats {
+        XdpStats {
+            seen: v[0],
+            fast: v[1],
+            steered: v[2],
+            bypassed: v[3],
+            blocked: v[4],
+            redirect_errors: v[5],
+            passed: v[6],
         }
     }
-}
 
-/// The program, with `map_fd` as its XSKMAP.
-fn program(map_fd: RawFd) -> [Insn; 6] {
-    const BPF_LDX_MEM_W: u8 = 0x61; // BPF_LDX | BPF_MEM | BPF_W
-    const BPF_LD_IMM_DW: u8 = 0x18; // BPF_LD | BPF_IMM | BPF_DW
-    const BPF_MOV64_K: u8 = 0xb7; // BPF_ALU64 | BPF_MOV | BPF_K
-    const BPF_CALL: u8 = 0x85; // BPF_JMP | BPF_CALL
-    const BPF_EXIT: u8 = 0x95; // BPF_JMP | BPF_EXIT
-    const BPF_PSEUDO_MAP_FD: u8 = 1;
-    const RX_QUEUE_INDEX: i16 = 16; // offsetof(struct xdp_md, rx_queue_index)
-    const FUNC_REDIRECT_MAP: i32 = 51; // BPF_FUNC_redirect_map
-    [
-        Insn::new(BPF_LDX_MEM_W, 2, 1, RX_QUEUE_INDEX, 0),
-        Insn::new(BPF_LD_IMM_DW, 1, BPF_PSEUDO_MAP_FD, 0, map_fd),
-        Insn::new(0, 0, 0, 0, 0),
-        Insn::new(BPF_MOV64_K, 3, 0, 0, sys::xdp_action_XDP_PASS as i32),
-        Insn::new(BPF_CALL, 0, 0, 0, FUNC_REDIRECT_MAP),
-        Insn::new(BPF_EXIT, 0, 0, 0, 0),
-    ]
+    fn to_array(self) -> [u64; STAT_COUNT] {
+        [
+            self.seen,
+            self.fast,
+            self.steered,
+            self.bypassed,
+            self.blocked,
+            self.redirect_errors,
+            self.passed,
+        ]
+    }
+
+    /// `self - base`, per counter (counters since `base` was read).
+    pub fn since(self, base: XdpStats) -> XdpStats {
+        let (a, b) = (self.to_array(), base.to_array());
+        XdpStats::from_array(std::array::from_fn(|i| a[i].wrapping_sub(b[i])))
+    }
+
+    /// Adds another port's or run's counters.
+    pub fn add(&mut self, o: &XdpStats) {
+        let (a, b) = (self.to_array(), o.to_array());
+        *self = XdpStats::from_array(std::array::from_fn(|i| a[i] + b[i]));
+    }
+
+    /// Frames with exactly one outcome: `seen` = the sum of the outcomes.
+    pub fn balanced(&self) -> bool {
+        self.seen
+            == self.fast
+                + self.steered
+                + self.bypassed
+                + self.blocked
+                + self.redirect_errors
+                + self.passed
+    }
 }
 
 /// libbpf returns `-errno`.
@@ -167,13 +301,13 @@ fn prog_fd_by_id(id: u32) -> io::Result<OwnedFd> {
     owned(unsafe { sys::bpf_prog_get_fd_by_id(id) })
 }
 
-fn prog_info(fd: &OwnedFd) -> io::Result<(u32, String)> {
+fn prog_info(fd: RawFd) -> io::Result<(u32, String)> {
     // SAFETY: `bpf_prog_info` is plain old data; all zeroes is valid.
     let mut info: sys::bpf_prog_info = unsafe { std::mem::zeroed() };
     let mut len = size_of::<sys::bpf_prog_info>() as u32;
     // SAFETY: `info` and `len` are valid for writes and `len` is the size of
     // `info`, so the kernel writes at most that many bytes.
-    check(unsafe { sys::bpf_prog_get_info_by_fd(fd.as_raw_fd(), &mut info, &mut len) })?;
+    check(unsafe { sys::bpf_prog_get_info_by_fd(fd, &mut info, &mut len) })?;
     let name: Vec<u8> = info
         .name
         .iter()
@@ -181,6 +315,23 @@ fn prog_info(fd: &OwnedFd) -> io::Result<(u32, String)> {
         .map(|&c| c as u8)
         .collect();
     Ok((info.id, String::from_utf8_lossy(&name).into_owned()))
+}
+
+/// (program id, ifindex) of an XDP link, `None` if it is another kind of
+/// link or no longer attached to a device.
+fn xdp_link_info(fd: RawFd) -> io::Result<Option<(u32, u32)>> {
+    // SAFETY: `bpf_link_info` is plain old data; all zeroes is valid.
+    let mut info: sys::bpf_link_info = unsafe { std::mem::zeroed() };
+    let mut len = size_of::<sys::bpf_link_info>() as u32;
+    // SAFETY: as in `prog_info`.
+    check(unsafe { sys::bpf_link_get_info_by_fd(fd, &mut info, &mut len) })?;
+    if info.type_ != sys::bpf_link_type_BPF_LINK_TYPE_XDP {
+        return Ok(None);
+    }
+    // SAFETY: for an XDP link the kernel fills the `xdp` member of the
+    // union (a plain u32).
+    let ifindex = unsafe { info.__bindgen_anon_1.xdp.ifindex };
+    Ok((ifindex != 0).then_some((info.prog_id, ifindex)))
 }
 
 /// `struct bpf_xdp_query_opts` with its padding spelled out, so that it is
@@ -217,18 +368,10 @@ const _: () = {
         offset_of!(XdpQueryOpts, drv_prog_id) == offset_of!(sys::bpf_xdp_query_opts, drv_prog_id)
     );
     assert!(
-        offset_of!(XdpQueryOpts, hw_prog_id) == offset_of!(sys::bpf_xdp_query_opts, hw_prog_id)
-    );
-    assert!(
         offset_of!(XdpQueryOpts, skb_prog_id) == offset_of!(sys::bpf_xdp_query_opts, skb_prog_id)
     );
     assert!(
-        offset_of!(XdpQueryOpts, feature_flags)
-            == offset_of!(sys::bpf_xdp_query_opts, feature_flags)
-    );
-    assert!(
-        offset_of!(XdpQueryOpts, xdp_zc_max_segs)
-            == offset_of!(sys::bpf_xdp_query_opts, xdp_zc_max_segs)
+        offset_of!(XdpQueryOpts, attach_mode) == offset_of!(sys::bpf_xdp_query_opts, attach_mode)
     );
     assert!(size_of::<XdpAttachOpts>() == size_of::<sys::bpf_xdp_attach_opts>());
     assert!(
@@ -255,9 +398,9 @@ fn query(ifindex: u32) -> io::Result<XdpQueryOpts> {
     Ok(opts)
 }
 
-/// Detaches the program `prog` (attached in mode `mode_flag`) from
+/// Detaches the netlink-attached program `prog` (mode `mode_flag`) from
 /// `ifindex`, only if it is still the one attached.
-fn detach(ifindex: u32, mode_flag: u32, prog: &OwnedFd) -> io::Result<()> {
+fn detach_legacy(ifindex: u32, mode_flag: u32, prog: &OwnedFd) -> io::Result<()> {
     let opts = XdpAttachOpts {
         sz: size_of::<XdpAttachOpts>(),
         old_prog_fd: prog.as_raw_fd(),
@@ -275,104 +418,85 @@ fn detach(ifindex: u32, mode_flag: u32, prog: &OwnedFd) -> io::Result<()> {
     Ok(())
 }
 
-/// Number of RX queues of `iface` from sysfs (of the caller's network
-/// namespace), if it can be read.
-fn rx_queue_count(iface: &str) -> Option<u32> {
-    let dir = std::fs::read_dir(format!("/sys/class/net/{iface}/queues")).ok()?;
-    let n = dir
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
-        .count();
-    u32::try_from(n).ok().filter(|&n| n > 0)
+fn cpath(p: &Path) -> io::Result<CString> {
+    CString::new(p.as_os_str().as_encoded_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
 }
 
-/// Our program attached to one interface, shared by the queues of this
-/// process. Detached when the last one is dropped.
-#[derive(Debug)]
-pub(crate) struct Attached {
-    iface: String,
-    ifindex: u32,
-    mode: XdpMode,
-    map_entries: u32,
-    prog_id: u32,
-    prog: OwnedFd,
-    map: OwnedFd,
+fn obj_get(path: &Path) -> io::Result<OwnedFd> {
+    let c = cpath(path)?;
+    // SAFETY: `c` is a NUL-terminated path that outlives the call.
+    owned(unsafe { sys::bpf_obj_get(c.as_ptr()) })
 }
 
-impl Attached {
-    pub(crate) fn mode(&self) -> XdpMode {
-        self.mode
-    }
-
-    pub(crate) fn prog_id(&self) -> u32 {
-        self.prog_id
-    }
-
-    /// Steers RX queue `queue_id` of this interface to socket `xsk_fd`.
-    pub(crate) fn register(&self, queue_id: u32, xsk_fd: RawFd) -> Result<(), XskError> {
-        let (key, value) = (queue_id, xsk_fd);
-        // SAFETY: key and value are 4-byte integers, matching the XSKMAP's
-        // key and value sizes, and live across the call.
-        check(unsafe {
-            sys::bpf_map_update_elem(
-                self.map.as_raw_fd(),
-                ptr::from_ref(&key).cast(),
-                ptr::from_ref(&value).cast(),
-                u64::from(sys::BPF_ANY),
-            )
-        })
-        .map_err(|source| XskError::Bpf {
-            iface: self.iface.clone(),
-            what: "adding the socket to the XSKMAP",
-            source,
-        })?;
-        Ok(())
-    }
+fn obj_pin(fd: RawFd, path: &Path) -> io::Result<()> {
+    let c = cpath(path)?;
+    // SAFETY: as in `obj_get`.
+    check(unsafe { sys::bpf_obj_pin(fd, c.as_ptr()) }).map(drop)
 }
 
-impl Drop for Attached {
-    fn drop(&mut self) {
-        // Serialise with `acquire` so that a concurrent open of the same
-        // interface sees either our program or none.
-        let _registry = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
-        // Fails harmlessly (EEXIST) when our program is no longer the one
-        // attached; nothing else to do about it in a destructor.
-        let _ = detach(self.ifindex, self.mode.flag(), &self.prog);
-    }
+/// Creates an XDP link of `prog` on `ifindex` in mode `flags`.
+fn link_create(prog: RawFd, ifindex: u32, flags: u32) -> io::Result<OwnedFd> {
+    // SAFETY: `bpf_link_create_opts` is plain old data; all zeroes is valid.
+    let mut opts: sys::bpf_link_create_opts = unsafe { std::mem::zeroed() };
+    opts.sz = size_of::<sys::bpf_link_create_opts>();
+    opts.flags = flags;
+    // SAFETY: `opts` is a valid, sized options struct that outlives the call.
+    owned(unsafe { sys::bpf_link_create(prog, ifindex as i32, sys::bpf_attach_type_BPF_XDP, &opts) })
 }
 
-/// Interfaces (by ifindex) on which this process has our program attached.
-static REGISTRY: Mutex<Vec<(u32, Weak<Attached>)>> = Mutex::new(Vec::new());
+/// Swaps the program of the link `link` for `prog`, atomically.
+fn link_update(link: RawFd, prog: RawFd) -> io::Result<()> {
+    // SAFETY: plain syscall wrapper; null options mean defaults.
+    check(unsafe { sys::bpf_link_update(link, prog, ptr::null()) }).map(drop)
+}
 
-/// Returns this process's attachment on `iface`, attaching our program first
-/// if there is none (after removing a stale program, see the module docs).
-pub(crate) fn acquire(
-    iface: &str,
-    ifindex: u32,
-    queue_id: u32,
-    mode: AttachMode,
-    replace_foreign: bool,
-    replaced: &mut Vec<ReplacedProgram>,
-) -> Result<Arc<Attached>, XskError> {
-    let mut registry = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
-    registry.retain(|(_, w)| w.strong_count() > 0);
-    if let Some(att) = registry
-        .iter()
-        .find(|(i, _)| *i == ifindex)
-        .and_then(|(_, w)| w.upgrade())
-    {
-        // Not dropping an `Arc` under the lock: `Attached::drop` takes it.
-        drop(registry);
-        if queue_id >= att.map_entries {
-            return Err(XskError::Config(format!(
-                "{iface}: queue {queue_id} is beyond the {} entries of the XSKMAP attached at start",
-                att.map_entries
-            )));
-        }
-        return Ok(att);
+/// The inode of the caller's network namespace.
+fn netns_id() -> io::Result<u64> {
+    Ok(std::fs::metadata("/proc/self/ns/net")?.ino())
+}
+
+/// Whether `path` is a bpffs mount (statfs magic).
+fn is_bpffs(path: &Path) -> bool {
+    const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+    let Ok(c) = cpath(path) else { return false };
+    // SAFETY: `statfs` is plain old data; all zeroes is valid.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated path and `st` is valid for writes.
+    let r = unsafe { libc::statfs(c.as_ptr(), &mut st) };
+    r == 0 && st.f_type as i64 == BPF_FS_MAGIC
+}
+
+/// Mounts a bpffs at `path` if there is none. Returns whether it mounted
+/// one in a mount namespace of its own (where the pins do not outlive the
+/// process: `ip netns exec` gives every command a private /sys).
+fn ensure_bpffs(path: &Path) -> io::Result<bool> {
+    if is_bpffs(path) {
+        return Ok(false);
     }
+    std::fs::create_dir_all(path)?;
+    let c = cpath(path)?;
+    // SAFETY: NUL-terminated strings that outlive the call; no data.
+    let r = unsafe {
+        libc::mount(
+            c"bpf".as_ptr(),
+            c.as_ptr(),
+            c"bpf".as_ptr(),
+            0,
+            ptr::null(),
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mine = std::fs::metadata("/proc/self/ns/mnt")?.ino();
+    let init = std::fs::metadata("/proc/1/ns/mnt").map(|m| m.ino());
+    Ok(init.map_or(true, |i| i != mine))
+}
 
-    let bpf_err = |what: &'static str| {
+/// The per-interface lock, held for the life of the owner.
+fn lock(dir: &Path, netns: u64, iface: &str, owner: &str) -> Result<File, XskError> {
+    let err = |what: &'static str| {
         let iface = iface.to_owned();
         move |source| XskError::Bpf {
             iface,
@@ -380,93 +504,373 @@ pub(crate) fn acquire(
             source,
         }
     };
-
-    remove_stale(iface, ifindex, replace_foreign, replaced)?;
-
-    let map_entries = rx_queue_count(iface).unwrap_or(64).max(queue_id + 1);
-    // SAFETY: the name is a NUL-terminated string; a null opts pointer
-    // means defaults.
-    let map = owned(unsafe {
-        sys::bpf_map_create(
-            sys::bpf_map_type_BPF_MAP_TYPE_XSKMAP,
-            MAP_NAME_C.as_ptr(),
-            4,
-            4,
-            map_entries,
-            ptr::null(),
-        )
-    })
-    .map_err(bpf_err("creating the XSKMAP"))?;
-
-    let insns = program(map.as_raw_fd());
-    // SAFETY: `Insn` has the size and layout of `struct bpf_insn` (checked
-    // at compile time above); the instructions, name and license outlive the
-    // call; a null opts pointer means defaults.
-    let prog = owned(unsafe {
-        sys::bpf_prog_load(
-            sys::bpf_prog_type_BPF_PROG_TYPE_XDP,
-            PROG_NAME_C.as_ptr(),
-            LICENSE_C.as_ptr(),
-            insns.as_ptr().cast::<sys::bpf_insn>(),
-            insns.len(),
-            ptr::null_mut(),
-        )
-    })
-    .map_err(bpf_err("loading the XDP program"))?;
-    let (prog_id, _) = prog_info(&prog).map_err(bpf_err("reading the program id"))?;
-
-    let candidates: &[XdpMode] = match mode {
-        AttachMode::Auto => &[XdpMode::Native, XdpMode::Generic],
-        AttachMode::Native => &[XdpMode::Native],
-        AttachMode::Generic => &[XdpMode::Generic],
-    };
-    let mut last = None;
-    let mut obtained = None;
-    for &m in candidates {
-        // SAFETY: plain syscall wrapper; a null opts pointer means defaults.
-        let ret = unsafe {
-            sys::bpf_xdp_attach(
-                ifindex as i32,
-                prog.as_raw_fd(),
-                XDP_FLAGS_UPDATE_IF_NOEXIST | m.flag(),
-                ptr::null(),
-            )
-        };
-        match check(ret) {
-            Ok(_) => {
-                obtained = Some(m);
-                break;
-            }
-            Err(e) => last = Some(e),
+    std::fs::create_dir_all(dir).map_err(err("creating the lock directory"))?;
+    let path = dir.join(format!("{netns}-{iface}.lock"));
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(err("opening the interface lock"))?;
+    // SAFETY: plain syscall on a descriptor we own.
+    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if r != 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            let who = std::fs::read_to_string(&path).unwrap_or_default();
+            return Err(XskError::Owned {
+                iface: iface.to_owned(),
+                owner: who.trim().to_owned(),
+            });
         }
+        return Err(err("locking the interface")(e));
     }
-    let Some(mode) = obtained else {
-        return Err(bpf_err("attaching the XDP program")(
-            last.unwrap_or_else(|| io::Error::other("no attach mode")),
-        ));
-    };
-
-    let att = Arc::new(Attached {
-        iface: iface.to_owned(),
-        ifindex,
-        mode,
-        map_entries,
-        prog_id,
-        prog,
-        map,
-    });
-    registry.push((ifindex, Arc::downgrade(&att)));
-    Ok(att)
+    f.set_len(0).map_err(err("writing the interface lock"))?;
+    writeln!(f, "pid {} {}", std::process::id(), owner)
+        .map_err(err("writing the interface lock"))?;
+    Ok(f)
 }
 
-/// Detaches whatever XDP program is attached to `ifindex` (see the module
-/// docs for when that is allowed).
-fn remove_stale(
+/// Our program on one port. Dropping it closes the program's and the
+/// link's descriptors: a pinned link stays (the program keeps running in
+/// its failure mode), an unpinned one is detached.
+pub struct PortProgram {
+    iface: String,
+    ifindex: u32,
+    mode: XdpMode,
+    prog_id: u32,
+    obj: Object,
+    /// Held, not read: closing the last descriptor of an unpinned link
+    /// detaches the program.
+    _link: OwnedFd,
+    pin_dir: Option<PathBuf>,
+    takeover: Takeover,
+    baseline: XdpStats,
+    private_bpffs: bool,
+    _lock: File,
+}
+
+impl std::fmt::Debug for PortProgram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PortProgram")
+            .field("iface", &self.iface)
+            .field("mode", &self.mode)
+            .field("prog_id", &self.prog_id)
+            .field("pin_dir", &self.pin_dir)
+            .field("takeover", &self.takeover)
+            .finish_non_exhaustive()
+    }
+}
+
+fn map_err<'a>(iface: &'a str, what: &'static str) -> impl Fn(libbpf_rs::Error) -> XskError + 'a {
+    move |e| XskError::Bpf {
+        iface: iface.to_owned(),
+        what,
+        source: io::Error::other(e.to_string()),
+    }
+}
+
+impl PortProgram {
+    /// Takes ownership of `iface` and attaches our program to it,
+    /// configured as `fp` (see the module docs for the takeover rules).
+    pub fn attach(iface: &str, fp: &FastPath, o: &AttachOptions) -> Result<PortProgram, XskError> {
+        let ifindex = crate::afxdp::ifindex(iface)?;
+        let bpf_err = |what: &'static str| {
+            let iface = iface.to_owned();
+            move |source| XskError::Bpf {
+                iface,
+                what,
+                source,
+            }
+        };
+        let netns = netns_id().map_err(bpf_err("reading the network namespace"))?;
+        // Ownership first: nothing is touched if another live mtugate has it.
+        let lock = lock(&o.lock_dir, netns, iface, &o.owner)?;
+
+        let mut private_bpffs = false;
+        let pin_dir = if o.persist {
+            private_bpffs = ensure_bpffs(&o.bpffs).map_err(bpf_err("mounting bpffs"))?;
+            let d = o.bpffs.join("mtugate").join(netns.to_string()).join(iface);
+            std::fs::create_dir_all(&d).map_err(bpf_err("creating the pin directory"))?;
+            Some(d)
+        } else {
+            None
+        };
+
+        // A pinned link of ours on this interface, from a run that is gone.
+        let mut old_link = None;
+        if let Some(d) = &pin_dir {
+            let p = d.join("link");
+            if let Ok(fd) = obj_get(&p) {
+                match xdp_link_info(fd.as_raw_fd()) {
+                    Ok(Some((prog, idx))) if idx == ifindex => old_link = Some((fd, prog)),
+                    // Defunct (its interface went away) or not ours: unpin.
+                    _ => std::fs::remove_file(&p).map_err(bpf_err("removing a stale pin"))?,
+                }
+            }
+        }
+        let stats_pin = pin_dir.as_ref().map(|d| d.join("mtg_stats"));
+        if old_link.is_none() {
+            // Counters of a link that no longer exists mean nothing.
+            if let Some(p) = &stats_pin {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+
+        // Load a fresh program, reusing the pinned counters if any.
+        let mut builder = ObjectBuilder::default();
+        let mut open = builder
+            .open_memory(OBJECT)
+            .map_err(map_err(iface, "opening the XDP object"))?;
+        if let Some(p) = &stats_pin {
+            for mut m in open.maps_mut() {
+                if m.name() == "mtg_stats" {
+                    m.set_pin_path(p)
+                        .map_err(map_err(iface, "setting the counters' pin path"))?;
+                }
+            }
+        }
+        let obj = open
+            .load()
+            .map_err(map_err(iface, "loading the XDP program (verifier)"))?;
+        let prog_fd = {
+            let prog = obj
+                .progs()
+                .find(|p| p.name() == PROG_NAME)
+                .ok_or_else(|| XskError::Config("the XDP object has no mtugate_xdp".into()))?;
+            prog.as_fd().as_raw_fd()
+        };
+        let (prog_id, _) = prog_info(prog_fd).map_err(bpf_err("reading the program id"))?;
+
+        // Configure before the program sees a frame.
+        configure_obj(&obj, iface, fp)?;
+        let baseline = stats_obj(&obj).map_err(bpf_err("reading the XDP counters"))?;
+
+        let (link, takeover) = if let Some((fd, previous_prog_id)) = old_link {
+            link_update(fd.as_raw_fd(), prog_fd).map_err(bpf_err("swapping the program in"))?;
+            (fd, Takeover::PinnedLink { previous_prog_id })
+        } else {
+            let takeover = match remove_unlinked(iface, ifindex, o.replace_foreign)? {
+                Some(r) => Takeover::Replaced(r),
+                None => Takeover::Fresh,
+            };
+            let modes: &[u32] = match o.mode {
+                AttachMode::Auto => &[XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE],
+                AttachMode::Native => &[XDP_FLAGS_DRV_MODE],
+                AttachMode::Generic => &[XDP_FLAGS_SKB_MODE],
+            };
+            let mut result = Err(io::Error::other("no attach mode"));
+            for &m in modes {
+                result = link_create(prog_fd, ifindex, m);
+                if result.is_ok() {
+                    break;
+                }
+            }
+            let fd = result.map_err(bpf_err("attaching the XDP program"))?;
+            if let Some(d) = &pin_dir {
+                obj_pin(fd.as_raw_fd(), &d.join("link")).map_err(bpf_err("pinning the XDP link"))?;
+            }
+            (fd, takeover)
+        };
+        let q = query(ifindex).map_err(bpf_err("querying the attach mode"))?;
+        let mode = if q.skb_prog_id == prog_id {
+            XdpMode::Generic
+        } else {
+            XdpMode::Native
+        };
+        Ok(PortProgram {
+            iface: iface.to_owned(),
+            ifindex,
+            mode,
+            prog_id,
+            obj,
+            _link: link,
+            pin_dir,
+            takeover,
+            baseline,
+            private_bpffs,
+            _lock: lock,
+        })
+    }
+
+    /// Detaches the program of `iface` for good: takes the interface's lock
+    /// (so a running owner is never cut off), removes the pinned link and
+    /// its pins. Returns whether there was one.
+    pub fn detach(iface: &str, o: &AttachOptions) -> Result<bool, XskError> {
+        let bpf_err = |what: &'static str| {
+            let iface = iface.to_owned();
+            move |source| XskError::Bpf {
+                iface,
+                what,
+                source,
+            }
+        };
+        let netns = netns_id().map_err(bpf_err("reading the network namespace"))?;
+        let _lock = lock(&o.lock_dir, netns, iface, &o.owner)?;
+        if !is_bpffs(&o.bpffs) {
+            return Ok(false);
+        }
+        let d = o.bpffs.join("mtugate").join(netns.to_string()).join(iface);
+        let p = d.join("link");
+        let found = match obj_get(&p) {
+            Ok(fd) => {
+                // SAFETY: plain syscall wrapper on a link descriptor we own.
+                let r = unsafe { sys::bpf_link_detach(fd.as_raw_fd()) };
+                // A defunct link (interface gone) cannot be detached twice.
+                if r < 0 && -r != libc::EINVAL {
+                    return Err(bpf_err("detaching the XDP link")(io::Error::from_raw_os_error(-r)));
+                }
+                true
+            }
+            Err(_) => false,
+        };
+        let _ = std::fs::remove_file(&p);
+        let _ = std::fs::remove_file(d.join("mtg_stats"));
+        let _ = std::fs::remove_dir(&d);
+        Ok(found)
+    }
+
+    /// Detaches this program and removes its pins, for good (a start that
+    /// failed after attaching a fresh program leaves nothing behind).
+    pub fn remove(self) -> Result<(), XskError> {
+        // SAFETY: plain syscall wrapper on the link descriptor we own.
+        let r = unsafe { sys::bpf_link_detach(self._link.as_raw_fd()) };
+        if r < 0 && -r != libc::EINVAL {
+            return Err(XskError::Bpf {
+                iface: self.iface.clone(),
+                what: "detaching the XDP link",
+                source: io::Error::from_raw_os_error(-r),
+            });
+        }
+        if let Some(d) = &self.pin_dir {
+            let _ = std::fs::remove_file(d.join("link"));
+            let _ = std::fs::remove_file(d.join("mtg_stats"));
+            let _ = std::fs::remove_dir(d);
+        }
+        Ok(())
+    }
+
+    /// Applies `fp` (a reload: the egress MTU, the failure mode) with no
+    /// loss: one map element written.
+    pub fn configure(&self, fp: &FastPath) -> Result<(), XskError> {
+        configure_obj(&self.obj, &self.iface, fp)
+    }
+
+    /// Steers RX queue `queue` of this port to the AF_XDP socket `fd`.
+    pub fn register(&self, queue: u32, fd: RawFd) -> Result<(), XskError> {
+        if queue >= MAX_QUEUES {
+            return Err(XskError::Config(format!(
+                "{}: queue {queue} is beyond the program's {MAX_QUEUES} queues",
+                self.iface
+            )));
+        }
+        let map = find_map(&self.obj, "mtg_xsks")?;
+        map.update(&queue.to_ne_bytes(), &(fd as u32).to_ne_bytes(), MapFlags::ANY)
+            .map_err(map_err(&self.iface, "adding the socket to the XSKMAP"))
+    }
+
+    /// The program's counters since this process attached it.
+    pub fn stats(&self) -> io::Result<XdpStats> {
+        Ok(stats_obj(&self.obj)?.since(self.baseline))
+    }
+
+    /// What the program counted before this process took over (since the
+    /// pinned link was created): frames bypassed or blocked while no
+    /// mtugate ran. All zero after a fresh attach.
+    pub fn inherited_stats(&self) -> XdpStats {
+        self.baseline
+    }
+
+    /// Interface name.
+    pub fn iface(&self) -> &str {
+        &self.iface
+    }
+
+    /// Interface index.
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    /// Native or generic.
+    pub fn mode(&self) -> XdpMode {
+        self.mode
+    }
+
+    /// Kernel id of the program.
+    pub fn prog_id(&self) -> u32 {
+        self.prog_id
+    }
+
+    /// How it was attached.
+    pub fn takeover(&self) -> &Takeover {
+        &self.takeover
+    }
+
+    /// Where the link is pinned, if it is.
+    pub fn pin_dir(&self) -> Option<&Path> {
+        self.pin_dir.as_deref()
+    }
+
+    /// The bpffs was mounted by this process in a private mount namespace:
+    /// the pin, and with it the failure mode, ends with the process.
+    pub fn pin_is_private(&self) -> bool {
+        self.private_bpffs
+    }
+}
+
+fn find_map<'a>(obj: &'a Object, name: &str) -> Result<libbpf_rs::Map<'a>, XskError> {
+    obj.maps()
+        .find(|m| m.name() == name)
+        .ok_or_else(|| XskError::Config(format!("the XDP object has no map {name}")))
+}
+
+/// Writes the program's configuration (and egress port) into its maps.
+fn configure_obj(obj: &Object, iface: &str, fp: &FastPath) -> Result<(), XskError> {
+    let zero = 0u32.to_ne_bytes();
+    let raw = fp.raw();
+    let mut bytes = [0u8; 8];
+    bytes[..4].copy_from_slice(&raw.flags.to_ne_bytes());
+    bytes[4..6].copy_from_slice(&raw.egress_mtu.to_ne_bytes());
+    bytes[6] = raw.steer;
+    bytes[7] = raw.on_failure;
+    if let Some((ifindex, _)) = fp.egress {
+        // The egress first: the configuration that uses it comes after.
+        find_map(obj, "mtg_egress")?
+            .update(&zero, &ifindex.to_ne_bytes(), MapFlags::ANY)
+            .map_err(map_err(iface, "setting the egress port"))?;
+    }
+    find_map(obj, "mtg_cfg")?
+        .update(&zero, &bytes, MapFlags::ANY)
+        .map_err(map_err(iface, "writing the program's configuration"))
+}
+
+/// The program's counters, summed over CPUs.
+fn stats_obj(obj: &Object) -> io::Result<XdpStats> {
+    let map = find_map(obj, "mtg_stats").map_err(|e| io::Error::other(e.to_string()))?;
+    let mut sum = [0u64; STAT_COUNT];
+    for (i, s) in sum.iter_mut().enumerate() {
+        let per_cpu = map
+            .lookup_percpu(&(i as u32).to_ne_bytes(), MapFlags::ANY)
+            .map_err(|e| io::Error::other(e.to_string()))?
+            .unwrap_or_default();
+        for v in per_cpu {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&v[..8]);
+            *s = s.wrapping_add(u64::from_ne_bytes(b));
+        }
+    }
+    Ok(XdpStats::from_array(sum))
+}
+
+/// Detaches a program attached to `ifindex` without a link: ours from an
+/// older mtugate (its owner is dead: we hold the lock), or a foreign one if
+/// allowed.
+fn remove_unlinked(
     iface: &str,
     ifindex: u32,
     replace_foreign: bool,
-    replaced: &mut Vec<ReplacedProgram>,
-) -> Result<(), XskError> {
+) -> Result<Option<ReplacedProgram>, XskError> {
     let bpf_err = |what: &'static str| {
         let iface = iface.to_owned();
         move |source| XskError::Bpf {
@@ -476,6 +880,7 @@ fn remove_stale(
         }
     };
     let q = query(ifindex).map_err(bpf_err("querying attached XDP programs"))?;
+    let mut replaced = None;
     for (id, flag) in [
         (q.drv_prog_id, XDP_FLAGS_DRV_MODE),
         (q.skb_prog_id, XDP_FLAGS_SKB_MODE),
@@ -485,8 +890,9 @@ fn remove_stale(
             continue;
         }
         let fd = prog_fd_by_id(id).map_err(bpf_err("opening an attached XDP program"))?;
-        let (_, name) = prog_info(&fd).map_err(bpf_err("inspecting an attached XDP program"))?;
-        let foreign = name != PROG_NAME;
+        let (_, name) =
+            prog_info(fd.as_raw_fd()).map_err(bpf_err("inspecting an attached XDP program"))?;
+        let foreign = name != PROG_NAME && name != LEGACY_PROG_NAME;
         if foreign && (!replace_foreign || flag == XDP_FLAGS_HW_MODE) {
             return Err(XskError::ForeignProgram {
                 iface: iface.to_owned(),
@@ -494,44 +900,119 @@ fn remove_stale(
                 name,
             });
         }
-        detach(ifindex, flag, &fd).map_err(bpf_err("detaching a stale XDP program"))?;
-        replaced.push(ReplacedProgram {
+        // Fails with EBUSY-like errors when the program is held by a link
+        // we could not open: then it is not ours to remove.
+        detach_legacy(ifindex, flag, &fd).map_err(bpf_err("detaching a stale XDP program"))?;
+        replaced = Some(ReplacedProgram {
             iface: iface.to_owned(),
             id,
             name,
             foreign,
         });
     }
-    Ok(())
+    Ok(replaced)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The Rust mirror of `bpf/mtugate.h` agrees with it.
     #[test]
-    fn program_encoding() {
-        let p = program(7);
-        // SAFETY: `Insn` is 8 plain bytes.
-        let bytes: [u8; 48] = unsafe { std::mem::transmute(p) };
-        #[cfg(target_endian = "little")]
-        assert_eq!(
-            bytes,
-            [
-                0x61, 0x12, 16, 0, 0, 0, 0, 0, // r2 = *(u32 *)(r1 + 16)
-                0x18, 0x11, 0, 0, 7, 0, 0, 0, // r1 = map fd 7
-                0, 0, 0, 0, 0, 0, 0, 0, //
-                0xb7, 0x03, 0, 0, 2, 0, 0, 0, // r3 = XDP_PASS
-                0x85, 0x00, 0, 0, 51, 0, 0, 0, // call redirect_map
-                0x95, 0x00, 0, 0, 0, 0, 0, 0, // exit
-            ]
-        );
-        let _ = bytes;
+    fn header_and_mirror_agree() {
+        let h = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/bpf/mtugate.h"))
+            .unwrap();
+        let def = |name: &str| -> u64 {
+            let line = h
+                .lines()
+                .find(|l| l.starts_with(&format!("#define {name} ")))
+                .unwrap_or_else(|| panic!("{name} not in mtugate.h"));
+            line.split_whitespace().nth(2).unwrap().parse().unwrap()
+        };
+        assert_eq!(def("MTG_MAX_QUEUES"), u64::from(MAX_QUEUES));
+        assert_eq!(def("MTG_STEER_EXCEPTIONS"), u64::from(STEER_EXCEPTIONS));
+        assert_eq!(def("MTG_STEER_ALL"), u64::from(STEER_ALL));
+        assert_eq!(def("MTG_FAIL_BYPASS"), u64::from(FAIL_BYPASS));
+        assert_eq!(def("MTG_FAIL_BLOCK"), u64::from(FAIL_BLOCK));
+        assert_eq!(def("MTG_FLAG_EGRESS"), u64::from(FLAG_EGRESS));
+        assert_eq!(def("MTG_STAT_COUNT"), STAT_COUNT as u64);
+        for (i, n) in [
+            "MTG_STAT_SEEN",
+            "MTG_STAT_FAST",
+            "MTG_STAT_STEERED",
+            "MTG_STAT_BYPASSED",
+            "MTG_STAT_BLOCKED",
+            "MTG_STAT_REDIRECT_ERR",
+            "MTG_STAT_PASSED",
+        ]
+        .iter()
+        .enumerate()
+        {
+            assert_eq!(def(n), i as u64, "{n}");
+        }
+        // struct mtg_cfg: u32 flags, u16 egress_mtu, u8 steer, u8 on_failure.
+        let s = &h[h.find("struct mtg_cfg {").unwrap()..];
+        let body = &s[..s.find("};").unwrap()];
+        let fields: Vec<&str> = body
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split(';').next())
+            .map(|l| l.split_whitespace().last().unwrap_or(""))
+            .filter(|f| !f.is_empty())
+            .collect();
+        assert_eq!(fields, ["flags", "egress_mtu", "steer", "on_failure"]);
     }
 
     #[test]
-    fn name_fits_the_kernel() {
-        assert!(PROG_NAME.len() < 16);
-        assert_eq!(PROG_NAME_C.to_str().unwrap(), PROG_NAME);
+    fn the_object_is_embedded_and_has_our_program() {
+        assert!(OBJECT.starts_with(b"\x7fELF"));
+        let needle = PROG_NAME.as_bytes();
+        assert!(OBJECT.windows(needle.len()).any(|w| w == needle));
+    }
+
+    #[test]
+    fn stats_arithmetic() {
+        let a = XdpStats {
+            seen: 10,
+            fast: 6,
+            steered: 3,
+            bypassed: 1,
+            ..XdpStats::default()
+        };
+        assert!(a.balanced());
+        let b = XdpStats {
+            seen: 4,
+            fast: 4,
+            ..XdpStats::default()
+        };
+        let d = a.since(b);
+        assert_eq!((d.seen, d.fast, d.steered), (6, 2, 3));
+        let mut s = a;
+        s.add(&b);
+        assert_eq!(s.seen, 14);
+        assert!(!XdpStats {
+            seen: 1,
+            ..XdpStats::default()
+        }
+        .balanced());
+    }
+
+    #[test]
+    fn raw_config() {
+        let fp = FastPath {
+            steer: Steer::Exceptions,
+            on_failure: OnFailure::Block,
+            egress: Some((7, 1400)),
+        };
+        assert_eq!(
+            fp.raw(),
+            RawCfg {
+                flags: FLAG_EGRESS,
+                egress_mtu: 1400,
+                steer: STEER_EXCEPTIONS,
+                on_failure: FAIL_BLOCK
+            }
+        );
+        assert_eq!(FastPath::SOCKET_ONLY.raw().flags, 0);
     }
 }
