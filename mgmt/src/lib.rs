@@ -39,6 +39,7 @@
 
 pub mod aggregate;
 pub mod client;
+pub mod final_stats;
 pub mod hgrm;
 pub mod link;
 pub mod model;
