@@ -586,8 +586,8 @@ fn run(
         print!("{}", report::latency_text(&last));
     }
     if let Some(f) = final_stats {
-        std::fs::write(f, report::json(&reports, &names).to_string())
-            .with_context(|| format!("writing {}", f.display()))?;
+        let doc = serde_json::to_string(&report::json(&reports, &names))?;
+        std::fs::write(f, doc).with_context(|| format!("writing {}", f.display()))?;
     }
     for r in &reports {
         if let Some(e) = &r.conservation_error {

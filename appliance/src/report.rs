@@ -1,10 +1,13 @@
 //! Final counters, printed when `mtugate run` exits: a table for people and
-//! JSON for scripts (the lab tests read it).
+//! the final-stats document ([`FinalStats`]) for scripts (the lab tests
+//! and `mtugate-perf compare` read it). Both are walked from the counter
+//! tables: a row per counter (per label value for an array), in table order.
 
 use crate::engine::WorkerReport;
-use mtugate_datapath::pipeline::{family, Counters, DropReason};
-use mtugate_mgmt::model::{Percentiles, Stats};
-use serde_json::{json, Value};
+use mtugate_datapath::counters::CounterTable;
+use mtugate_datapath::pipeline::Counters;
+use mtugate_mgmt::final_stats::{FinalPortIo, FinalQueue, FinalStats};
+use mtugate_mgmt::model::{Percentiles, PipelineCounters, Stats};
 
 fn totals(reports: &[WorkerReport], ports: usize) -> Vec<Counters> {
     let mut t = vec![Counters::default(); ports];
@@ -16,116 +19,52 @@ fn totals(reports: &[WorkerReport], ports: usize) -> Vec<Counters> {
     t
 }
 
-/// The counters of one ingress port as a JSON object.
-pub fn counters_json(c: &Counters) -> Value {
-    let drops: serde_json::Map<String, Value> = DropReason::ALL
-        .iter()
-        .map(|r| (r.name().to_string(), json!(c.drops[*r as usize])))
-        .collect();
-    json!({
-        "rx_packets": c.rx_packets,
-        "rx_bytes": c.rx_bytes,
-        "forwarded": c.forwarded,
-        "dropped": c.dropped(),
-        "drops": drops,
-        "mss_clamped": { family::NAMES[0]: c.mss_clamped[0], family::NAMES[1]: c.mss_clamped[1] },
-        "mss_inserted": { family::NAMES[0]: c.mss_inserted[0], family::NAMES[1]: c.mss_inserted[1] },
-        "syn_limited": c.syn_limited,
-        "malformed_passed": c.malformed_passed,
-        "non_ip_passed": c.non_ip_passed,
-        "fragmented": c.fragmented,
-        "fragments_created": c.fragments_created,
-        "df_overridden": c.df_overridden,
-        "icmp_sent": { family::NAMES[0]: c.icmp_sent[0], family::NAMES[1]: c.icmp_sent[1] },
-        "icmp_rate_limited": c.icmp_rate_limited,
-        "icmp_suppressed": c.icmp_suppressed,
-        "transmitted": c.transmitted(),
-        "balanced": c.balanced(),
-    })
-}
-
-/// Everything as JSON: per ingress port (by name), AF_XDP counters per
-/// port and queue.
-pub fn json(reports: &[WorkerReport], names: &[&str]) -> Value {
+/// The final-stats document: per ingress port (by name), AF_XDP counters
+/// per port and queue.
+pub fn json(reports: &[WorkerReport], names: &[&str]) -> FinalStats {
     let t = totals(reports, names.len());
-    let ports: serde_json::Map<String, Value> = (0..names.len())
-        .map(|i| (names[i].to_string(), counters_json(&t[i])))
-        .collect();
-    let queues: Vec<Value> = reports
-        .iter()
-        .map(|r| {
-            let c = &r.counters;
-            let io: Vec<Value> = (0..names.len())
-                .map(|p| {
-                    let k = c.kernel[p];
-                    json!({
-                        "port": names[p],
-                        "rx_frames": c.io[p].rx_frames,
-                        "tx_frames": c.io[p].tx_frames,
-                        "tx_completed": c.io[p].tx_completed,
-                        "tx_kicks": c.io[p].tx_kicks,
-                        "tx_ring_full_drops": c.tx_ring_full_drops[p],
-                        "tx_packets": c.tx_packets[p],
-                        "tx_bytes": c.tx_bytes[p],
-                        "kernel_rx_dropped": k.map(|k| k.rx_dropped),
-                        "kernel_rx_ring_full": k.map(|k| k.rx_ring_full),
-                        "kernel_fill_ring_empty": k.map(|k| k.rx_fill_ring_empty_descs),
-                        "kernel_tx_ring_empty": k.map(|k| k.tx_ring_empty_descs),
-                        "kernel_rx_invalid": k.map(|k| k.rx_invalid_descs),
-                        "kernel_tx_invalid": k.map(|k| k.tx_invalid_descs),
-                    })
-                })
-                .collect();
-            json!({
-                "queue": r.queue,
-                "io": io,
-                "frames_total": r.frames.total,
-                "frames_free": r.frames.free,
-                "conservation_error": r.conservation_error,
-                "polls": c.polls,
-                "busy_polls": c.busy_polls,
+    FinalStats {
+        ports: names
+            .iter()
+            .zip(t)
+            .map(|(n, c)| (n.to_string(), PipelineCounters(c)))
+            .collect(),
+        queues: reports
+            .iter()
+            .map(|r| FinalQueue {
+                queue: r.queue,
+                io: names
+                    .iter()
+                    .enumerate()
+                    .map(|(p, n)| FinalPortIo::new(n, &r.counters, p))
+                    .collect(),
+                frames_total: r.frames.total as u64,
+                frames_free: r.frames.free as u64,
+                conservation_error: r.conservation_error.clone(),
+                polls: r.counters.polls,
+                busy_polls: r.counters.busy_polls,
             })
-        })
-        .collect();
-    json!({ "ports": ports, "queues": queues })
+            .collect(),
+    }
 }
 
 /// A table for the terminal.
 pub fn text(reports: &[WorkerReport], names: &[&str]) -> String {
     let t = totals(reports, names.len());
     let mut s = String::from("mtugate final counters (by ingress port)\n");
-    let row = |s: &mut String, label: &str, f: &dyn Fn(&Counters) -> u64| {
-        s.push_str(&format!("  {label:<28}"));
-        for c in &t {
-            s.push_str(&format!("{:>16}", f(c)));
-        }
-        s.push('\n');
-    };
     s.push_str(&format!("  {:<28}", ""));
     for n in names {
         s.push_str(&format!("{n:>16}"));
     }
     s.push('\n');
-    row(&mut s, "received", &|c| c.rx_packets);
-    row(&mut s, "forwarded", &|c| c.forwarded);
-    row(&mut s, "mss clamped ipv4", &|c| c.mss_clamped[0]);
-    row(&mut s, "mss clamped ipv6", &|c| c.mss_clamped[1]);
-    row(&mut s, "mss inserted", &|c| {
-        c.mss_inserted[0] + c.mss_inserted[1]
-    });
-    row(&mut s, "syn over limit", &|c| c.syn_limited);
-    row(&mut s, "fragmented packets", &|c| c.fragmented);
-    row(&mut s, "fragments created", &|c| c.fragments_created);
-    row(&mut s, "icmp frag-needed sent", &|c| c.icmp_sent[0]);
-    row(&mut s, "icmpv6 too-big sent", &|c| c.icmp_sent[1]);
-    row(&mut s, "icmp rate-limited", &|c| c.icmp_rate_limited);
-    row(&mut s, "icmp suppressed", &|c| c.icmp_suppressed);
-    row(&mut s, "non-ip passed", &|c| c.non_ip_passed);
-    row(&mut s, "malformed passed", &|c| c.malformed_passed);
-    for r in DropReason::ALL {
-        row(&mut s, &format!("dropped: {}", r.name()), &|c| {
-            c.drops[r as usize]
-        });
+    for (i, d) in Counters::TABLE.iter().enumerate() {
+        for k in 0..d.len() {
+            s.push_str(&format!("  {:<28}", d.text_of(k)));
+            for c in &t {
+                s.push_str(&format!("{:>16}", c.values(i)[k]));
+            }
+            s.push('\n');
+        }
     }
     let full: u64 = reports
         .iter()
@@ -161,4 +100,78 @@ pub fn latency_text(s: &Stats) -> String {
         &s.latency.dwell_ns.since_start,
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mtugate_mgmt::WorkerCounters;
+    use mtugate_xsk::FrameCounts;
+
+    fn reports() -> Vec<WorkerReport> {
+        (0..2)
+            .map(|q| {
+                let mut c = WorkerCounters::new(3);
+                for p in 0..3 {
+                    let mut n = 0;
+                    for i in 0..Counters::TABLE.len() {
+                        for v in c.pipeline[p].values_mut(i) {
+                            n += 1;
+                            *v = n * 10 + p as u64;
+                        }
+                    }
+                }
+                c.tx_ring_full_drops[2] = 4;
+                WorkerReport {
+                    queue: q,
+                    counters: c,
+                    frames: FrameCounts::default(),
+                    conservation_error: None,
+                }
+            })
+            .collect()
+    }
+
+    /// Every counter of the table has its row (one per label value), with
+    /// the sum over queues for each of the ports.
+    #[test]
+    fn text_has_a_row_per_counter() {
+        let r = reports();
+        let names = ["inside", "outside", "dmz"];
+        let text = text(&r, &names);
+        let rows: Vec<&str> = text.lines().collect();
+        let mut at = 2;
+        let mut n = 0;
+        for d in Counters::TABLE {
+            for k in 0..d.len() {
+                n += 1;
+                let want: Vec<String> = (0..3).map(|p| (2 * (n * 10 + p)).to_string()).collect();
+                let row = rows[at];
+                assert!(row.starts_with(&format!("  {}", d.text_of(k))), "{row}");
+                let got: Vec<&str> = row[30..].split_whitespace().collect();
+                assert_eq!(got, want, "{row}");
+                at += 1;
+            }
+        }
+        assert!(text.contains("dropped: too_big"));
+        assert!(text.contains("mss clamped ipv6"));
+        assert!(text.contains("tx ring full (frames freed): 8"));
+        assert!(text.contains("accounting: NOT BALANCED"));
+    }
+
+    #[test]
+    fn final_stats_sum_queues_per_port_name() {
+        let r = reports();
+        let f = json(&r, &["inside", "outside", "dmz"]);
+        assert_eq!(f.ports.len(), 3);
+        let mut want = r[0].counters.pipeline[2];
+        want.add(&r[1].counters.pipeline[2]);
+        assert_eq!(f.ports["dmz"].0, want);
+        assert_eq!(f.queues.len(), 2);
+        assert_eq!(f.queues[1].queue, 1);
+        assert_eq!(f.queues[1].io[2].port, "dmz");
+        assert_eq!(f.queues[1].io[2].io.tx_ring_full_drops, 4);
+        let back: FinalStats = serde_json::from_str(&serde_json::to_string(&f).unwrap()).unwrap();
+        assert_eq!(back, f);
+    }
 }

@@ -1,6 +1,7 @@
 //! mtugate's datapath.
 #![deny(unsafe_code)]
 
+pub mod counters;
 pub mod ops;
 pub mod pipeline;
 pub mod wire;

@@ -27,6 +27,7 @@
 //! transmitted are `forwarded + fragments_created + Σ icmp_sent`.
 //! [`Counters::balanced`] checks the first identity.
 
+use crate::counters::CounterTable;
 use crate::ops::bucket::{source_key_v4, source_key_v6, SourceLimiter, TokenBucket};
 use crate::ops::frag::{self, FragError};
 use crate::ops::icmp;
@@ -424,19 +425,22 @@ impl DropReason {
         DropReason::BadPort,
     ];
 
+    /// The label values used in metrics and JSON, in counter index order.
+    pub const NAMES: [&'static str; Self::COUNT] = [
+        "truncated",
+        "bad_ipv4",
+        "bad_ipv4_checksum",
+        "bad_ipv6",
+        "too_big",
+        "cannot_fragment",
+        "no_frame",
+        "syn_limit",
+        "bad_port",
+    ];
+
     /// The label value used in metrics (`reason="too_big"`).
     pub fn name(self) -> &'static str {
-        match self {
-            DropReason::Truncated => "truncated",
-            DropReason::BadIpv4 => "bad_ipv4",
-            DropReason::BadIpv4Checksum => "bad_ipv4_checksum",
-            DropReason::BadIpv6 => "bad_ipv6",
-            DropReason::TooBig => "too_big",
-            DropReason::CannotFragment => "cannot_fragment",
-            DropReason::NoFrame => "no_frame",
-            DropReason::SynLimit => "syn_limit",
-            DropReason::BadPort => "bad_port",
-        }
+        Self::NAMES[self as usize]
     }
 }
 
@@ -448,46 +452,117 @@ pub mod family {
     pub const V6: usize = 1;
     /// Label values, by index.
     pub const NAMES: [&str; 2] = ["ipv4", "ipv6"];
+    /// The ICMP error each family sends about a packet too big, by index:
+    /// the `type` label of the ICMP counters.
+    pub const ICMP_TYPES: [&str; 2] = ["frag_needed", "packet_too_big"];
 }
 
-/// Per-port counters, owned by one worker. Plain integers: the worker
-/// publishes copies to the management thread.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counters {
-    /// Frames received.
-    pub rx_packets: u64,
-    /// Bytes received (whole frames).
-    pub rx_bytes: u64,
-    /// Frames forwarded out of the other port (modified or not).
-    pub forwarded: u64,
-    /// Frames dropped, by [`DropReason`] index.
-    pub drops: [u64; DropReason::COUNT],
-    /// SYNs whose MSS was lowered, by family.
-    pub mss_clamped: [u64; 2],
-    /// SYNs that got an MSS option inserted, by family.
-    pub mss_inserted: [u64; 2],
-    /// SYNs that needed rewriting but were over the SYN limit (passed
-    /// unclamped or dropped, per `over_limit`).
-    pub syn_limited: u64,
-    /// Packets forwarded unchanged because their TCP header, TCP options or
-    /// IPv6 extension header chain could not be parsed.
-    pub malformed_passed: u64,
-    /// Non-IP frames (ARP, LLDP, more than two VLAN tags, ...) passed.
-    pub non_ip_passed: u64,
-    /// IPv4 packets fragmented.
-    pub fragmented: u64,
-    /// Fragments created (the first one included).
-    pub fragments_created: u64,
-    /// IPv4 packets fragmented despite DF, by DF policy.
-    pub df_overridden: u64,
-    /// ICMP errors sent, by family (Fragmentation Needed, Packet Too Big).
-    pub icmp_sent: [u64; 2],
-    /// ICMP errors not sent because of the rate limit.
-    pub icmp_rate_limited: u64,
-    /// ICMP errors not sent because the rules forbid one (about an ICMP
-    /// error, a non-first fragment, a group or invalid address) or it did
-    /// not fit.
-    pub icmp_suppressed: u64,
+crate::counter_table! {
+    /// Per-port counters, owned by one worker. Plain integers: the worker
+    /// publishes copies to the management thread. The table
+    /// ([`CounterTable::TABLE`]) names each for JSON, Prometheus and the
+    /// text report; [`CounterTable::add`] sums two sets.
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+    pub struct Counters {
+        /// Frames received.
+        rx_packets: u64 {
+            metric: "mtugate_rx_packets_total",
+            help: "Frames received on the port.",
+            text: "received",
+        },
+        /// Bytes received (whole frames).
+        rx_bytes: u64 {
+            metric: "mtugate_rx_bytes_total",
+            help: "Bytes of the frames received on the port.",
+            text: "received bytes",
+        },
+        /// Frames forwarded out of the other port (modified or not).
+        forwarded: u64 {
+            metric: "mtugate_forwarded_total",
+            help: "Frames received on the port and forwarded out of the other one.",
+            text: "forwarded",
+        },
+        /// SYNs whose MSS was lowered, by family.
+        mss_clamped: [u64; 2] {
+            metric: "mtugate_mss_clamped_total",
+            help: "SYN and SYN-ACK segments received on the port whose MSS was lowered, by address family.",
+            text: "mss clamped {}",
+            label: ("family", &family::NAMES),
+        },
+        /// SYNs that got an MSS option inserted, by family.
+        mss_inserted: [u64; 2] {
+            metric: "mtugate_mss_inserted_total",
+            help: "SYN segments received on the port that got an MSS option inserted, by address family.",
+            text: "mss inserted {}",
+            label: ("family", &family::NAMES),
+        },
+        /// SYNs that needed rewriting but were over the SYN limit (passed
+        /// unclamped or dropped, per `over_limit`).
+        syn_limited: u64 {
+            metric: "mtugate_syn_limited_total",
+            help: "SYNs received on the port whose MSS rewrite was skipped (or that were dropped) because of the SYN limit.",
+            text: "syn over limit",
+        },
+        /// IPv4 packets fragmented.
+        fragmented: u64 {
+            metric: "mtugate_fragmented_total",
+            help: "IPv4 packets received on the port and fragmented.",
+            text: "fragmented packets",
+        },
+        /// Fragments created (the first one included).
+        fragments_created: u64 {
+            metric: "mtugate_fragments_created_total",
+            help: "Fragments created from packets received on the port.",
+            text: "fragments created",
+        },
+        /// IPv4 packets fragmented despite DF, by DF policy.
+        df_overridden: u64 {
+            metric: "mtugate_df_overridden_total",
+            help: "IPv4 packets fragmented despite DF, by the DF policy.",
+            text: "df overridden",
+        },
+        /// ICMP errors sent, by family (Fragmentation Needed, Packet Too Big).
+        icmp_sent: [u64; 2] {
+            metric: "mtugate_icmp_errors_sent_total",
+            help: "ICMP errors sent back out of the port about packets received on it, by type (frag_needed: ICMP type 3 code 4; packet_too_big: ICMPv6 type 2).",
+            text: "icmp {} sent",
+            label: ("type", &family::ICMP_TYPES),
+        },
+        /// ICMP errors not sent because of the rate limit.
+        icmp_rate_limited: u64 {
+            metric: "mtugate_icmp_errors_rate_limited_total",
+            help: "ICMP errors not sent because of the ICMP rate limit.",
+            text: "icmp rate-limited",
+        },
+        /// ICMP errors not sent because the rules forbid one (about an ICMP
+        /// error, a non-first fragment, a group or invalid address) or it did
+        /// not fit.
+        icmp_suppressed: u64 {
+            metric: "mtugate_icmp_errors_suppressed_total",
+            help: "ICMP errors not sent because the rules forbid one (about an ICMP error, a non-first fragment, a group or invalid address).",
+            text: "icmp suppressed",
+        },
+        /// Non-IP frames (ARP, LLDP, more than two VLAN tags, ...) passed.
+        non_ip_passed: u64 {
+            metric: "mtugate_non_ip_passed_total",
+            help: "Non-IP frames (ARP, LLDP, ...) forwarded unchanged.",
+            text: "non-ip passed",
+        },
+        /// Packets forwarded unchanged because their TCP header, TCP options or
+        /// IPv6 extension header chain could not be parsed.
+        malformed_passed: u64 {
+            metric: "mtugate_malformed_passed_total",
+            help: "Packets forwarded unchanged because their TCP or IPv6 extension headers could not be parsed.",
+            text: "malformed passed",
+        },
+        /// Frames dropped, by [`DropReason`] index.
+        drops: [u64; DropReason::COUNT] {
+            metric: "mtugate_dropped_total",
+            help: "Frames received on the port and dropped, by reason.",
+            text: "dropped: {}",
+            label: ("reason", &DropReason::NAMES),
+        },
+    }
 }
 
 impl Counters {
@@ -499,7 +574,7 @@ impl Counters {
     /// Frames this port's traffic put on the wire: forwards, fragments and
     /// ICMP errors.
     pub fn transmitted(&self) -> u64 {
-        self.forwarded + self.fragments_created + self.icmp_sent[0] + self.icmp_sent[1]
+        self.forwarded + self.fragments_created + self.icmp_sent.iter().sum::<u64>()
     }
 
     /// Whether every received frame has exactly one outcome.
@@ -509,25 +584,7 @@ impl Counters {
 
     /// Adds another set of counters (for aggregation across workers).
     pub fn add(&mut self, o: &Counters) {
-        self.rx_packets += o.rx_packets;
-        self.rx_bytes += o.rx_bytes;
-        self.forwarded += o.forwarded;
-        for (a, b) in self.drops.iter_mut().zip(o.drops) {
-            *a += b;
-        }
-        for i in 0..2 {
-            self.mss_clamped[i] += o.mss_clamped[i];
-            self.mss_inserted[i] += o.mss_inserted[i];
-            self.icmp_sent[i] += o.icmp_sent[i];
-        }
-        self.syn_limited += o.syn_limited;
-        self.malformed_passed += o.malformed_passed;
-        self.non_ip_passed += o.non_ip_passed;
-        self.fragmented += o.fragmented;
-        self.fragments_created += o.fragments_created;
-        self.df_overridden += o.df_overridden;
-        self.icmp_rate_limited += o.icmp_rate_limited;
-        self.icmp_suppressed += o.icmp_suppressed;
+        CounterTable::add(self, o);
     }
 }
 

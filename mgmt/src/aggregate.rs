@@ -14,8 +14,8 @@ use crate::model::{
     PortRates, PortStats, QueueStats, Rates, Reloads, Stats, Windows,
 };
 use hdrhistogram::Histogram;
+use mtugate_datapath::counters::CounterTable;
 use mtugate_datapath::pipeline::{family, Counters, DropReason};
-use mtugate_xsk::{PortCounters, XskStats};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -80,81 +80,6 @@ fn latency(interval: &LatencyHists, total: &LatencyHists) -> Latency {
             since_start: percentiles(&total.dwell),
         },
     }
-}
-
-/// The pipeline counters as the document shows them.
-pub fn pipeline_counters(c: &Counters) -> PipelineCounters {
-    PipelineCounters {
-        rx_packets: c.rx_packets,
-        rx_bytes: c.rx_bytes,
-        forwarded: c.forwarded,
-        dropped: c.dropped(),
-        drops: DropReason::ALL
-            .iter()
-            .map(|r| (r.name().to_string(), c.drops[*r as usize]))
-            .collect(),
-        mss_clamped: PerFamily {
-            ipv4: c.mss_clamped[family::V4],
-            ipv6: c.mss_clamped[family::V6],
-        },
-        mss_inserted: PerFamily {
-            ipv4: c.mss_inserted[family::V4],
-            ipv6: c.mss_inserted[family::V6],
-        },
-        syn_limited: c.syn_limited,
-        malformed_passed: c.malformed_passed,
-        non_ip_passed: c.non_ip_passed,
-        fragmented: c.fragmented,
-        fragments_created: c.fragments_created,
-        df_overridden: c.df_overridden,
-        icmp_sent: PerIcmpType {
-            frag_needed: c.icmp_sent[family::V4],
-            packet_too_big: c.icmp_sent[family::V6],
-        },
-        icmp_rate_limited: c.icmp_rate_limited,
-        icmp_suppressed: c.icmp_suppressed,
-        balanced: c.balanced(),
-    }
-}
-
-fn io_stats(io: &PortCounters, ring_full: u64) -> IoStats {
-    IoStats {
-        rx_frames: io.rx_frames,
-        tx_frames: io.tx_frames,
-        tx_completed: io.tx_completed,
-        tx_kicks: io.tx_kicks,
-        fill_frames: io.fill_frames,
-        tx_ring_full_drops: ring_full,
-    }
-}
-
-fn kernel_stats(k: &XskStats) -> KernelSocketStats {
-    KernelSocketStats {
-        rx_dropped: k.rx_dropped,
-        rx_ring_full: k.rx_ring_full,
-        fill_ring_empty: k.rx_fill_ring_empty_descs,
-        tx_ring_empty: k.tx_ring_empty_descs,
-        rx_invalid_descs: k.rx_invalid_descs,
-        tx_invalid_descs: k.tx_invalid_descs,
-    }
-}
-
-fn add_io(a: &mut IoStats, b: &IoStats) {
-    a.rx_frames += b.rx_frames;
-    a.tx_frames += b.tx_frames;
-    a.tx_completed += b.tx_completed;
-    a.tx_kicks += b.tx_kicks;
-    a.fill_frames += b.fill_frames;
-    a.tx_ring_full_drops += b.tx_ring_full_drops;
-}
-
-fn add_kernel(a: &mut KernelSocketStats, b: &KernelSocketStats) {
-    a.rx_dropped += b.rx_dropped;
-    a.rx_ring_full += b.rx_ring_full;
-    a.fill_ring_empty += b.fill_ring_empty;
-    a.tx_ring_empty += b.tx_ring_empty;
-    a.rx_invalid_descs += b.rx_invalid_descs;
-    a.tx_invalid_descs += b.tx_invalid_descs;
 }
 
 fn per_sec(delta: u64, dt: f64) -> f64 {
@@ -268,11 +193,11 @@ impl Aggregator {
     fn port_stats(&self, c: &WorkerCounters, p: usize) -> PortStats {
         PortStats {
             port: self.port_names[p].clone(),
-            counters: pipeline_counters(&c.pipeline[p]),
+            counters: PipelineCounters(c.pipeline[p]),
             tx_packets: c.tx_packets[p],
             tx_bytes: c.tx_bytes[p],
-            io: io_stats(&c.io[p], c.tx_ring_full_drops[p]),
-            kernel: c.kernel[p].as_ref().map(kernel_stats),
+            io: IoStats::new(&c.io[p], c.tx_ring_full_drops[p]),
+            kernel: c.kernel[p].as_ref().map(KernelSocketStats::from),
         }
     }
 
@@ -338,16 +263,16 @@ impl Aggregator {
                 let s = &q.ports[p];
                 t.tx_packets += s.tx_packets;
                 t.tx_bytes += s.tx_bytes;
-                add_io(&mut t.io, &s.io);
+                t.io.add(&s.io);
                 match (&mut t.kernel, &s.kernel) {
-                    (Some(a), Some(b)) => add_kernel(a, b),
+                    (Some(a), Some(b)) => a.add(b),
                     _ => kernel_all = false,
                 }
             }
             if !kernel_all || queues.is_empty() {
                 t.kernel = None;
             }
-            t.counters = pipeline_counters(&sum_now[p]);
+            t.counters = PipelineCounters(sum_now[p]);
         }
         let mut all_now = Counters::default();
         let mut all_prev = Counters::default();
@@ -403,6 +328,7 @@ impl Aggregator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mtugate_xsk::XskStats;
 
     fn snap(worker: usize, rx: [u64; 2], polls: u64, busy: u64) -> WorkerSnapshot {
         let mut c = WorkerCounters::new(2);

@@ -13,6 +13,12 @@
 //!   interval, busy ratio, latency per interval and since start).
 //! - [`prom`], [`hgrm`], [`view`]: the document as Prometheus text, as the
 //!   HdrHistogram percentile format, and as an 80×24 terminal screen.
+//!   The counters come from tables declared once
+//!   ([`mtugate_datapath::counter_table!`]: the pipeline's
+//!   [`Counters`](mtugate_datapath::pipeline::Counters), and
+//!   [`model::IoStats`], [`model::KernelSocketStats`] for AF_XDP): metric
+//!   names, help, labels and JSON keys are walked from them, never listed
+//!   again ([`table`] writes and reads their JSON).
 //! - [`server`]: the threads: aggregation and SIGHUP, the read-only HTTP
 //!   listener, the control socket (root only) that also takes
 //!   `POST /reload`.
@@ -33,11 +39,13 @@
 
 pub mod aggregate;
 pub mod client;
+pub mod final_stats;
 pub mod hgrm;
 pub mod link;
 pub mod model;
 pub mod prom;
 pub mod server;
+pub mod table;
 pub mod view;
 
 pub use aggregate::QueueInfo;

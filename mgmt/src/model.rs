@@ -3,8 +3,15 @@
 //! rendered from. Counters are cumulative since the appliance started;
 //! `rates` are per second over the last interval.
 
-use serde::{Deserialize, Serialize};
+use crate::table;
+use mtugate_datapath::counters::CounterTable;
+use mtugate_datapath::pipeline::Counters;
+use mtugate_xsk::{PortCounters, XskStats};
+use serde::de::{IgnoredAny, MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
+use std::ops::{Deref, DerefMut};
 
 /// One value per address family.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -24,80 +31,197 @@ pub struct PerIcmpType<T> {
     pub packet_too_big: T,
 }
 
-/// The ICMP `type` label values, in the order of [`PerIcmpType`].
-pub const ICMP_TYPES: [&str; 2] = ["frag_needed", "packet_too_big"];
+/// The pipeline's counters for the packets that arrived on one port, as
+/// the documents show them: every counter of the pipeline's table
+/// ([`Counters`], [`CounterTable::TABLE`]) under its field name (an array
+/// as an object keyed by label value: `"drops": {"too_big": 7, ...}`,
+/// `"mss_clamped": {"ipv4": 1, "ipv6": 0}`), then the derived `dropped`
+/// (all reasons), `transmitted` (forwards, fragments and ICMP errors) and
+/// `balanced` (`rx_packets == forwarded + fragmented + dropped`). Reading
+/// it back requires every counter of the table and recomputes the
+/// derived values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PipelineCounters(pub Counters);
 
-/// The pipeline's counters for the packets that arrived on one port.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct PipelineCounters {
-    /// Frames received.
-    pub rx_packets: u64,
-    /// Bytes received.
-    pub rx_bytes: u64,
-    /// Frames forwarded out of the other port.
-    pub forwarded: u64,
-    /// Frames dropped, all reasons.
-    pub dropped: u64,
-    /// Frames dropped, by reason (every `DropReason`, zeroes included).
-    pub drops: BTreeMap<String, u64>,
-    /// SYNs whose MSS was lowered.
-    pub mss_clamped: PerFamily<u64>,
-    /// SYNs that got an MSS option.
-    pub mss_inserted: PerFamily<u64>,
-    /// SYN rewrites skipped (or SYNs dropped) by the SYN limit.
-    pub syn_limited: u64,
-    /// Packets passed unchanged because their headers could not be parsed.
-    pub malformed_passed: u64,
-    /// Non-IP frames passed.
-    pub non_ip_passed: u64,
-    /// IPv4 packets fragmented.
-    pub fragmented: u64,
-    /// Fragments created.
-    pub fragments_created: u64,
-    /// Packets fragmented despite DF (DF policy).
-    pub df_overridden: u64,
-    /// ICMP errors sent, by type.
-    pub icmp_sent: PerIcmpType<u64>,
-    /// ICMP errors not sent because of the rate limit.
-    pub icmp_rate_limited: u64,
-    /// ICMP errors not sent because the rules forbid one.
-    pub icmp_suppressed: u64,
-    /// `rx_packets == forwarded + fragmented + dropped`.
-    pub balanced: bool,
+impl Deref for PipelineCounters {
+    type Target = Counters;
+    fn deref(&self) -> &Counters {
+        &self.0
+    }
 }
 
-/// AF_XDP socket counters of one port.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct IoStats {
-    /// Frames taken from the RX ring.
-    pub rx_frames: u64,
-    /// Frames put into the TX ring.
-    pub tx_frames: u64,
-    /// Frames completed by the kernel.
-    pub tx_completed: u64,
-    /// TX wakeups (`sendto`).
-    pub tx_kicks: u64,
-    /// Frames put into the fill ring.
-    pub fill_frames: u64,
-    /// Frames freed because the TX ring was full.
-    pub tx_ring_full_drops: u64,
+impl DerefMut for PipelineCounters {
+    fn deref_mut(&mut self) -> &mut Counters {
+        &mut self.0
+    }
 }
 
-/// The kernel's statistics of one AF_XDP socket (`XDP_STATISTICS`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct KernelSocketStats {
-    /// Dropped for other reasons.
-    pub rx_dropped: u64,
-    /// Dropped because the RX ring was full.
-    pub rx_ring_full: u64,
-    /// Times the fill ring was empty.
-    pub fill_ring_empty: u64,
-    /// Times the TX ring was empty when asked to send.
-    pub tx_ring_empty: u64,
-    /// Invalid fill/RX descriptors.
-    pub rx_invalid_descs: u64,
-    /// Invalid TX descriptors.
-    pub tx_invalid_descs: u64,
+/// The keys derived from the counters, written after them.
+const DERIVED: [&str; 3] = ["dropped", "transmitted", "balanced"];
+
+impl Serialize for PipelineCounters {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        table::serialize_entries(&self.0, "", &mut m)?;
+        m.serialize_entry(DERIVED[0], &self.dropped())?;
+        m.serialize_entry(DERIVED[1], &self.transmitted())?;
+        m.serialize_entry(DERIVED[2], &self.balanced())?;
+        m.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for PipelineCounters {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = PipelineCounters;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("the pipeline counters of a port")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+                let mut c = Counters::default();
+                let mut seen = [false; Counters::TABLE.len()];
+                while let Some(k) = m.next_key::<String>()? {
+                    if !table::deserialize_entry(&mut c, &mut seen, &k, &mut m)? {
+                        m.next_value::<IgnoredAny>()?; // derived, or newer
+                    }
+                }
+                table::all_seen::<Counters, _>(&seen)?;
+                Ok(PipelineCounters(c))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+mtugate_datapath::counter_table! {
+    /// AF_XDP socket counters of one port, as the worker's queue counts them
+    /// ([`PortCounters`], converted by [`IoStats::new`]).
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct IoStats {
+        /// Frames taken from the RX ring.
+        rx_frames: u64 {
+            metric: "mtugate_xsk_rx_frames_total",
+            help: "Frames taken from the AF_XDP RX ring.",
+            text: "rx frames",
+        },
+        /// Frames put into the TX ring.
+        tx_frames: u64 {
+            metric: "mtugate_xsk_tx_frames_total",
+            help: "Frames put into the AF_XDP TX ring.",
+            text: "tx frames",
+        },
+        /// Frames completed by the kernel.
+        tx_completed: u64 {
+            metric: "mtugate_xsk_tx_completed_total",
+            help: "Frames the kernel completed from the AF_XDP TX ring.",
+            text: "tx completed",
+        },
+        /// TX wakeups (`sendto`).
+        tx_kicks: u64 {
+            metric: "mtugate_xsk_tx_wakeups_total",
+            help: "sendto() wakeups of the AF_XDP TX ring.",
+            text: "tx wakeups",
+        },
+        /// Frames put into the fill ring.
+        fill_frames: u64 {
+            metric: "mtugate_xsk_fill_frames_total",
+            help: "Frames given to the kernel through the AF_XDP fill ring.",
+            text: "fill frames",
+        },
+        /// Frames freed because the TX ring was full.
+        tx_ring_full_drops: u64 {
+            metric: "mtugate_tx_ring_full_drops_total",
+            help: "Frames freed because the AF_XDP TX ring of the port was full.",
+            text: "tx ring full (frames freed)",
+        },
+        /// TX wakeups (`sendto`) that failed.
+        tx_kick_errors: u64 {
+            metric: "mtugate_xsk_tx_wakeup_errors_total",
+            help: "sendto() wakeups of the AF_XDP TX ring that failed (EAGAIN/EBUSY: kernel busy; ENXIO/ENETDOWN: interface gone or down).",
+            text: "tx wakeup errors",
+        },
+        /// Fill-ring wakeups (`poll`) that failed.
+        fill_wakeup_errors: u64 {
+            metric: "mtugate_xsk_fill_wakeup_errors_total",
+            help: "poll() wakeups of the AF_XDP fill ring that failed.",
+            text: "fill wakeup errors",
+        },
+    }
+}
+
+impl IoStats {
+    /// The queue's counters of one port, and the frames the worker freed
+    /// because that port's TX ring was full.
+    pub fn new(io: &PortCounters, tx_ring_full_drops: u64) -> IoStats {
+        IoStats {
+            rx_frames: io.rx_frames,
+            tx_frames: io.tx_frames,
+            tx_completed: io.tx_completed,
+            tx_kicks: io.tx_kicks,
+            fill_frames: io.fill_frames,
+            tx_ring_full_drops,
+            tx_kick_errors: io.tx_kick_errors,
+            fill_wakeup_errors: io.fill_wakeup_errors,
+        }
+    }
+}
+
+mtugate_datapath::counter_table! {
+    /// The kernel's statistics of one AF_XDP socket (`XDP_STATISTICS`,
+    /// [`XskStats`]).
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct KernelSocketStats {
+        /// Dropped for other reasons.
+        rx_dropped: u64 {
+            metric: "mtugate_xsk_kernel_rx_dropped_total",
+            help: "Kernel XDP_STATISTICS rx_dropped: frames dropped for other reasons (e.g. larger than a UMEM frame).",
+            text: "rx dropped",
+        },
+        /// Dropped because the RX ring was full.
+        rx_ring_full: u64 {
+            metric: "mtugate_xsk_kernel_rx_ring_full_total",
+            help: "Kernel XDP_STATISTICS rx_ring_full: frames dropped because the RX ring was full.",
+            text: "rx ring full",
+        },
+        /// Times the fill ring was empty.
+        fill_ring_empty: u64 {
+            metric: "mtugate_xsk_kernel_fill_ring_empty_total",
+            help: "Kernel XDP_STATISTICS rx_fill_ring_empty_descs: times the fill ring was found empty.",
+            text: "fill empty",
+        },
+        /// Times the TX ring was empty when asked to send.
+        tx_ring_empty: u64 {
+            metric: "mtugate_xsk_kernel_tx_ring_empty_total",
+            help: "Kernel XDP_STATISTICS tx_ring_empty_descs: times the TX ring was found empty when asked to send.",
+            text: "tx empty",
+        },
+        /// Invalid fill/RX descriptors.
+        rx_invalid_descs: u64 {
+            metric: "mtugate_xsk_kernel_rx_invalid_descs_total",
+            help: "Kernel XDP_STATISTICS rx_invalid_descs: invalid fill ring descriptors.",
+            text: "rx invalid",
+        },
+        /// Invalid TX descriptors.
+        tx_invalid_descs: u64 {
+            metric: "mtugate_xsk_kernel_tx_invalid_descs_total",
+            help: "Kernel XDP_STATISTICS tx_invalid_descs: invalid TX ring descriptors.",
+            text: "tx invalid",
+        },
+    }
+}
+
+impl From<&XskStats> for KernelSocketStats {
+    fn from(k: &XskStats) -> Self {
+        KernelSocketStats {
+            rx_dropped: k.rx_dropped,
+            rx_ring_full: k.rx_ring_full,
+            fill_ring_empty: k.rx_fill_ring_empty_descs,
+            tx_ring_empty: k.tx_ring_empty_descs,
+            rx_invalid_descs: k.rx_invalid_descs,
+            tx_invalid_descs: k.tx_invalid_descs,
+        }
+    }
 }
 
 /// One port (of one queue, or summed over queues).

@@ -14,8 +14,10 @@
 //! sum the workers kept beside the histogram.
 
 use crate::link::LatencyHists;
-use crate::model::{PortStats, Stats, ICMP_TYPES};
+use crate::model::{IoStats, KernelSocketStats, PortStats, QueueStats, Stats};
 use hdrhistogram::Histogram;
+use mtugate_datapath::counters::CounterTable;
+use mtugate_datapath::pipeline::Counters;
 use std::fmt::Write;
 
 /// Upper bounds of the latency histogram buckets, in nanoseconds
@@ -98,136 +100,53 @@ impl Out {
     }
 }
 
-type PortField = fn(&PortStats) -> Option<u64>;
+type PortField = fn(&PortStats) -> u64;
 
-/// Counters labelled `port` and `queue`.
-const PORT_COUNTERS: &[(&str, &str, PortField)] = &[
-    (
-        "mtugate_rx_packets_total",
-        "Frames received on the port.",
-        |p| Some(p.counters.rx_packets),
-    ),
-    (
-        "mtugate_rx_bytes_total",
-        "Bytes of the frames received on the port.",
-        |p| Some(p.counters.rx_bytes),
-    ),
+/// The per-port families that are not in a counter table: what the
+/// worker sent out of each (egress) port.
+const PORT_TX: &[(&str, &str, PortField)] = &[
     (
         "mtugate_tx_packets_total",
         "Frames sent out of the port (forwards, fragments and ICMP errors).",
-        |p| Some(p.tx_packets),
+        |p| p.tx_packets,
     ),
     (
         "mtugate_tx_bytes_total",
         "Bytes of the frames sent out of the port.",
-        |p| Some(p.tx_bytes),
-    ),
-    (
-        "mtugate_forwarded_total",
-        "Frames received on the port and forwarded out of the other one.",
-        |p| Some(p.counters.forwarded),
-    ),
-    (
-        "mtugate_syn_limited_total",
-        "SYNs received on the port whose MSS rewrite was skipped (or that were dropped) because of the SYN limit.",
-        |p| Some(p.counters.syn_limited),
-    ),
-    (
-        "mtugate_fragmented_total",
-        "IPv4 packets received on the port and fragmented.",
-        |p| Some(p.counters.fragmented),
-    ),
-    (
-        "mtugate_fragments_created_total",
-        "Fragments created from packets received on the port.",
-        |p| Some(p.counters.fragments_created),
-    ),
-    (
-        "mtugate_df_overridden_total",
-        "IPv4 packets fragmented despite DF, by the DF policy.",
-        |p| Some(p.counters.df_overridden),
-    ),
-    (
-        "mtugate_icmp_errors_rate_limited_total",
-        "ICMP errors not sent because of the ICMP rate limit.",
-        |p| Some(p.counters.icmp_rate_limited),
-    ),
-    (
-        "mtugate_icmp_errors_suppressed_total",
-        "ICMP errors not sent because the rules forbid one (about an ICMP error, a non-first fragment, a group or invalid address).",
-        |p| Some(p.counters.icmp_suppressed),
-    ),
-    (
-        "mtugate_malformed_passed_total",
-        "Packets forwarded unchanged because their TCP or IPv6 extension headers could not be parsed.",
-        |p| Some(p.counters.malformed_passed),
-    ),
-    (
-        "mtugate_non_ip_passed_total",
-        "Non-IP frames (ARP, LLDP, ...) forwarded unchanged.",
-        |p| Some(p.counters.non_ip_passed),
-    ),
-    (
-        "mtugate_xsk_rx_frames_total",
-        "Frames taken from the AF_XDP RX ring.",
-        |p| Some(p.io.rx_frames),
-    ),
-    (
-        "mtugate_xsk_tx_frames_total",
-        "Frames put into the AF_XDP TX ring.",
-        |p| Some(p.io.tx_frames),
-    ),
-    (
-        "mtugate_xsk_tx_completed_total",
-        "Frames the kernel completed from the AF_XDP TX ring.",
-        |p| Some(p.io.tx_completed),
-    ),
-    (
-        "mtugate_xsk_tx_wakeups_total",
-        "sendto() wakeups of the AF_XDP TX ring.",
-        |p| Some(p.io.tx_kicks),
-    ),
-    (
-        "mtugate_xsk_fill_frames_total",
-        "Frames given to the kernel through the AF_XDP fill ring.",
-        |p| Some(p.io.fill_frames),
-    ),
-    (
-        "mtugate_tx_ring_full_drops_total",
-        "Frames freed because the AF_XDP TX ring of the port was full.",
-        |p| Some(p.io.tx_ring_full_drops),
-    ),
-    (
-        "mtugate_xsk_kernel_rx_dropped_total",
-        "Kernel XDP_STATISTICS rx_dropped: frames dropped for other reasons (e.g. larger than a UMEM frame).",
-        |p| p.kernel.as_ref().map(|k| k.rx_dropped),
-    ),
-    (
-        "mtugate_xsk_kernel_rx_ring_full_total",
-        "Kernel XDP_STATISTICS rx_ring_full: frames dropped because the RX ring was full.",
-        |p| p.kernel.as_ref().map(|k| k.rx_ring_full),
-    ),
-    (
-        "mtugate_xsk_kernel_fill_ring_empty_total",
-        "Kernel XDP_STATISTICS rx_fill_ring_empty_descs: times the fill ring was found empty.",
-        |p| p.kernel.as_ref().map(|k| k.fill_ring_empty),
-    ),
-    (
-        "mtugate_xsk_kernel_tx_ring_empty_total",
-        "Kernel XDP_STATISTICS tx_ring_empty_descs: times the TX ring was found empty when asked to send.",
-        |p| p.kernel.as_ref().map(|k| k.tx_ring_empty),
-    ),
-    (
-        "mtugate_xsk_kernel_rx_invalid_descs_total",
-        "Kernel XDP_STATISTICS rx_invalid_descs: invalid fill ring descriptors.",
-        |p| p.kernel.as_ref().map(|k| k.rx_invalid_descs),
-    ),
-    (
-        "mtugate_xsk_kernel_tx_invalid_descs_total",
-        "Kernel XDP_STATISTICS tx_invalid_descs: invalid TX ring descriptors.",
-        |p| p.kernel.as_ref().map(|k| k.tx_invalid_descs),
+        |p| p.tx_bytes,
     ),
 ];
+
+/// Every counter of table `T`, one family each, labelled `port` and
+/// `queue` (and the table's label for an array); `get` picks a port's
+/// counters, `None` where that port has none (no series then).
+fn table_families<T: CounterTable>(
+    o: &mut Out,
+    qs: &[(String, &QueueStats)],
+    get: impl Fn(&PortStats) -> Option<&T>,
+) {
+    for (i, d) in T::TABLE.iter().enumerate() {
+        o.family(d.metric, d.kind.as_str(), d.help);
+        for (qid, q) in qs {
+            for p in &q.ports {
+                let Some(t) = get(p) else { continue };
+                let v = t.values(i);
+                match d.label {
+                    None => o.sample(d.metric, &[("port", &p.port), ("queue", qid)], v[0]),
+                    Some(l) => {
+                        for (lv, n) in l.values.iter().zip(v) {
+                            o.sample(
+                                d.metric,
+                                &[("port", &p.port), ("queue", qid), (l.name, lv)],
+                                n,
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
 
 /// Renders the whole exposition. `latency` is each queue's latency since
 /// start (queue id, histograms), in the order of `stats.queues`.
@@ -235,7 +154,7 @@ pub fn render(stats: &Stats, latency: &[(u32, &LatencyHists)]) -> String {
     let mut o = Out {
         s: String::with_capacity(16 * 1024),
     };
-    let qs: Vec<(String, &crate::model::QueueStats)> = stats
+    let qs: Vec<(String, &QueueStats)> = stats
         .queues
         .iter()
         .map(|q| (q.queue.to_string(), q))
@@ -276,76 +195,17 @@ pub fn render(stats: &Stats, latency: &[(u32, &LatencyHists)]) -> String {
         o.sample("mtugate_reloads_total", &[("result", result)], n);
     }
 
-    for (name, help, f) in PORT_COUNTERS {
+    table_families::<Counters>(&mut o, &qs, |p| Some(&p.counters.0));
+    for (name, help, f) in PORT_TX {
         o.family(name, "counter", help);
         for (qid, q) in &qs {
             for p in &q.ports {
-                if let Some(v) = f(p) {
-                    o.sample(name, &[("port", &p.port), ("queue", qid)], v);
-                }
+                o.sample(name, &[("port", &p.port), ("queue", qid)], f(p));
             }
         }
     }
-
-    o.family(
-        "mtugate_dropped_total",
-        "counter",
-        "Frames received on the port and dropped, by reason.",
-    );
-    for (qid, q) in &qs {
-        for p in &q.ports {
-            for (reason, v) in &p.counters.drops {
-                o.sample(
-                    "mtugate_dropped_total",
-                    &[("port", &p.port), ("queue", qid), ("reason", reason)],
-                    v,
-                );
-            }
-        }
-    }
-    for (name, help, inserted) in [
-        (
-            "mtugate_mss_clamped_total",
-            "SYN and SYN-ACK segments received on the port whose MSS was lowered, by address family.",
-            false,
-        ),
-        (
-            "mtugate_mss_inserted_total",
-            "SYN segments received on the port that got an MSS option inserted, by address family.",
-            true,
-        ),
-    ] {
-        o.family(name, "counter", help);
-        for (qid, q) in &qs {
-            for p in &q.ports {
-                let v = if inserted {
-                    p.counters.mss_inserted
-                } else {
-                    p.counters.mss_clamped
-                };
-                for (fam, n) in [("ipv4", v.ipv4), ("ipv6", v.ipv6)] {
-                    o.sample(name, &[("port", &p.port), ("queue", qid), ("family", fam)], n);
-                }
-            }
-        }
-    }
-    o.family(
-        "mtugate_icmp_errors_sent_total",
-        "counter",
-        "ICMP errors sent back out of the port about packets received on it, by type (frag_needed: ICMP type 3 code 4; packet_too_big: ICMPv6 type 2).",
-    );
-    for (qid, q) in &qs {
-        for p in &q.ports {
-            let v = p.counters.icmp_sent;
-            for (t, n) in ICMP_TYPES.iter().zip([v.frag_needed, v.packet_too_big]) {
-                o.sample(
-                    "mtugate_icmp_errors_sent_total",
-                    &[("port", &p.port), ("queue", qid), ("type", t)],
-                    n,
-                );
-            }
-        }
-    }
+    table_families::<IoStats>(&mut o, &qs, |p| Some(&p.io));
+    table_families::<KernelSocketStats>(&mut o, &qs, |p| p.kernel.as_ref());
 
     o.family(
         "mtugate_worker_polls_total",
@@ -432,6 +292,7 @@ mod tests {
     use super::*;
     use crate::aggregate::{Aggregator, QueueInfo};
     use crate::link::{WorkerCounters, WorkerSnapshot};
+    use mtugate_datapath::pipeline::DropReason;
     use std::collections::BTreeMap;
     use std::time::Duration;
 
@@ -554,7 +415,7 @@ mod tests {
         let drops = &m["mtugate_dropped_total"];
         assert_eq!(
             drops.len(),
-            2 * 2 * mtugate_datapath::pipeline::DropReason::COUNT,
+            2 * 2 * DropReason::COUNT,
             "one series per reason"
         );
         let too_big: f64 = drops
@@ -580,6 +441,110 @@ mod tests {
         assert!(ring_full
             .iter()
             .all(|(l, v)| l["port"] != "outside" && *v == 5.0));
+    }
+
+    /// Every value of `t` set to a distinct number from `n` on.
+    fn distinct<T: CounterTable>(t: &mut T, n: &mut u64) {
+        for i in 0..T::TABLE.len() {
+            for v in t.values_mut(i) {
+                *n += 1;
+                *v = *n;
+            }
+        }
+    }
+
+    /// Checks that every counter of `t`'s table is in the exposition `m`
+    /// (port "outside", queue "5") and in the JSON object `j`, with its
+    /// value; returns how many values it checked.
+    #[allow(clippy::type_complexity)]
+    fn everywhere<T: CounterTable>(
+        t: &T,
+        m: &BTreeMap<String, Vec<(BTreeMap<String, String>, f64)>>,
+        j: &serde_json::Value,
+    ) -> usize {
+        mtugate_datapath::counters::check::<T>().unwrap();
+        let mut checked = 0;
+        t.for_each(|d, vs| {
+            let series = m
+                .get(d.metric)
+                .unwrap_or_else(|| panic!("{} not in /metrics", d.metric));
+            for (k, v) in vs.iter().enumerate() {
+                let found: Vec<f64> = series
+                    .iter()
+                    .filter(|(l, _)| l["port"] == "outside" && l["queue"] == "5")
+                    .filter(|(l, _)| d.label.is_none_or(|lb| l[lb.name] == lb.values[k]))
+                    .map(|(_, v)| *v)
+                    .collect();
+                assert_eq!(found, [*v as f64], "{} element {k} in /metrics", d.metric);
+                let json = match d.label {
+                    None => &j[d.name],
+                    Some(lb) => &j[d.name][lb.values[k]],
+                };
+                assert_eq!(
+                    json.as_u64(),
+                    Some(*v),
+                    "{} element {k} in JSON: {j}",
+                    d.name
+                );
+                checked += 1;
+            }
+        });
+        checked
+    }
+
+    /// A counter added to a table cannot be forgotten: every one of every
+    /// table, and every drop reason, is in `/metrics` and in the `/stats`
+    /// JSON with its own value.
+    #[test]
+    fn every_counter_of_every_table_in_metrics_and_json() {
+        let mut n = 1000;
+        let mut port = PortStats {
+            port: "outside".into(),
+            kernel: Some(KernelSocketStats::default()),
+            ..PortStats::default()
+        };
+        distinct(&mut port.counters.0, &mut n);
+        distinct(&mut port.io, &mut n);
+        distinct(port.kernel.as_mut().unwrap(), &mut n);
+        let stats = Stats {
+            port_names: vec!["inside".into(), "outside".into()],
+            queues: vec![QueueStats {
+                queue: 5,
+                ports: vec![
+                    PortStats {
+                        port: "inside".into(),
+                        ..PortStats::default()
+                    },
+                    port.clone(),
+                ],
+                ..Default::default()
+            }],
+            totals: vec![port.clone()],
+            ..Stats::default()
+        };
+        let m = parse(&render(&stats, &[]));
+        let j = serde_json::to_value(&stats).unwrap();
+        let jp = &j["queues"][0]["ports"][1];
+        let mut checked = everywhere(&port.counters.0, &m, &jp["counters"]);
+        checked += everywhere(&port.io, &m, &jp["io"]);
+        checked += everywhere(port.kernel.as_ref().unwrap(), &m, &jp["kernel"]);
+        assert_eq!(checked as u64, n - 1000, "every value checked");
+        for r in DropReason::ALL {
+            let want = port.counters.drops[r as usize];
+            assert!(m["mtugate_dropped_total"]
+                .iter()
+                .any(|(l, v)| l["reason"] == r.name()
+                    && l["port"] == "outside"
+                    && *v == want as f64));
+            assert_eq!(jp["counters"]["drops"][r.name()], want);
+            assert_eq!(j["totals"][0]["counters"]["drops"][r.name()], want);
+        }
+        // The derived values ride along in the JSON, and it reads back.
+        assert_eq!(jp["counters"]["dropped"], port.counters.dropped());
+        assert_eq!(jp["counters"]["transmitted"], port.counters.transmitted());
+        assert_eq!(jp["counters"]["balanced"], false);
+        let back: Stats = serde_json::from_value(j).unwrap();
+        assert_eq!(back, stats);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! can be tested without a terminal).
 
 use crate::model::{Percentiles, Stats};
+use mtugate_datapath::counters::CounterTable;
 
 /// Terminal width the view fits.
 pub const WIDTH: usize = 80;
@@ -190,12 +191,7 @@ pub fn render(s: &Stats) -> String {
     let mut k = crate::model::KernelSocketStats::default();
     for t in &s.totals {
         if let Some(t) = &t.kernel {
-            k.rx_dropped += t.rx_dropped;
-            k.rx_ring_full += t.rx_ring_full;
-            k.fill_ring_empty += t.fill_ring_empty;
-            k.tx_ring_empty += t.tx_ring_empty;
-            k.rx_invalid_descs += t.rx_invalid_descs;
-            k.tx_invalid_descs += t.tx_invalid_descs;
+            k.add(t);
         }
     }
     let ring_full: u64 = s.totals.iter().map(|t| t.io.tx_ring_full_drops).sum();

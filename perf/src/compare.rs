@@ -33,6 +33,8 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
+use mtugate_datapath::pipeline::family;
+use mtugate_mgmt::final_stats::FinalStats;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -372,7 +374,7 @@ struct Dut {
 }
 
 impl Dut {
-    fn stop(mut self) -> Result<Option<Value>> {
+    fn stop(mut self) -> Result<Option<FinalStats>> {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let end = Instant::now() + Duration::from_secs(5);
@@ -391,7 +393,9 @@ impl Dut {
             Some(p) => {
                 let text = std::fs::read_to_string(p)
                     .with_context(|| format!("reading {}", p.display()))?;
-                Ok(Some(serde_json::from_str(&text)?))
+                let doc = serde_json::from_str(&text)
+                    .with_context(|| format!("reading {}", p.display()))?;
+                Ok(Some(doc))
             }
             None => Ok(None),
         }
@@ -902,10 +906,13 @@ impl Ctx {
                 .unwrap_or(Value::Null);
         let (rewrites, limited) = match &stats {
             Some(s) => {
-                let inside = &s["ports"]["inside"];
+                let inside = s
+                    .ports
+                    .get("inside")
+                    .context("mtugate's final stats have no port \"inside\"")?;
                 (
-                    inside["mss_clamped"]["ipv4"].as_u64().unwrap_or(0) as f64,
-                    inside["syn_limited"].as_u64().unwrap_or(0) as f64,
+                    inside.mss_clamped[family::V4] as f64,
+                    inside.syn_limited as f64,
                 )
             }
             None => ((after - before) as f64, 0.0),
