@@ -15,7 +15,7 @@ use mtugate::{engine, report};
 use mtugate_datapath::pipeline::Config;
 use mtugate_datapath::pipeline::PortId;
 use mtugate_mgmt::client::{self, ClientError, Endpoint};
-use mtugate_mgmt::{model::Stats, view, Mgmt, MgmtOptions, QueueInfo};
+use mtugate_mgmt::{final_stats::FinalXdp, model::Stats, view, Mgmt, MgmtOptions, QueueInfo};
 use mtugate_xsk::{
     open_queue, stop_flag_on_signals, AttachOptions, BindMode, BusyPoll, FastPath, PortProgram,
     PortSpec, Takeover, XdpStats, XskConfig,
@@ -586,7 +586,18 @@ fn run(
         print!("{}", report::latency_text(&last));
     }
     if let Some(f) = final_stats {
-        let doc = serde_json::to_string(&report::json(&reports, &names))?;
+        let mut doc = report::json(&reports, &names);
+        doc.xdp = programs
+            .iter()
+            .zip(&names)
+            .map(|(p, n)| FinalXdp {
+                port: (*n).to_owned(),
+                iface: p.iface().to_owned(),
+                run: p.stats().unwrap_or_default(),
+                inherited: p.inherited_stats(),
+            })
+            .collect();
+        let doc = serde_json::to_string(&doc)?;
         std::fs::write(f, doc).with_context(|| format!("writing {}", f.display()))?;
     }
     for r in &reports {

@@ -45,6 +45,8 @@ pub fn json(reports: &[WorkerReport], names: &[&str]) -> FinalStats {
                 busy_polls: r.counters.busy_polls,
             })
             .collect(),
+        // The XDP stage is the caller's to add (it owns the programs).
+        xdp: Vec::new(),
     }
 }
 

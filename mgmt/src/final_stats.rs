@@ -27,6 +27,7 @@ use crate::link::WorkerCounters;
 use crate::model::{IoStats, KernelSocketStats, PipelineCounters};
 use crate::table;
 use mtugate_datapath::counters::CounterTable;
+use mtugate_xsk::XdpStats;
 use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -39,6 +40,23 @@ pub struct FinalStats {
     pub ports: BTreeMap<String, PipelineCounters>,
     /// Per queue (worker).
     pub queues: Vec<FinalQueue>,
+    /// The XDP stage, per port in port order (empty when it was not read).
+    #[serde(default)]
+    pub xdp: Vec<FinalXdp>,
+}
+
+/// The XDP stage of one port at the end of a run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FinalXdp {
+    /// The port's name.
+    pub port: String,
+    /// Its interface.
+    pub iface: String,
+    /// What the program counted during this run.
+    pub run: XdpStats,
+    /// What it counted before this run took it over (frames bypassed or
+    /// blocked while no mtugate ran, since the pinned link was made).
+    pub inherited: XdpStats,
 }
 
 /// One worker at its end.
@@ -216,6 +234,20 @@ mod tests {
                 conservation_error: Some("lost 1".into()),
                 polls: 10,
                 busy_polls: 9,
+            }],
+            xdp: vec![FinalXdp {
+                port: "inside".into(),
+                iface: "in0".into(),
+                run: XdpStats {
+                    seen: 9,
+                    fast: 5,
+                    steered: 4,
+                    ..XdpStats::default()
+                },
+                inherited: XdpStats {
+                    bypassed: 2,
+                    ..XdpStats::default()
+                },
             }],
         }
     }

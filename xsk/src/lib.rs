@@ -67,6 +67,7 @@ pub mod ring;
 // Socket options and `poll` are only called by the kernel backend.
 #[cfg_attr(not(feature = "afxdp"), allow(dead_code))]
 mod sys;
+mod xdp_stats;
 
 #[cfg(feature = "afxdp")]
 pub use afxdp::{open_queue, PortSpec, SetupReport, XdpBackend, XdpQueue};
@@ -76,10 +77,11 @@ pub use mem::{MemBackend, MemConfig, MemDrop};
 #[cfg(feature = "afxdp")]
 pub use prog::{
     AttachOptions, FastPath, OnFailure, PortProgram, ReplacedProgram, Steer, Takeover, XdpMode,
-    XdpStats, MAX_QUEUES,
+    MAX_QUEUES,
 };
 pub use queue::{ConservationError, Frame, FrameCounts, PortCounters, Queue};
 pub use sys::{stop_flag_on_signals, XskStats};
+pub use xdp_stats::XdpStats;
 
 /// Why setting up AF_XDP failed.
 #[derive(Debug, thiserror::Error)]

@@ -44,7 +44,8 @@ use libbpf_rs::{MapCore, MapFlags, Object, ObjectBuilder};
 use libxdp_sys as sys;
 use serde::{Deserialize, Serialize};
 
-use crate::{AttachMode, XskError};
+use crate::xdp_stats::STAT_COUNT;
+use crate::{AttachMode, XdpStats, XskError};
 
 /// The compiled program.
 static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/mtugate.bpf.o"));
@@ -62,7 +63,6 @@ const STEER_ALL: u8 = 1;
 const FAIL_BYPASS: u8 = 0;
 const FAIL_BLOCK: u8 = 1;
 const FLAG_EGRESS: u32 = 1;
-const STAT_COUNT: usize = 7;
 
 /// `struct mtg_cfg`.
 #[repr(C)]
@@ -209,74 +209,6 @@ pub struct ReplacedProgram {
     pub name: String,
     /// `true` when it was not mtugate's own program.
     pub foreign: bool,
-}
-
-/// The XDP program's counters of one port (summed over CPUs).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct XdpStats {
-    /// Frames the program ran on.
-    pub seen: u64,
-    /// Forwarded to the egress port by the program (no copy).
-    pub fast: u64,
-    /// Handed to the AF_XDP socket of their queue.
-    pub steered: u64,
-    /// No socket: forwarded unprocessed (`on_failure = "bypass"`).
-    pub bypassed: u64,
-    /// No socket: dropped (`on_failure = "block"`).
-    pub blocked: u64,
-    /// The egress redirect was refused (frame dropped).
-    pub redirect_errors: u64,
-    /// No socket and no egress port: given to the kernel's stack.
-    pub passed: u64,
-}
-
-impl XdpStats {
-    fn from_array(v: [u64; STAT_COUNT]) -> XdpStats {
-        XdpStats {
-            seen: v[0],
-            fast: v[1],
-            steered: v[2],
-            bypassed: v[3],
-            blocked: v[4],
-            redirect_errors: v[5],
-            passed: v[6],
-        }
-    }
-
-    fn to_array(self) -> [u64; STAT_COUNT] {
-        [
-            self.seen,
-            self.fast,
-            self.steered,
-            self.bypassed,
-            self.blocked,
-            self.redirect_errors,
-            self.passed,
-        ]
-    }
-
-    /// `self - base`, per counter (counters since `base` was read).
-    pub fn since(self, base: XdpStats) -> XdpStats {
-        let (a, b) = (self.to_array(), base.to_array());
-        XdpStats::from_array(std::array::from_fn(|i| a[i].wrapping_sub(b[i])))
-    }
-
-    /// Adds another port's or run's counters.
-    pub fn add(&mut self, o: &XdpStats) {
-        let (a, b) = (self.to_array(), o.to_array());
-        *self = XdpStats::from_array(std::array::from_fn(|i| a[i] + b[i]));
-    }
-
-    /// Frames with exactly one outcome: `seen` = the sum of the outcomes.
-    pub fn balanced(&self) -> bool {
-        self.seen
-            == self.fast
-                + self.steered
-                + self.bypassed
-                + self.blocked
-                + self.redirect_errors
-                + self.passed
-    }
 }
 
 /// libbpf returns `-errno`.

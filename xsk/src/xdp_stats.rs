@@ -1,0 +1,77 @@
+//! The XDP stage's counters (`mtg_stats` in `bpf/mtugate.h`), as user
+//! space sums them over CPUs. Outside the `afxdp` feature, so that crates
+//! which only report them (mgmt) can name them.
+
+use serde::{Deserialize, Serialize};
+
+/// Number of counters (`MTG_STAT_COUNT`).
+pub(crate) const STAT_COUNT: usize = 7;
+
+/// The XDP program's counters of one port (summed over CPUs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct XdpStats {
+    /// Frames the program ran on.
+    pub seen: u64,
+    /// Forwarded to the egress port by the program (no copy).
+    pub fast: u64,
+    /// Handed to the AF_XDP socket of their queue.
+    pub steered: u64,
+    /// No socket: forwarded unprocessed (`on_failure = "bypass"`).
+    pub bypassed: u64,
+    /// No socket: dropped (`on_failure = "block"`).
+    pub blocked: u64,
+    /// The egress redirect was refused (frame dropped).
+    pub redirect_errors: u64,
+    /// No socket and no egress port: given to the kernel's stack.
+    pub passed: u64,
+}
+
+impl XdpStats {
+    pub(crate) fn from_array(v: [u64; STAT_COUNT]) -> XdpStats {
+        XdpStats {
+            seen: v[0],
+            fast: v[1],
+            steered: v[2],
+            bypassed: v[3],
+            blocked: v[4],
+            redirect_errors: v[5],
+            passed: v[6],
+        }
+    }
+
+    pub(crate) fn to_array(self) -> [u64; STAT_COUNT] {
+        [
+            self.seen,
+            self.fast,
+            self.steered,
+            self.bypassed,
+            self.blocked,
+            self.redirect_errors,
+            self.passed,
+        ]
+    }
+
+    /// `self - base`, per counter (counters since `base` was read).
+    pub fn since(self, base: XdpStats) -> XdpStats {
+        let (a, b) = (self.to_array(), base.to_array());
+        XdpStats::from_array(std::array::from_fn(|i| a[i].wrapping_sub(b[i])))
+    }
+
+    /// Adds another port's or run's counters.
+    pub fn add(&mut self, o: &XdpStats) {
+        let (a, b) = (self.to_array(), o.to_array());
+        *self = XdpStats::from_array(std::array::from_fn(|i| a[i] + b[i]));
+    }
+
+    /// Frames with exactly one outcome: `seen` = the sum of the outcomes.
+    pub fn balanced(&self) -> bool {
+        self.seen
+            == self.fast
+                + self.steered
+                + self.bypassed
+                + self.blocked
+                + self.redirect_errors
+                + self.passed
+    }
+}
+
