@@ -31,6 +31,7 @@ use crate::ops::bucket::{source_key_v4, source_key_v6, SourceLimiter, TokenBucke
 use crate::ops::frag::{self, FragError};
 use crate::ops::icmp;
 use crate::ops::mss::{self, ClampParams, Plan};
+use crate::ops::{L3Ctx, MacRewrite};
 use crate::wire::{ethernet, ipv4, ipv6, tcp, WireError};
 
 pub use crate::ops::frag::ExtraFrames;
@@ -669,7 +670,8 @@ impl Ctx<'_, '_> {
         let Ok(ip) = ipv4::Packet::new_checked(&self.buf[l2..self.len]) else {
             return Verdict::Drop(DropReason::BadIpv4);
         };
-        let (hl, mut tl) = (ip.header_len(), usize::from(ip.total_len()));
+        // Parse once: the ops below get this context, never the bare frame.
+        let mut l3 = L3Ctx::ipv4(l2, &ip);
         let (proto, df) = (ip.protocol(), ip.dont_frag());
         let first_frag = ip.frag_offset() == 0;
         let can_grow = !ip.is_fragment();
@@ -677,24 +679,26 @@ impl Ctx<'_, '_> {
         if proto == ipv4::protocol::TCP && first_frag {
             if let Some(p) = self.cfg.clamp[family::V4][self.ingress] {
                 let key = source_key_v4(src);
-                match self.syn(l2 + hl, l2 + tl, &p, key, family::V4, can_grow) {
+                let (start, end) = (l2 + l3.header_len, l2 + l3.total_len);
+                match self.syn(start, end, &p, key, family::V4, can_grow) {
                     SynOutcome::Drop => return Verdict::Drop(DropReason::SynLimit),
                     SynOutcome::Continue { grew: 0 } => {}
                     SynOutcome::Continue { grew } => {
-                        tl += grew;
+                        l3.total_len += grew;
                         let mut ip = ipv4::Packet::new_unchecked(&mut self.buf[l2..]);
-                        ip.update_total_len(tl as u16);
-                        self.len = l2 + tl;
+                        ip.update_total_len(l3.total_len as u16);
+                        self.len = l2 + l3.total_len;
                     }
                 }
             }
         }
         let mtu = self.egress_mtu();
-        if tl <= usize::from(mtu) {
+        if l3.total_len <= usize::from(mtu) {
             return Verdict::Forward { len: self.len };
         }
         // Too big. From here on we originate packets derived from this
-        // header, so refuse to launder a corrupt one.
+        // header, so refuse to launder a corrupt one (RFC 1812 §5.2.2). The
+        // ops rely on this check and do not repeat it.
         if !ipv4::Packet::new_unchecked(&self.buf[l2..self.len]).verify_checksum() {
             return Verdict::Drop(DropReason::BadIpv4Checksum);
         }
@@ -705,7 +709,8 @@ impl Ctx<'_, '_> {
                 DfPolicy::ClearAll => true,
             };
         if may_fragment {
-            return match frag::fragment_ipv4(self.buf, self.len, l2, mtu, extra) {
+            // Wire mode: every fragment continues on the input's way.
+            return match frag::fragment_ipv4(self.buf, &l3, mtu, MacRewrite::Keep, extra) {
                 Ok(f) => {
                     if df {
                         self.counters().df_overridden += 1;
@@ -723,8 +728,9 @@ impl Ctx<'_, '_> {
         self.too_big(
             family::V4,
             ICMP4_MAX_LEN,
+            &l3,
             icmp::check_v4,
-            |buf, len, l2, max| icmp::build_frag_needed(buf, len, l2, src, mtu, max),
+            |buf, l3, macs, max| icmp::build_frag_needed(buf, l3, macs, src, mtu, max),
         )
     }
 
@@ -733,21 +739,24 @@ impl Ctx<'_, '_> {
         let Ok(ip) = ipv6::Packet::new_checked(&self.buf[l2..self.len]) else {
             return Verdict::Drop(DropReason::BadIpv6);
         };
-        let mut tl = ip.total_len();
         let src = ip.src();
-        match ip.upper_layer() {
+        let upper = ip.upper_layer();
+        // Parse once: the extension header walk is handed down, not redone.
+        let mut l3 = L3Ctx::ipv6(l2, &ip, upper.ok());
+        match upper {
             Ok(u) if u.protocol == ipv4::protocol::TCP && u.has_header() => {
                 if let Some(p) = self.cfg.clamp[family::V6][self.ingress] {
                     let key = source_key_v6(&src);
                     let can_grow = u.fragment.is_none();
-                    match self.syn(l2 + u.offset, l2 + tl, &p, key, family::V6, can_grow) {
+                    let (start, end) = (l2 + u.offset, l2 + l3.total_len);
+                    match self.syn(start, end, &p, key, family::V6, can_grow) {
                         SynOutcome::Drop => return Verdict::Drop(DropReason::SynLimit),
                         SynOutcome::Continue { grew: 0 } => {}
                         SynOutcome::Continue { grew } => {
-                            tl += grew;
-                            let pl = (tl - ipv6::HEADER_LEN) as u16;
+                            l3.total_len += grew;
+                            let pl = (l3.total_len - ipv6::HEADER_LEN) as u16;
                             ipv6::Packet::new_unchecked(&mut self.buf[l2..]).set_payload_len(pl);
-                            self.len = l2 + tl;
+                            self.len = l2 + l3.total_len;
                         }
                     }
                 }
@@ -756,7 +765,7 @@ impl Ctx<'_, '_> {
             Err(_) => self.counters().malformed_passed += 1,
         }
         let mtu = self.egress_mtu();
-        if tl <= usize::from(mtu) {
+        if l3.total_len <= usize::from(mtu) {
             return Verdict::Forward { len: self.len };
         }
         // IPv6 routers never fragment (RFC 8200 §5): Packet Too Big.
@@ -764,8 +773,11 @@ impl Ctx<'_, '_> {
         self.too_big(
             family::V6,
             ICMP6_MAX_LEN,
+            &l3,
             icmp::check_v6,
-            |buf, len, l2, max| icmp::build_packet_too_big(buf, len, l2, src, u32::from(mtu), max),
+            |buf, l3, macs, max| {
+                icmp::build_packet_too_big(buf, l3, macs, src, u32::from(mtu), max)
+            },
         )
     }
 
@@ -778,10 +790,11 @@ impl Ctx<'_, '_> {
         &mut self,
         fam: usize,
         ceiling: usize,
-        check: fn(&[u8], usize, usize) -> Result<(), icmp::IcmpRefusal>,
-        build: impl FnOnce(&mut [u8], usize, usize, usize) -> Result<usize, icmp::IcmpRefusal>,
+        l3: &L3Ctx,
+        check: fn(&[u8], &L3Ctx) -> Result<(), icmp::IcmpRefusal>,
+        build: impl FnOnce(&mut [u8], &L3Ctx, MacRewrite, usize) -> Result<usize, icmp::IcmpRefusal>,
     ) -> Verdict {
-        if !self.cfg.settings.icmp.enabled || check(self.buf, self.len, self.l2).is_err() {
+        if !self.cfg.settings.icmp.enabled || check(self.buf, l3).is_err() {
             self.counters().icmp_suppressed += 1;
             return Verdict::Drop(DropReason::TooBig);
         }
@@ -790,7 +803,8 @@ impl Ctx<'_, '_> {
             return Verdict::Drop(DropReason::TooBig);
         }
         let max = ceiling.min(usize::from(self.cfg.settings.port_mtu[self.ingress]));
-        match build(self.buf, self.len, self.l2, max) {
+        // Wire mode: back to the sender, out of the port it came in on.
+        match build(self.buf, l3, MacRewrite::Swap, max) {
             Ok(len) => {
                 self.counters().icmp_sent[fam] += 1;
                 Verdict::Reply { len }

@@ -271,6 +271,93 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 }
 
+/// An IPv4 header we originate (a fragment's, an ICMP error's) in parsed,
+/// valid-by-construction form, after smoltcp's `Ipv4Repr` (with options).
+///
+/// Only for headers we write: forwarding edits bytes in place through
+/// [`Packet`]. [`Repr::parse`] guarantees, and [`Repr::emit`] assumes, that
+/// `options` is a whole number of 4-byte words, at most 40 bytes (RFC 791
+/// §3.1: IHL ≤ 15), and that the total length fits 16 bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Repr<'a> {
+    /// The DSCP/ECN byte.
+    pub tos: u8,
+    /// Identification.
+    pub ident: u16,
+    /// The raw flags/fragment-offset word: reserved bit, DF, MF, offset.
+    pub flags_offset: u16,
+    /// Time to live.
+    pub ttl: u8,
+    /// Protocol of the payload.
+    pub protocol: u8,
+    /// Source address.
+    pub src: [u8; 4],
+    /// Destination address.
+    pub dst: [u8; 4],
+    /// The options area, padding included.
+    pub options: &'a [u8],
+    /// Bytes of payload after the header.
+    pub payload_len: usize,
+}
+
+impl<'a> Repr<'a> {
+    /// Parses the header of `packet`, after [`Packet::check_len`].
+    ///
+    /// The header checksum is not verified: whether a corrupt header may be
+    /// used is the caller's decision (the pipeline checks it once before it
+    /// originates anything from a header, RFC 1812 §5.2.2), and
+    /// [`Repr::emit`] always writes a correct one.
+    pub fn parse(packet: &Packet<&'a [u8]>) -> Result<Repr<'a>, WireError> {
+        packet.check_len()?;
+        let b: &'a [u8] = packet.into_inner();
+        let p = Packet::new_unchecked(b);
+        let hl = p.header_len();
+        Ok(Repr {
+            tos: p.tos(),
+            ident: p.ident(),
+            flags_offset: p.flags_offset(),
+            ttl: p.ttl(),
+            protocol: p.protocol(),
+            src: p.src(),
+            dst: p.dst(),
+            options: &b[MIN_HEADER_LEN..hl],
+            payload_len: usize::from(p.total_len()) - hl,
+        })
+    }
+
+    /// The bytes [`Repr::emit`] writes: the header, options included.
+    pub const fn buffer_len(&self) -> usize {
+        MIN_HEADER_LEN + self.options.len()
+    }
+
+    /// Header and payload: the total length field.
+    pub const fn total_len(&self) -> usize {
+        self.buffer_len() + self.payload_len
+    }
+
+    /// Writes the header into `packet` (version 4, IHL from the options,
+    /// every field, the options, and the header checksum computed over the
+    /// result, RFC 791 §3.1). The payload is not touched.
+    ///
+    /// Panics if the buffer is shorter than [`Repr::buffer_len`] or the
+    /// invariants above do not hold.
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut Packet<T>) {
+        let hl = self.buffer_len();
+        packet.set_header_len(hl);
+        packet.set_tos(self.tos);
+        // At most u16::MAX: the invariant.
+        packet.set_total_len(self.total_len() as u16);
+        packet.set_ident(self.ident);
+        packet.set_flags_offset(self.flags_offset);
+        packet.set_ttl(self.ttl);
+        packet.set_protocol(self.protocol);
+        packet.set_src(self.src);
+        packet.set_dst(self.dst);
+        packet.buffer.as_mut()[MIN_HEADER_LEN..hl].copy_from_slice(self.options);
+        packet.fill_checksum();
+    }
+}
+
 /// Whether an IPv4 address may be the source of a packet we answer with an
 /// ICMP error (RFC 1812 §4.3.2.7, §5.3.7): not unspecified, loopback,
 /// multicast, limited broadcast or class E.
