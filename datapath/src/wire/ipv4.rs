@@ -431,6 +431,62 @@ mod tests {
     }
 
     #[test]
+    fn repr_deconstruct() {
+        let b = packet();
+        let r = Repr::parse(&Packet::new_checked(&b[..]).unwrap()).unwrap();
+        assert_eq!(
+            r,
+            Repr {
+                tos: 0,
+                ident: 0x1234,
+                flags_offset: FLAG_DF,
+                ttl: 64,
+                protocol: protocol::TCP,
+                src: [192, 0, 2, 1],
+                dst: [192, 0, 2, 2],
+                options: &[1, 1, 1, 0],
+                payload_len: 4,
+            }
+        );
+        assert_eq!(r.buffer_len(), 24);
+        assert_eq!(r.total_len(), 28);
+        // The checksum is the caller's to verify: a bad one still parses.
+        let mut bad = b;
+        bad[10] ^= 1;
+        assert_eq!(Repr::parse(&Packet::new_checked(&bad[..]).unwrap()), Ok(r));
+    }
+
+    #[test]
+    fn repr_construct() {
+        let b = packet();
+        let r = Repr::parse(&Packet::new_checked(&b[..]).unwrap()).unwrap();
+        // Emitted over junk: every header byte is written, the payload not.
+        let mut out = [0xa5u8; 28];
+        r.emit(&mut Packet::new_unchecked(&mut out[..]));
+        assert_eq!(out[..24], b[..24]);
+        assert_eq!(out[24..], [0xa5; 4]);
+        // etherparse agrees on every field and on the checksum.
+        let e = etherparse::Ipv4HeaderSlice::from_slice(&out).unwrap();
+        assert_eq!(e.to_header().calc_header_checksum(), e.header_checksum());
+        assert_eq!(e.total_len(), 28);
+        assert_eq!(e.identification(), 0x1234);
+        assert!(e.dont_fragment());
+        assert_eq!(e.options(), &[1, 1, 1, 0]);
+        // No options: IHL 5.
+        let r = Repr {
+            options: &[],
+            tos: 0xc0,
+            payload_len: 8,
+            ..r
+        };
+        let mut out = [0xffu8; 20];
+        r.emit(&mut Packet::new_unchecked(&mut out[..]));
+        let e = etherparse::Ipv4HeaderSlice::from_slice(&out).unwrap();
+        assert_eq!((e.ihl(), e.total_len(), out[1]), (5, 28, 0xc0));
+        assert_eq!(e.to_header().calc_header_checksum(), e.header_checksum());
+    }
+
+    #[test]
     fn update_total_len_keeps_checksum_valid() {
         let mut b = packet();
         let mut p = Packet::new_checked(&mut b[..]).unwrap();
@@ -468,7 +524,16 @@ mod tests {
     fn truncation_at_every_length() {
         let b = packet();
         for n in 0..b.len() {
-            assert!(Packet::new_checked(&b[..n]).is_err(), "len {n}");
+            assert_eq!(
+                Packet::new_checked(&b[..n]).err(),
+                Some(WireError::Truncated),
+                "len {n}"
+            );
+            assert_eq!(
+                Repr::parse(&Packet::new_unchecked(&b[..n])),
+                Err(WireError::Truncated),
+                "len {n}"
+            );
         }
         // Trailing padding is fine.
         let mut padded = b.to_vec();

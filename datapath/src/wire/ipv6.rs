@@ -340,10 +340,44 @@ mod tests {
     }
 
     #[test]
+    fn repr_deconstruct_and_construct() {
+        let b = packet();
+        let r = Repr::parse(&Packet::new_checked(&b[..]).unwrap()).unwrap();
+        assert_eq!(r.next_header, next_header::HOP_BY_HOP);
+        assert_eq!(r.payload_len, 28);
+        assert_eq!(r.hop_limit, 64);
+        assert_eq!((r.src[15], r.dst[15]), (1, 2));
+        assert_eq!(r.buffer_len(), HEADER_LEN);
+        // Emitted over junk with a traffic class and flow label: those are
+        // cleared, the rest of the fixed header is the same, the payload
+        // untouched.
+        let mut out = b.clone();
+        out[..4].copy_from_slice(&[0x6a, 0xbc, 0xde, 0xf0]);
+        out[4..40].fill(0xee);
+        r.emit(&mut Packet::new_unchecked(&mut out[..]));
+        assert_eq!(out, b);
+        let e = etherparse::Ipv6HeaderSlice::from_slice(&out).unwrap();
+        assert_eq!(e.traffic_class(), 0);
+        assert_eq!(e.flow_label().value(), 0);
+        assert_eq!(e.payload_length(), 28);
+        assert_eq!(e.next_header().0, next_header::HOP_BY_HOP);
+        assert_eq!(Repr::parse(&Packet::new_checked(&out[..]).unwrap()), Ok(r));
+    }
+
+    #[test]
     fn truncation_at_every_length() {
         let b = packet();
         for n in 0..b.len() {
-            assert!(Packet::new_checked(&b[..n]).is_err(), "len {n}");
+            assert_eq!(
+                Packet::new_checked(&b[..n]).err(),
+                Some(WireError::Truncated),
+                "len {n}"
+            );
+            assert_eq!(
+                Repr::parse(&Packet::new_unchecked(&b[..n])),
+                Err(WireError::Truncated),
+                "len {n}"
+            );
         }
         // Claimed payload shorter than the extension headers need.
         let mut b = packet();
