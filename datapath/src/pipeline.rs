@@ -670,8 +670,7 @@ impl Ctx<'_, '_> {
         let Ok(ip) = ipv4::Packet::new_checked(&self.buf[l2..self.len]) else {
             return Verdict::Drop(DropReason::BadIpv4);
         };
-        // Parse once: the ops below get this context, never the bare frame.
-        let mut l3 = L3Ctx::ipv4(l2, &ip);
+        let (hl, mut tl) = (ip.header_len(), usize::from(ip.total_len()));
         let (proto, df) = (ip.protocol(), ip.dont_frag());
         let first_frag = ip.frag_offset() == 0;
         let can_grow = !ip.is_fragment();
@@ -679,29 +678,33 @@ impl Ctx<'_, '_> {
         if proto == ipv4::protocol::TCP && first_frag {
             if let Some(p) = self.cfg.clamp[family::V4][self.ingress] {
                 let key = source_key_v4(src);
-                let (start, end) = (l2 + l3.header_len, l2 + l3.total_len);
-                match self.syn(start, end, &p, key, family::V4, can_grow) {
+                match self.syn(l2 + hl, l2 + tl, &p, key, family::V4, can_grow) {
                     SynOutcome::Drop => return Verdict::Drop(DropReason::SynLimit),
                     SynOutcome::Continue { grew: 0 } => {}
                     SynOutcome::Continue { grew } => {
-                        l3.total_len += grew;
+                        tl += grew;
                         let mut ip = ipv4::Packet::new_unchecked(&mut self.buf[l2..]);
-                        ip.update_total_len(l3.total_len as u16);
-                        self.len = l2 + l3.total_len;
+                        ip.update_total_len(tl as u16);
+                        self.len = l2 + tl;
                     }
                 }
             }
         }
         let mtu = self.egress_mtu();
-        if l3.total_len <= usize::from(mtu) {
+        if tl <= usize::from(mtu) {
             return Verdict::Forward { len: self.len };
         }
         // Too big. From here on we originate packets derived from this
         // header, so refuse to launder a corrupt one (RFC 1812 §5.2.2). The
         // ops rely on this check and do not repeat it.
-        if !ipv4::Packet::new_unchecked(&self.buf[l2..self.len]).verify_checksum() {
+        let ip = ipv4::Packet::new_unchecked(&self.buf[l2..self.len]);
+        if !ip.verify_checksum() {
             return Verdict::Drop(DropReason::BadIpv4Checksum);
         }
+        // Parse once: the ops get this context (the header as checked above,
+        // its length as the SYN step left it), never the bare frame. Built
+        // only here, off the forwarding path.
+        let l3 = L3Ctx::ipv4(l2, &ip);
         let may_fragment = !df
             || match self.cfg.settings.df {
                 DfPolicy::Respect => false,
@@ -739,24 +742,22 @@ impl Ctx<'_, '_> {
         let Ok(ip) = ipv6::Packet::new_checked(&self.buf[l2..self.len]) else {
             return Verdict::Drop(DropReason::BadIpv6);
         };
+        let mut tl = ip.total_len();
         let src = ip.src();
         let upper = ip.upper_layer();
-        // Parse once: the extension header walk is handed down, not redone.
-        let mut l3 = L3Ctx::ipv6(l2, &ip, upper.ok());
         match upper {
             Ok(u) if u.protocol == ipv4::protocol::TCP && u.has_header() => {
                 if let Some(p) = self.cfg.clamp[family::V6][self.ingress] {
                     let key = source_key_v6(&src);
                     let can_grow = u.fragment.is_none();
-                    let (start, end) = (l2 + u.offset, l2 + l3.total_len);
-                    match self.syn(start, end, &p, key, family::V6, can_grow) {
+                    match self.syn(l2 + u.offset, l2 + tl, &p, key, family::V6, can_grow) {
                         SynOutcome::Drop => return Verdict::Drop(DropReason::SynLimit),
                         SynOutcome::Continue { grew: 0 } => {}
                         SynOutcome::Continue { grew } => {
-                            l3.total_len += grew;
-                            let pl = (l3.total_len - ipv6::HEADER_LEN) as u16;
+                            tl += grew;
+                            let pl = (tl - ipv6::HEADER_LEN) as u16;
                             ipv6::Packet::new_unchecked(&mut self.buf[l2..]).set_payload_len(pl);
-                            self.len = l2 + l3.total_len;
+                            self.len = l2 + tl;
                         }
                     }
                 }
@@ -765,9 +766,12 @@ impl Ctx<'_, '_> {
             Err(_) => self.counters().malformed_passed += 1,
         }
         let mtu = self.egress_mtu();
-        if l3.total_len <= usize::from(mtu) {
+        if tl <= usize::from(mtu) {
             return Verdict::Forward { len: self.len };
         }
+        // Parse once: the extension header walk is handed down, not redone.
+        let ip = ipv6::Packet::new_unchecked(&self.buf[l2..self.len]);
+        let l3 = L3Ctx::ipv6(l2, &ip, upper.ok());
         // IPv6 routers never fragment (RFC 8200 §5): Packet Too Big.
         let src = self.cfg.settings.icmp.source_v6;
         self.too_big(

@@ -204,17 +204,20 @@ fn copied_options(opts: &[u8], out: &mut [u8; MAX_OPTIONS_LEN]) -> Result<usize,
     Ok(n)
 }
 
-/// Decides how to cut the IPv4 packet `l3` describes in `frame` for `mtu`;
-/// also returns its header, parsed.
-fn plan<'f>(frame: &'f [u8], l3: &L3Ctx, mtu: u16) -> Result<(Plan, Repr<'f>), FragError> {
-    if mtu < MIN_MTU {
-        return Err(FragError::MtuTooSmall);
-    }
+/// The header of the IPv4 packet `l3` describes in `frame`, parsed; checks
+/// that it agrees with the context.
+fn header<'f>(frame: &'f [u8], l3: &L3Ctx) -> Result<Repr<'f>, FragError> {
     let ip = l3.ip(frame).ok_or(FragError::Malformed)?;
     let orig = Repr::parse(&Packet::new_unchecked(ip)).map_err(|_| FragError::Malformed)?;
     if orig.total_len() != ip.len() {
         return Err(FragError::Malformed);
     }
+    Ok(orig)
+}
+
+/// Decides how to cut the packet with header `orig` for `mtu`.
+#[inline]
+fn plan(orig: &Repr<'_>, mtu: u16) -> Result<Plan, FragError> {
     let header_len = orig.buffer_len();
     let payload_len = orig.payload_len;
     let mut plan = Plan {
@@ -226,8 +229,8 @@ fn plan<'f>(frame: &'f [u8], l3: &L3Ctx, mtu: u16) -> Result<(Plan, Repr<'f>), F
         copied: [0; MAX_OPTIONS_LEN],
         copied_len: 0,
     };
-    if ip.len() <= usize::from(mtu) {
-        return Ok((plan, orig));
+    if orig.total_len() <= usize::from(mtu) {
+        return Ok(plan);
     }
     plan.chunk = chunk_size(mtu, header_len)?;
     plan.copied_len = copied_options(orig.options, &mut plan.copied)?;
@@ -240,7 +243,7 @@ fn plan<'f>(frame: &'f [u8], l3: &L3Ctx, mtu: u16) -> Result<(Plan, Repr<'f>), F
     if last_offset > usize::from(OFFSET_MASK) {
         return Err(FragError::Malformed);
     }
-    Ok((plan, orig))
+    Ok(plan)
 }
 
 /// How many fragments [`fragment_ipv4`] will produce for the IPv4 packet
@@ -252,7 +255,10 @@ fn plan<'f>(frame: &'f [u8], l3: &L3Ctx, mtu: u16) -> Result<(Plan, Repr<'f>), F
 /// below 68 (RFC 791 §3.2), [`FragError::Malformed`],
 /// [`FragError::HeaderTooLong`], [`FragError::BadOptions`] (RFC 791 §3.1).
 pub fn fragment_count(frame: &[u8], l3: &L3Ctx, mtu: u16) -> Result<usize, FragError> {
-    plan(frame, l3, mtu).map(|(p, _)| p.count)
+    if mtu < MIN_MTU {
+        return Err(FragError::MtuTooSmall);
+    }
+    plan(&header(frame, l3)?, mtu).map(|p| p.count)
 }
 
 /// Fragments the IPv4 packet `l3` describes in `frame` so that every
@@ -292,8 +298,12 @@ pub fn fragment_ipv4(
     macs: MacRewrite,
     extra: &mut impl ExtraFrames,
 ) -> Result<Fragmented, FragError> {
+    if mtu < MIN_MTU {
+        return Err(FragError::MtuTooSmall);
+    }
     let l2_len = l3.l2_len;
-    let (plan, orig) = plan(frame, l3, mtu)?;
+    let orig = header(frame, l3)?;
+    let plan = plan(&orig, mtu)?;
     if plan.count == 1 {
         return Ok(Fragmented {
             first_len: l2_len + orig.total_len(),

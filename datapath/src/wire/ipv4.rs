@@ -310,8 +310,10 @@ impl<'a> Repr<'a> {
     pub fn parse(packet: &Packet<&'a [u8]>) -> Result<Repr<'a>, WireError> {
         packet.check_len()?;
         let b: &'a [u8] = packet.into_inner();
-        let p = Packet::new_unchecked(b);
-        let hl = p.header_len();
+        let hl = packet.header_len();
+        // The fixed part through a view of exactly its length: the field
+        // reads need no bounds checks of their own.
+        let p = Packet::new_unchecked(&b[..MIN_HEADER_LEN]);
         Ok(Repr {
             tos: p.tos(),
             ident: p.ident(),
@@ -321,7 +323,7 @@ impl<'a> Repr<'a> {
             src: p.src(),
             dst: p.dst(),
             options: &b[MIN_HEADER_LEN..hl],
-            payload_len: usize::from(p.total_len()) - hl,
+            payload_len: usize::from(packet.total_len()) - hl,
         })
     }
 
@@ -343,18 +345,25 @@ impl<'a> Repr<'a> {
     /// invariants above do not hold.
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut Packet<T>) {
         let hl = self.buffer_len();
-        packet.set_header_len(hl);
-        packet.set_tos(self.tos);
+        let header = &mut packet.buffer.as_mut()[..hl];
+        // The fixed part through a view of exactly its length: one bounds
+        // check for the header, none per field (this runs per fragment).
+        let (fixed, options) = header.split_at_mut(MIN_HEADER_LEN);
+        options.copy_from_slice(self.options);
+        let mut p = Packet::new_unchecked(fixed);
+        p.set_header_len(hl);
+        p.set_tos(self.tos);
         // At most u16::MAX: the invariant.
-        packet.set_total_len(self.total_len() as u16);
-        packet.set_ident(self.ident);
-        packet.set_flags_offset(self.flags_offset);
-        packet.set_ttl(self.ttl);
-        packet.set_protocol(self.protocol);
-        packet.set_src(self.src);
-        packet.set_dst(self.dst);
-        packet.buffer.as_mut()[MIN_HEADER_LEN..hl].copy_from_slice(self.options);
-        packet.fill_checksum();
+        p.set_total_len(self.total_len() as u16);
+        p.set_ident(self.ident);
+        p.set_flags_offset(self.flags_offset);
+        p.set_ttl(self.ttl);
+        p.set_protocol(self.protocol);
+        p.set_checksum(0);
+        p.set_src(self.src);
+        p.set_dst(self.dst);
+        let c = checksum::checksum(header);
+        packet.set_checksum(c);
     }
 }
 
