@@ -21,10 +21,11 @@ use crate::wire::{ethernet, ipv4, ipv6, UpperLayer, WireError};
 /// parsed it.
 ///
 /// Built by [`L3Ctx::ipv4`] / [`L3Ctx::ipv6`] from views the caller has
-/// already checked, or by [`L3Ctx::parse`] from a bare frame. The fields are
-/// public so that a caller may describe a frame it edited (the pipeline
-/// updates `total_len` after inserting an MSS option); an op that is handed
-/// a context that does not fit its buffer refuses it.
+/// already checked, or by [`L3Ctx::parse`] from a bare frame. The pipeline
+/// builds it only for packets too big to forward, after the SYN step (which
+/// may have grown the packet), so forwarding pays nothing for it. The fields
+/// are public so that a caller may describe a frame it edited; an op that is
+/// handed a context that does not fit its buffer refuses it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct L3Ctx {
     /// Bytes of link-layer header (Ethernet with its VLAN tags): where the

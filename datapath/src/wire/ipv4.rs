@@ -301,7 +301,7 @@ pub struct Repr<'a> {
 }
 
 impl<'a> Repr<'a> {
-    /// Parses the header of `packet`, after [`Packet::check_len`].
+    /// Checks `packet` with [`Packet::check_len`] and parses its header.
     ///
     /// The header checksum is not verified: whether a corrupt header may be
     /// used is the caller's decision (the pipeline checks it once before it

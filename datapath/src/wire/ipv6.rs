@@ -227,7 +227,8 @@ pub struct Repr {
 }
 
 impl Repr {
-    /// Parses the fixed header of `packet`, after [`Packet::check_len`].
+    /// Checks `packet` with [`Packet::check_len`] and parses its fixed
+    /// header.
     pub fn parse<T: AsRef<[u8]>>(packet: &Packet<T>) -> Result<Repr, WireError> {
         packet.check_len()?;
         Ok(Repr {
