@@ -32,6 +32,7 @@ use crate::ops::bucket::{source_key_v4, source_key_v6, SourceLimiter, TokenBucke
 use crate::ops::frag::{self, FragError};
 use crate::ops::icmp;
 use crate::ops::mss::{self, ClampParams, Plan};
+use crate::ops::{L3Ctx, MacRewrite};
 use crate::wire::{ethernet, ipv4, ipv6, tcp, WireError};
 
 pub use crate::ops::frag::ExtraFrames;
@@ -863,10 +864,16 @@ impl Ctx<'_, '_> {
             return self.forward();
         }
         // Too big. From here on we originate packets derived from this
-        // header, so refuse to launder a corrupt one.
-        if !ipv4::Packet::new_unchecked(&self.buf[l2..self.len]).verify_checksum() {
+        // header, so refuse to launder a corrupt one (RFC 1812 §5.2.2). The
+        // ops rely on this check and do not repeat it.
+        let ip = ipv4::Packet::new_unchecked(&self.buf[l2..self.len]);
+        if !ip.verify_checksum() {
             return Verdict::Drop(DropReason::BadIpv4Checksum);
         }
+        // Parse once: the ops get this context (the header as checked above,
+        // its length as the SYN step left it), never the bare frame. Built
+        // only here, off the forwarding path.
+        let l3 = L3Ctx::ipv4(l2, &ip);
         let may_fragment = !df
             || match self.cfg.settings.df {
                 DfPolicy::Respect => false,
@@ -874,7 +881,8 @@ impl Ctx<'_, '_> {
                 DfPolicy::ClearAll => true,
             };
         if may_fragment {
-            return match frag::fragment_ipv4(self.buf, self.len, l2, mtu, extra) {
+            // Wire mode: every fragment continues on the input's way.
+            return match frag::fragment_ipv4(self.buf, &l3, mtu, MacRewrite::Keep, extra) {
                 Ok(f) => {
                     if df {
                         self.counters().df_overridden += 1;
@@ -893,8 +901,9 @@ impl Ctx<'_, '_> {
         self.too_big(
             family::V4,
             ICMP4_MAX_LEN,
+            &l3,
             icmp::check_v4,
-            |buf, len, l2, max| icmp::build_frag_needed(buf, len, l2, src, mtu, max),
+            |buf, l3, macs, max| icmp::build_frag_needed(buf, l3, macs, src, mtu, max),
         )
     }
 
@@ -905,7 +914,8 @@ impl Ctx<'_, '_> {
         };
         let mut tl = ip.total_len();
         let src = ip.src();
-        match ip.upper_layer() {
+        let upper = ip.upper_layer();
+        match upper {
             Ok(u) if u.protocol == ipv4::protocol::TCP && u.has_header() => {
                 if let Some(p) = self.cfg.clamp[family::V6][self.ingress.index()] {
                     let key = source_key_v6(&src);
@@ -929,13 +939,19 @@ impl Ctx<'_, '_> {
         if tl <= usize::from(mtu) {
             return self.forward();
         }
+        // Parse once: the extension header walk is handed down, not redone.
+        let ip = ipv6::Packet::new_unchecked(&self.buf[l2..self.len]);
+        let l3 = L3Ctx::ipv6(l2, &ip, upper.ok());
         // IPv6 routers never fragment (RFC 8200 §5): Packet Too Big.
         let src = self.cfg.settings.icmp.source_v6;
         self.too_big(
             family::V6,
             ICMP6_MAX_LEN,
+            &l3,
             icmp::check_v6,
-            |buf, len, l2, max| icmp::build_packet_too_big(buf, len, l2, src, u32::from(mtu), max),
+            |buf, l3, macs, max| {
+                icmp::build_packet_too_big(buf, l3, macs, src, u32::from(mtu), max)
+            },
         )
     }
 
@@ -948,10 +964,11 @@ impl Ctx<'_, '_> {
         &mut self,
         fam: usize,
         ceiling: usize,
-        check: fn(&[u8], usize, usize) -> Result<(), icmp::IcmpRefusal>,
-        build: impl FnOnce(&mut [u8], usize, usize, usize) -> Result<usize, icmp::IcmpRefusal>,
+        l3: &L3Ctx,
+        check: fn(&[u8], &L3Ctx) -> Result<(), icmp::IcmpRefusal>,
+        build: impl FnOnce(&mut [u8], &L3Ctx, MacRewrite, usize) -> Result<usize, icmp::IcmpRefusal>,
     ) -> Verdict {
-        if !self.cfg.settings.icmp.enabled || check(self.buf, self.len, self.l2).is_err() {
+        if !self.cfg.settings.icmp.enabled || check(self.buf, l3).is_err() {
             self.counters().icmp_suppressed += 1;
             return Verdict::Drop(DropReason::TooBig);
         }
@@ -962,7 +979,8 @@ impl Ctx<'_, '_> {
         let max = ceiling.min(usize::from(
             self.cfg.settings.port_mtu[self.ingress.index()],
         ));
-        match build(self.buf, self.len, self.l2, max) {
+        // Wire mode: back to the sender, out of the port it came in on.
+        match build(self.buf, l3, MacRewrite::Swap, max) {
             Ok(len) => {
                 self.counters().icmp_sent[fam] += 1;
                 Verdict::Reply { len }
