@@ -32,6 +32,7 @@ use crate::ops::bucket::{source_key_v4, source_key_v6, SourceLimiter, TokenBucke
 use crate::ops::frag::{self, FragError};
 use crate::ops::icmp;
 use crate::ops::mss::{self, ClampParams, Plan};
+use crate::ops::{L3Ctx, MacRewrite};
 use crate::wire::{ethernet, ipv4, ipv6, tcp, WireError};
 
 pub use crate::ops::frag::ExtraFrames;
@@ -265,10 +266,22 @@ pub enum SettingsError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     settings: Settings,
-    /// Clamp parameters per family (0 = IPv4, 1 = IPv6) and ingress port.
-    clamp: [Vec<Option<ClampParams>>; 2],
-    /// Egress port per ingress port (wire mode: the other one).
-    egress: Vec<PortId>,
+    /// What a frame arriving on each port needs, by ingress port: one
+    /// bounds check and one cache line per frame.
+    plans: Vec<PortPlan>,
+}
+
+/// Everything the pipeline reads per frame about its ingress port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PortPlan {
+    /// Where its frames are forwarded (wire mode: the other port).
+    egress: PortId,
+    /// The MTU of that egress port.
+    egress_mtu: u16,
+    /// This port's own MTU (ICMP errors go back out of it).
+    ingress_mtu: u16,
+    /// Clamp parameters per family (0 = IPv4, 1 = IPv6).
+    clamp: [Option<ClampParams>; 2],
 }
 
 impl Config {
@@ -336,17 +349,23 @@ impl Config {
         }
         // Wire mode: a bump in the wire forwards each port's frames out of
         // the other one.
-        let egress = vec![PortId(1), PortId(0)];
-        Ok(Config {
-            settings,
-            clamp,
-            egress,
-        })
+        let plans = (0..nports)
+            .map(|i| {
+                let egress = PortId::new(1 - i);
+                PortPlan {
+                    egress,
+                    egress_mtu: settings.port_mtu[egress.index()],
+                    ingress_mtu: settings.port_mtu[i],
+                    clamp: [clamp[0][i], clamp[1][i]],
+                }
+            })
+            .collect();
+        Ok(Config { settings, plans })
     }
 
     /// Number of ports.
     pub fn port_count(&self) -> usize {
-        self.egress.len()
+        self.plans.len()
     }
 
     /// Port `i`, if this configuration has it.
@@ -361,7 +380,7 @@ impl Config {
 
     /// Where frames arriving on `ingress` are forwarded.
     pub fn egress(&self, ingress: PortId) -> Option<PortId> {
-        self.egress.get(ingress.index()).copied()
+        self.plans.get(ingress.index()).map(|p| p.egress)
     }
 
     /// The settings this configuration was built from.
@@ -372,10 +391,9 @@ impl Config {
     /// The MSS SYNs of `family` (0 = IPv4, 1 = IPv6) arriving on `port` are
     /// clamped to, if any.
     pub fn clamp_for(&self, family: usize, port: PortId) -> Option<u16> {
-        self.clamp[family]
+        self.plans
             .get(port.index())
-            .copied()
-            .flatten()
+            .and_then(|p| p.clamp[family])
             .map(|p| p.clamp)
     }
 }
@@ -731,16 +749,31 @@ pub fn process_frame<E: ExtraFrames>(
     state: &mut State,
     extra: &mut E,
 ) -> Verdict {
-    let (Some(egress), true) = (cfg.egress(ingress), ingress.index() < state.counters.len()) else {
-        state.bad_port += 1;
+    let State {
+        counters,
+        bad_port,
+        syn,
+        icmp,
+    } = state;
+    let (Some(plan), Some(c)) = (
+        cfg.plans.get(ingress.index()),
+        counters.get_mut(ingress.index()),
+    ) else {
+        *bad_port += 1;
         return Verdict::Drop(DropReason::BadPort);
     };
     let len = len.min(buf.len());
-    let c = &mut state.counters[ingress.index()];
     c.rx_packets += 1;
     c.rx_bytes += len as u64;
-    let verdict = classify(buf, len, ingress, egress, now, cfg, state, extra);
-    let c = &mut state.counters[ingress.index()];
+    let mut parts = Parts {
+        cfg,
+        plan,
+        counters: c,
+        syn,
+        icmp,
+    };
+    let verdict = classify(buf, len, now, &mut parts, extra);
+    let c = parts.counters;
     match verdict {
         Verdict::Forward { .. } => c.forwarded += 1,
         Verdict::Fragments { extra, .. } => {
@@ -753,25 +786,33 @@ pub fn process_frame<E: ExtraFrames>(
     verdict
 }
 
+/// What one frame's processing borrows: the configuration, its ingress
+/// port's plan and counters, and the worker's limiters (the worker's
+/// [`State`] split, so that nothing is looked up twice).
+struct Parts<'b> {
+    cfg: &'b Config,
+    plan: &'b PortPlan,
+    counters: &'b mut Counters,
+    syn: &'b mut Option<SourceLimiter>,
+    icmp: &'b mut TokenBucket,
+}
+
 #[inline]
-#[allow(clippy::too_many_arguments)] // the frame's context, passed down once
 fn classify<E: ExtraFrames>(
     buf: &mut [u8],
     len: usize,
-    ingress: PortId,
-    egress: PortId,
     now: u64,
-    cfg: &Config,
-    state: &mut State,
+    parts: &mut Parts<'_>,
     extra: &mut E,
 ) -> Verdict {
+    let egress = parts.plan.egress;
     let Ok(eth) = ethernet::Frame::new_checked(&buf[..len]) else {
         return Verdict::Drop(DropReason::Truncated);
     };
     let l2 = match eth.l2_info() {
         Ok(l2) => l2,
         Err(WireError::TooManyVlanTags) => {
-            state.counters[ingress.index()].non_ip_passed += 1;
+            parts.counters.non_ip_passed += 1;
             return Verdict::Forward { len, egress };
         }
         Err(_) => return Verdict::Drop(DropReason::Truncated),
@@ -780,32 +821,26 @@ fn classify<E: ExtraFrames>(
         buf,
         len,
         l2: l2.header_len,
-        ingress,
-        egress,
         now,
-        cfg,
-        state,
+        p: parts,
     };
     match l2.ethertype {
         ethernet::ethertype::IPV4 => ctx.ipv4(extra),
         ethernet::ethertype::IPV6 => ctx.ipv6(),
         _ => {
-            ctx.state.counters[ingress.index()].non_ip_passed += 1;
+            ctx.p.counters.non_ip_passed += 1;
             Verdict::Forward { len, egress }
         }
     }
 }
 
 /// One frame in flight through the pipeline.
-struct Ctx<'a, 'b> {
+struct Ctx<'a, 'b, 'c> {
     buf: &'a mut [u8],
     len: usize,
     l2: usize,
-    ingress: PortId,
-    egress: PortId,
     now: u64,
-    cfg: &'b Config,
-    state: &'b mut State,
+    p: &'c mut Parts<'b>,
 }
 
 /// What the SYN step did to the frame.
@@ -816,19 +851,19 @@ enum SynOutcome {
     Drop,
 }
 
-impl Ctx<'_, '_> {
+impl Ctx<'_, '_, '_> {
     fn counters(&mut self) -> &mut Counters {
-        &mut self.state.counters[self.ingress.index()]
+        self.p.counters
     }
 
     fn egress_mtu(&self) -> u16 {
-        self.cfg.settings.port_mtu[self.egress.index()]
+        self.p.plan.egress_mtu
     }
 
     fn forward(&self) -> Verdict {
         Verdict::Forward {
             len: self.len,
-            egress: self.egress,
+            egress: self.p.plan.egress,
         }
     }
 
@@ -844,7 +879,7 @@ impl Ctx<'_, '_> {
         let can_grow = !ip.is_fragment();
         let src = ip.src();
         if proto == ipv4::protocol::TCP && first_frag {
-            if let Some(p) = self.cfg.clamp[family::V4][self.ingress.index()] {
+            if let Some(p) = self.p.plan.clamp[family::V4] {
                 let key = source_key_v4(src);
                 match self.syn(l2 + hl, l2 + tl, &p, key, family::V4, can_grow) {
                     SynOutcome::Drop => return Verdict::Drop(DropReason::SynLimit),
@@ -863,18 +898,25 @@ impl Ctx<'_, '_> {
             return self.forward();
         }
         // Too big. From here on we originate packets derived from this
-        // header, so refuse to launder a corrupt one.
-        if !ipv4::Packet::new_unchecked(&self.buf[l2..self.len]).verify_checksum() {
+        // header, so refuse to launder a corrupt one (RFC 1812 §5.2.2). The
+        // ops rely on this check and do not repeat it.
+        let ip = ipv4::Packet::new_unchecked(&self.buf[l2..self.len]);
+        if !ip.verify_checksum() {
             return Verdict::Drop(DropReason::BadIpv4Checksum);
         }
+        // Parse once: the ops get this context (the header as checked above,
+        // its length as the SYN step left it), never the bare frame. Built
+        // only here, off the forwarding path.
+        let l3 = L3Ctx::ipv4(l2, &ip);
         let may_fragment = !df
-            || match self.cfg.settings.df {
+            || match self.p.cfg.settings.df {
                 DfPolicy::Respect => false,
                 DfPolicy::ClearUdp => proto == ipv4::protocol::UDP,
                 DfPolicy::ClearAll => true,
             };
         if may_fragment {
-            return match frag::fragment_ipv4(self.buf, self.len, l2, mtu, extra) {
+            // Wire mode: every fragment continues on the input's way.
+            return match frag::fragment_ipv4(self.buf, &l3, mtu, MacRewrite::Keep, extra) {
                 Ok(f) => {
                     if df {
                         self.counters().df_overridden += 1;
@@ -882,19 +924,20 @@ impl Ctx<'_, '_> {
                     Verdict::Fragments {
                         first_len: f.first_len,
                         extra: f.extra,
-                        egress: self.egress,
+                        egress: self.p.plan.egress,
                     }
                 }
                 Err(FragError::NoFrame) => Verdict::Drop(DropReason::NoFrame),
                 Err(_) => Verdict::Drop(DropReason::CannotFragment),
             };
         }
-        let src = self.cfg.settings.icmp.source_v4;
+        let src = self.p.cfg.settings.icmp.source_v4;
         self.too_big(
             family::V4,
             ICMP4_MAX_LEN,
+            &l3,
             icmp::check_v4,
-            |buf, len, l2, max| icmp::build_frag_needed(buf, len, l2, src, mtu, max),
+            |buf, l3, macs, max| icmp::build_frag_needed(buf, l3, macs, src, mtu, max),
         )
     }
 
@@ -905,9 +948,10 @@ impl Ctx<'_, '_> {
         };
         let mut tl = ip.total_len();
         let src = ip.src();
-        match ip.upper_layer() {
+        let upper = ip.upper_layer();
+        match upper {
             Ok(u) if u.protocol == ipv4::protocol::TCP && u.has_header() => {
-                if let Some(p) = self.cfg.clamp[family::V6][self.ingress.index()] {
+                if let Some(p) = self.p.plan.clamp[family::V6] {
                     let key = source_key_v6(&src);
                     let can_grow = u.fragment.is_none();
                     match self.syn(l2 + u.offset, l2 + tl, &p, key, family::V6, can_grow) {
@@ -929,13 +973,19 @@ impl Ctx<'_, '_> {
         if tl <= usize::from(mtu) {
             return self.forward();
         }
+        // Parse once: the extension header walk is handed down, not redone.
+        let ip = ipv6::Packet::new_unchecked(&self.buf[l2..self.len]);
+        let l3 = L3Ctx::ipv6(l2, &ip, upper.ok());
         // IPv6 routers never fragment (RFC 8200 §5): Packet Too Big.
-        let src = self.cfg.settings.icmp.source_v6;
+        let src = self.p.cfg.settings.icmp.source_v6;
         self.too_big(
             family::V6,
             ICMP6_MAX_LEN,
+            &l3,
             icmp::check_v6,
-            |buf, len, l2, max| icmp::build_packet_too_big(buf, len, l2, src, u32::from(mtu), max),
+            |buf, l3, macs, max| {
+                icmp::build_packet_too_big(buf, l3, macs, src, u32::from(mtu), max)
+            },
         )
     }
 
@@ -948,21 +998,21 @@ impl Ctx<'_, '_> {
         &mut self,
         fam: usize,
         ceiling: usize,
-        check: fn(&[u8], usize, usize) -> Result<(), icmp::IcmpRefusal>,
-        build: impl FnOnce(&mut [u8], usize, usize, usize) -> Result<usize, icmp::IcmpRefusal>,
+        l3: &L3Ctx,
+        check: fn(&[u8], &L3Ctx) -> Result<(), icmp::IcmpRefusal>,
+        build: impl FnOnce(&mut [u8], &L3Ctx, MacRewrite, usize) -> Result<usize, icmp::IcmpRefusal>,
     ) -> Verdict {
-        if !self.cfg.settings.icmp.enabled || check(self.buf, self.len, self.l2).is_err() {
+        if !self.p.cfg.settings.icmp.enabled || check(self.buf, l3).is_err() {
             self.counters().icmp_suppressed += 1;
             return Verdict::Drop(DropReason::TooBig);
         }
-        if !self.state.icmp.try_take(self.now) {
+        if !self.p.icmp.try_take(self.now) {
             self.counters().icmp_rate_limited += 1;
             return Verdict::Drop(DropReason::TooBig);
         }
-        let max = ceiling.min(usize::from(
-            self.cfg.settings.port_mtu[self.ingress.index()],
-        ));
-        match build(self.buf, self.len, self.l2, max) {
+        let max = ceiling.min(usize::from(self.p.plan.ingress_mtu));
+        // Wire mode: back to the sender, out of the port it came in on.
+        match build(self.buf, l3, MacRewrite::Swap, max) {
             Ok(len) => {
                 self.counters().icmp_sent[fam] += 1;
                 Verdict::Reply { len }
@@ -1010,10 +1060,10 @@ impl Ctx<'_, '_> {
             }
             Plan::Clamp { .. } | Plan::Insert(_) => {}
         }
-        if let Some(l) = &mut self.state.syn {
+        if let Some(l) = self.p.syn {
             if !l.try_take(key, self.now) {
                 self.counters().syn_limited += 1;
-                return match self.cfg.settings.syn_limit.over_limit {
+                return match self.p.cfg.settings.syn_limit.over_limit {
                     OverLimit::Pass => keep,
                     OverLimit::Drop => SynOutcome::Drop,
                 };

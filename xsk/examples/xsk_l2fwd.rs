@@ -172,11 +172,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         Idle::Spin
     };
     let mut poller = Poller::new(&q, idle);
-    let mut fwd = Forward {
-        pair: vec![Some(1), Some(0)],
-        swap_macs: false,
-        refused: 0,
-    };
+    let mut fwd = Forward::new(vec![Some(1), Some(0)]);
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(args.seconds);
     while poller.rounds % 1024 != 0 || (Instant::now() < deadline && !stop.load(Ordering::Relaxed))

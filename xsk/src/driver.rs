@@ -244,6 +244,17 @@ pub struct Forward {
     pub refused: u64,
 }
 
+impl Forward {
+    /// Forwards port `i`'s frames to `pair[i]`, untouched.
+    pub fn new(pair: Vec<Option<usize>>) -> Forward {
+        Forward {
+            pair,
+            swap_macs: false,
+            refused: 0,
+        }
+    }
+}
+
 impl<B: Backend> Handler<B> for Forward {
     #[inline]
     fn on_batch(&mut self, q: &mut Queue<B>, port: usize, frames: &mut Vec<Frame>) {
@@ -287,11 +298,7 @@ mod tests {
     fn forwards_every_frame_in_order_and_conserves() {
         let mut q = queue(MemConfig::default());
         let mut p = Poller::new(&q, Idle::Spin);
-        let mut h = Forward {
-            pair: vec![Some(1), Some(0)],
-            swap_macs: false,
-            refused: 0,
-        };
+        let mut h = Forward::new(vec![Some(1), Some(0)]);
         p.round(&mut q, &mut h); // first refill
         let mut expect = Vec::new();
         for i in 0..200u32 {
@@ -327,11 +334,7 @@ mod tests {
         };
         let mut q = queue(cfg);
         let mut p = Poller::new(&q, Idle::Spin);
-        let mut h = Forward {
-            pair: vec![Some(1), None],
-            swap_macs: false,
-            refused: 0,
-        };
+        let mut h = Forward::new(vec![Some(1), None]);
         p.round(&mut q, &mut h);
         // 16 per round, nobody transmits: the TX ring (16) and the
         // staging area (16) fill up, the rest is refused.
@@ -368,11 +371,7 @@ mod tests {
         };
         let mut q = Queue::new(MemBackend::new(&["a", "b"], cfg), 0, 16, 8);
         let mut p = Poller::new(&q, Idle::Spin);
-        let mut h = Forward {
-            pair: vec![Some(1), Some(0)],
-            swap_macs: false,
-            refused: 0,
-        };
+        let mut h = Forward::new(vec![Some(1), Some(0)]);
         p.round(&mut q, &mut h);
         let mut drops = 0;
         for i in 0..100 {
@@ -396,11 +395,7 @@ mod tests {
     fn kick_errors_are_counted_and_frames_kept() {
         let mut q = queue(MemConfig::default());
         let mut p = Poller::new(&q, Idle::Spin);
-        let mut h = Forward {
-            pair: vec![Some(1), Some(0)],
-            swap_macs: false,
-            refused: 0,
-        };
+        let mut h = Forward::new(vec![Some(1), Some(0)]);
         p.round(&mut q, &mut h);
         q.backend_mut().set_kick_error(1, Some(libc::ENXIO));
         for i in 0..5 {

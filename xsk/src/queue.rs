@@ -247,7 +247,10 @@ impl<B: Backend> Queue<B> {
         for &a in &free {
             // The packet may start inside its chunk (the kernel's headroom).
             let chunk = a as usize & !(frame_size - 1);
-            assert!(chunk + frame_size <= mem_len, "frame {a:#x} outside the UMEM");
+            assert!(
+                chunk + frame_size <= mem_len,
+                "frame {a:#x} outside the UMEM"
+            );
         }
         free.reverse(); // popped from the end: first frames first
         let frame_count = free.len();

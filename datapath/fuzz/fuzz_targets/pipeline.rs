@@ -55,14 +55,31 @@ fuzz_target!(|data: &[u8]| {
     buf[..frame.len()].copy_from_slice(frame);
     let mut pool = Pool { bufs: vec![vec![0; FRAME]; 200], lens: Vec::new(), next: 0 };
     let v = pipeline::process_frame(&mut buf, frame.len(), port, 1, &cfg, &mut st, &mut pool);
-    assert!(st.counters[port.index()].balanced());
-    match v {
-        Verdict::Forward { len, .. } | Verdict::Reply { len } => assert!(len <= buf.len()),
-        Verdict::Fragments { first_len, extra, .. } => {
+    // Counters against what came out (not `balanced()`, which holds by
+    // construction): one frame in, and as many out as the verdict says.
+    let c = &st.counters[port.index()];
+    assert_eq!(c.rx_packets, 1);
+    let out = match v {
+        Verdict::Forward { len, egress } => {
+            assert!(len <= buf.len());
+            assert_eq!(egress.index(), port.index() ^ 1);
+            1
+        }
+        Verdict::Reply { len } => {
+            assert!(len <= buf.len());
+            1
+        }
+        Verdict::Fragments { first_len, extra, egress } => {
             assert_eq!(extra, pool.lens.len());
             assert!(first_len <= buf.len());
             assert!(pool.lens.iter().all(|&l| l <= FRAME));
+            assert_eq!(egress.index(), port.index() ^ 1);
+            1 + extra as u64
         }
-        Verdict::Drop(_) => {}
-    }
+        Verdict::Drop(r) => {
+            assert_eq!(c.drops[r as usize], 1);
+            0
+        }
+    };
+    assert_eq!(c.transmitted(), out);
 });

@@ -6,8 +6,17 @@
 //! checksum) and the frame is cut short. Fragments 2..n are written into free
 //! frames handed out by an [`ExtraFrames`] (the AF_XDP layer's UMEM free list;
 //! a `Vec` in tests), each starting with a copy of the original link-layer
-//! header. The caller learns up front how many frames it needs
-//! ([`fragment_count`]) and [`fragment_ipv4`] takes none when too few are free.
+//! header whose MAC addresses the caller may rewrite ([`MacRewrite`]: wire
+//! mode keeps them, a router writes the next hop's). Their IPv4 header is
+//! emitted from an [`ipv4::Repr`](Repr). The caller learns up front how many
+//! frames it needs ([`fragment_count`]) and [`fragment_ipv4`] takes none when
+//! too few are free.
+//!
+//! Both take the [`L3Ctx`] the pipeline parsed: where the IP packet starts
+//! and ends in the frame. The header's fields are read once, into the
+//! `Repr`; the header checksum is the caller's to verify (the pipeline does
+//! before it fragments, so a corrupt header is never laundered into fresh
+//! checksums).
 //!
 //! # What every fragment looks like
 //!
@@ -57,7 +66,10 @@
 //! [`FragError::BadOptions`]: we do not guess which bytes of a malformed option
 //! list a receiver would take as options.
 
-use crate::wire::ipv4::{Packet, FLAG_MF, MAX_HEADER_LEN, MIN_HEADER_LEN, MIN_MTU, OFFSET_MASK};
+use super::{L3Ctx, MacRewrite};
+use crate::wire::ipv4::{
+    Packet, Repr, FLAG_MF, MAX_HEADER_LEN, MIN_HEADER_LEN, MIN_MTU, OFFSET_MASK,
+};
 
 /// The reserved (evil) bit of the flags/offset word, passed through untouched.
 const FLAG_RESERVED: u16 = 0x8000;
@@ -102,7 +114,7 @@ pub struct Fragmented {
     /// The new length of the input frame, which now holds fragment 1:
     /// `l2_len` plus its IPv4 total length (Ethernet padding after the IP
     /// packet is dropped). When the packet already fit, the frame is untouched
-    /// and this is the `len` passed in.
+    /// and this is `l2_len` plus the packet's total length.
     pub first_len: usize,
     /// How many extra frames were committed (fragments 2..n).
     pub extra: usize,
@@ -131,9 +143,10 @@ pub enum FragError {
     /// An extra frame cannot hold the link-layer header plus a fragment.
     #[error("frame buffer too small for a fragment")]
     BufferTooSmall,
-    /// The frame is not a whole IPv4 packet (`l2_len`/`len` out of range, or
-    /// the header fails [`Packet::check_len`]), or its fragments' offsets
-    /// would not fit the 13-bit offset field (RFC 791 §3.1).
+    /// The context does not fit the frame (see [`L3Ctx`]), the header fails
+    /// [`Packet::check_len`] or disagrees with the context's total length,
+    /// or the fragments' offsets would not fit the 13-bit offset field (RFC
+    /// 791 §3.1).
     #[error("malformed IPv4 packet")]
     Malformed,
 }
@@ -191,29 +204,36 @@ fn copied_options(opts: &[u8], out: &mut [u8; MAX_OPTIONS_LEN]) -> Result<usize,
     Ok(n)
 }
 
-/// Checks `ip` and decides how to cut it for `mtu`.
-fn plan(ip: &[u8], mtu: u16) -> Result<Plan, FragError> {
-    if mtu < MIN_MTU {
-        return Err(FragError::MtuTooSmall);
+/// The header of the IPv4 packet `l3` describes in `frame`, parsed; checks
+/// that it agrees with the context.
+fn header<'f>(frame: &'f [u8], l3: &L3Ctx) -> Result<Repr<'f>, FragError> {
+    let ip = l3.ip(frame).ok_or(FragError::Malformed)?;
+    let orig = Repr::parse(&Packet::new_unchecked(ip)).map_err(|_| FragError::Malformed)?;
+    if orig.total_len() != ip.len() {
+        return Err(FragError::Malformed);
     }
-    let p = Packet::new_checked(ip).map_err(|_| FragError::Malformed)?;
-    let header_len = p.header_len();
-    let total_len = usize::from(p.total_len());
-    let payload_len = total_len - header_len;
+    Ok(orig)
+}
+
+/// Decides how to cut the packet with header `orig` for `mtu`.
+#[inline]
+fn plan(orig: &Repr<'_>, mtu: u16) -> Result<Plan, FragError> {
+    let header_len = orig.buffer_len();
+    let payload_len = orig.payload_len;
     let mut plan = Plan {
         header_len,
         payload_len,
         chunk: payload_len,
         count: 1,
-        flags_offset: p.flags_offset(),
+        flags_offset: orig.flags_offset,
         copied: [0; MAX_OPTIONS_LEN],
         copied_len: 0,
     };
-    if total_len <= usize::from(mtu) {
+    if orig.total_len() <= usize::from(mtu) {
         return Ok(plan);
     }
     plan.chunk = chunk_size(mtu, header_len)?;
-    plan.copied_len = copied_options(p.options(), &mut plan.copied)?;
+    plan.copied_len = copied_options(orig.options, &mut plan.copied)?;
     // total_len > mtu ≥ header_len + chunk, so at least two fragments.
     plan.count = payload_len.div_ceil(plan.chunk);
     debug_assert!(plan.count >= 2);
@@ -226,35 +246,41 @@ fn plan(ip: &[u8], mtu: u16) -> Result<Plan, FragError> {
     Ok(plan)
 }
 
-/// How many fragments [`fragment_ipv4`] will produce for the IPv4 packet `ip`
-/// (which may be followed by link-layer padding) at `mtu`, or why it cannot
-/// fragment it.
+/// How many fragments [`fragment_ipv4`] will produce for the IPv4 packet
+/// `l3` describes in `frame` at `mtu`, or why it cannot fragment it.
 ///
 /// `Ok(1)` means the packet already fits (its options are not looked at
 /// then); otherwise the caller needs `n − 1` free frames. The checks and their
 /// order are those of [`fragment_ipv4`]: [`FragError::MtuTooSmall`] for an MTU
 /// below 68 (RFC 791 §3.2), [`FragError::Malformed`],
 /// [`FragError::HeaderTooLong`], [`FragError::BadOptions`] (RFC 791 §3.1).
-pub fn fragment_count(ip: &[u8], mtu: u16) -> Result<usize, FragError> {
-    plan(ip, mtu).map(|p| p.count)
+pub fn fragment_count(frame: &[u8], l3: &L3Ctx, mtu: u16) -> Result<usize, FragError> {
+    if mtu < MIN_MTU {
+        return Err(FragError::MtuTooSmall);
+    }
+    plan(&header(frame, l3)?, mtu).map(|p| p.count)
 }
 
-/// Fragments the IPv4 packet at `frame[l2_len..len]` so that every fragment's
-/// total length is at most `mtu` (RFC 791 §2.3, §3.2).
+/// Fragments the IPv4 packet `l3` describes in `frame` so that every
+/// fragment's total length is at most `mtu` (RFC 791 §2.3, §3.2).
 ///
-/// `frame[..l2_len]` is the link-layer header (Ethernet with any VLAN tags)
-/// and `len` the frame's current length; the IPv4 header must pass
-/// [`Packet::check_len`], else [`FragError::Malformed`]. A packet that already
-/// fits is left untouched (`Fragmented { first_len: len, extra: 0 }`).
+/// `frame[..l3.l2_len]` is the link-layer header (Ethernet with any VLAN
+/// tags) and the IPv4 packet is `l3.total_len` bytes after it; anything
+/// after that is link-layer padding. The IPv4 header must pass
+/// [`Packet::check_len`] and agree with the context, else
+/// [`FragError::Malformed`]. A packet that already fits is left untouched
+/// (`Fragmented { first_len: l2_len + total_len, extra: 0 }`).
 ///
 /// Otherwise fragments 2..n are each written into a frame from `extra` (a copy
-/// of `frame[..l2_len]`, then the fragment) and committed, reading from the
-/// original; then fragment 1 is rewritten in place in `frame` (its payload is
-/// already in place) and its new frame length returned. Fields and options of
-/// each fragment are described in the [module documentation](self): payload
-/// `(mtu − H) & !7` bytes for the original header length `H`, ID kept, DF
-/// cleared, offsets and MF continued from the original, only copied options
-/// after the first fragment (RFC 791 §3.1), header checksum recomputed.
+/// of `frame[..l2_len]` with `macs` applied, then the fragment) and
+/// committed, reading from the original; then fragment 1 is rewritten in
+/// place in `frame` (its payload is already in place, `macs` is applied to
+/// its link-layer header too) and its new frame length returned. Fields and
+/// options of each fragment are described in the [module
+/// documentation](self): payload `(mtu − H) & !7` bytes for the original
+/// header length `H`, ID kept, DF cleared, offsets and MF continued from the
+/// original, only copied options after the first fragment (RFC 791 §3.1),
+/// header checksum recomputed.
 ///
 /// All-or-nothing on [`FragError::NoFrame`]: `extra.available()` is checked
 /// before anything is written. [`FragError::BufferTooSmall`] is found on the
@@ -264,24 +290,23 @@ pub fn fragment_count(ip: &[u8], mtu: u16) -> Result<usize, FragError> {
 /// buffers than `available()` promised can see an error after a commit. On
 /// every error `frame` is unchanged.
 ///
-/// Allocates nothing and does not panic, whatever the bytes.
+/// Allocates nothing and does not panic, whatever the bytes and the context.
 pub fn fragment_ipv4(
     frame: &mut [u8],
-    len: usize,
-    l2_len: usize,
+    l3: &L3Ctx,
     mtu: u16,
+    macs: MacRewrite,
     extra: &mut impl ExtraFrames,
 ) -> Result<Fragmented, FragError> {
     if mtu < MIN_MTU {
         return Err(FragError::MtuTooSmall);
     }
-    if l2_len > len || len > frame.len() {
-        return Err(FragError::Malformed);
-    }
-    let plan = plan(&frame[l2_len..len], mtu)?;
+    let l2_len = l3.l2_len;
+    let orig = header(frame, l3)?;
+    let plan = plan(&orig, mtu)?;
     if plan.count == 1 {
         return Ok(Fragmented {
-            first_len: len,
+            first_len: l2_len + orig.total_len(),
             extra: 0,
         });
     }
@@ -290,15 +315,14 @@ pub fn fragment_ipv4(
         return Err(FragError::NoFrame);
     }
 
-    // The header of fragments 2..n: the fixed part of the original, then the
-    // copied options padded with EOL (0) to a multiple of 4 (RFC 791 §3.2
-    // step (7)). The padding is already zero.
-    let later_hlen = MIN_HEADER_LEN + plan.copied_len.next_multiple_of(4);
-    let mut later_hdr = [0u8; MAX_HEADER_LEN];
-    later_hdr[..MIN_HEADER_LEN].copy_from_slice(&frame[l2_len..l2_len + MIN_HEADER_LEN]);
-    later_hdr[MIN_HEADER_LEN..MIN_HEADER_LEN + plan.copied_len]
-        .copy_from_slice(&plan.copied[..plan.copied_len]);
-    Packet::new_unchecked(&mut later_hdr[..later_hlen]).set_header_len(later_hlen);
+    // The header of fragments 2..n: the original's fields, then the copied
+    // options padded with EOL (0) to a multiple of 4 (RFC 791 §3.2 step
+    // (7)). The padding is already zero.
+    let mut later = Repr {
+        options: &plan.copied[..plan.copied_len.next_multiple_of(4)],
+        ..orig
+    };
+    let later_hlen = later.buffer_len();
 
     // DF cleared; the reserved bit kept; offsets continue from the original's
     // (RFC 791 §3.2 step (9): FO <- OFO + NFB, MF <- OMF on the last).
@@ -312,23 +336,22 @@ pub fn fragment_ipv4(
     for k in 1..plan.count {
         let start = k * plan.chunk;
         let end = (start + plan.chunk).min(plan.payload_len);
-        let ip_len = later_hlen + (end - start);
-        let out_len = l2_len + ip_len;
+        let out_len = l2_len + later_hlen + (end - start);
         let buf = extra.next_buf().ok_or(FragError::NoFrame)?;
         let out = buf.get_mut(..out_len).ok_or(FragError::BufferTooSmall)?;
-        out[..l2_len].copy_from_slice(&frame[..l2_len]);
-        out[l2_len..l2_len + later_hlen].copy_from_slice(&later_hdr[..later_hlen]);
-        out[l2_len + later_hlen..].copy_from_slice(&frame[payload_at + start..payload_at + end]);
-        let mut p = Packet::new_unchecked(&mut out[l2_len..]);
-        // ip_len ≤ mtu, a u16.
-        p.set_total_len(ip_len as u16);
+        let (l2, ip) = out.split_at_mut(l2_len);
+        l2.copy_from_slice(&frame[..l2_len]);
+        macs.apply(l2);
         let mf = if k + 1 == plan.count {
             last_mf
         } else {
             FLAG_MF
         };
-        p.set_flags_offset(keep | mf | offset_of(start));
-        p.fill_checksum();
+        later.flags_offset = keep | mf | offset_of(start);
+        later.payload_len = end - start;
+        // later.total_len() ≤ mtu, a u16.
+        later.emit(&mut Packet::new_unchecked(&mut *ip));
+        ip[later_hlen..].copy_from_slice(&frame[payload_at + start..payload_at + end]);
         extra.commit(out_len);
     }
 
@@ -340,6 +363,7 @@ pub fn fragment_ipv4(
     p.set_total_len(first_ip_len as u16);
     p.set_flags_offset(keep | FLAG_MF | offset_of(0));
     p.fill_checksum();
+    macs.apply(&mut frame[..l2_len]);
     Ok(Fragmented {
         first_len: l2_len + first_ip_len,
         extra: extra_count,
@@ -349,6 +373,7 @@ pub fn fragment_ipv4(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::UpperLayer;
     use etherparse::Ipv4HeaderSlice;
     use proptest::prelude::*;
 
@@ -448,6 +473,23 @@ mod tests {
             20 + self.options.len()
         }
 
+        /// The context the pipeline would hand down for `frame()`, from
+        /// the spec (not from our parser).
+        fn ctx(&self) -> L3Ctx {
+            let off = self.flags_offset & OFFSET_MASK;
+            let mf = self.flags_offset & FLAG_MF != 0;
+            L3Ctx {
+                l2_len: self.l2_len,
+                header_len: self.header_len(),
+                total_len: self.header_len() + self.payload.len(),
+                upper: Some(UpperLayer {
+                    protocol: self.proto,
+                    offset: self.header_len(),
+                    fragment: (off != 0 || mf).then_some((off, mf)),
+                }),
+            }
+        }
+
         /// The whole frame: L2 header, IPv4 header (checksum by etherparse),
         /// payload, trailer.
         fn frame(&self) -> Vec<u8> {
@@ -499,9 +541,8 @@ mod tests {
     /// bytes; returns the IP packets (fragment 1 first) and the result.
     fn run(spec: &Spec, mtu: u16, frames: usize, size: usize) -> (Vec<Vec<u8>>, Fragmented) {
         let mut frame = spec.frame();
-        let len = frame.len();
         let mut extra = VecFrames::new(frames, size);
-        let r = fragment_ipv4(&mut frame, len, spec.l2_len, mtu, &mut extra).unwrap();
+        let r = fragment_ipv4(&mut frame, &spec.ctx(), mtu, MacRewrite::Keep, &mut extra).unwrap();
         assert_eq!(r.extra, extra.lens.len());
         let mut out = vec![frame[spec.l2_len..r.first_len].to_vec()];
         for p in extra.packets() {
@@ -724,7 +765,7 @@ mod tests {
         for row in ROWS {
             let spec = Spec::new(row.options, row.payload, row.flags_offset);
             let frame = spec.frame();
-            let n = fragment_count(&frame[14..], row.mtu).unwrap();
+            let n = fragment_count(&frame, &spec.ctx(), row.mtu).unwrap();
             assert_eq!(n, row.words.len(), "{}: count", row.name);
             let (frags, r) = run(&spec, row.mtu, n - 1, 2048);
             assert_eq!(words(&frags), row.words, "{}: flags/offset", row.name);
@@ -758,6 +799,38 @@ mod tests {
         }
     }
 
+    // The caller decides the MAC addresses of every fragment; the rest of
+    // the link-layer header (VLAN tags, EtherType) is the input's.
+    #[test]
+    fn macs_are_the_callers() {
+        let mut spec = Spec::new(&[], 1400, 0);
+        spec.l2_len = 18;
+        let orig = spec.frame();
+        let (dst, src) = ([0x02, 0, 0, 0, 0, 0xd], [0x02, 0, 0, 0, 0, 0x5]);
+        for macs in [
+            MacRewrite::Keep,
+            MacRewrite::Swap,
+            MacRewrite::Set { dst, src },
+        ] {
+            let mut frame = orig.clone();
+            let mut extra = VecFrames::new(2, 2048);
+            fragment_ipv4(&mut frame, &spec.ctx(), 600, macs, &mut extra).unwrap();
+            let (want_dst, want_src) = match macs {
+                MacRewrite::Keep => (&orig[..6], &orig[6..12]),
+                MacRewrite::Swap => (&orig[6..12], &orig[..6]),
+                MacRewrite::Set { .. } => (&dst[..], &src[..]),
+            };
+            let mut all = vec![&frame[..]];
+            all.extend(extra.packets());
+            assert_eq!(all.len(), 3);
+            for f in all {
+                assert_eq!(&f[..6], want_dst, "{macs:?}");
+                assert_eq!(&f[6..12], want_src, "{macs:?}");
+                assert_eq!(&f[12..18], &orig[12..18], "{macs:?}");
+            }
+        }
+    }
+
     #[test]
     fn f3_df_is_cleared_here_policy_is_the_pipelines() {
         // VECTORS F3 (DF set → ICMP 3/4) is the pipeline's decision; when
@@ -773,15 +846,14 @@ mod tests {
         let spec = Spec::new(&[], 1400, 0);
         for mtu in [0, 4, 67] {
             let mut frame = spec.frame();
-            let len = frame.len();
             let before = frame.clone();
             let mut extra = VecFrames::new(64, 2048);
             assert_eq!(
-                fragment_count(&frame[14..], mtu),
+                fragment_count(&frame, &spec.ctx(), mtu),
                 Err(FragError::MtuTooSmall)
             );
             assert_eq!(
-                fragment_ipv4(&mut frame, len, 14, mtu, &mut extra),
+                fragment_ipv4(&mut frame, &spec.ctx(), mtu, MacRewrite::Keep, &mut extra),
                 Err(FragError::MtuTooSmall)
             );
             assert!(extra.lens.is_empty());
@@ -790,7 +862,7 @@ mod tests {
         // Even a packet that would fit is refused at such an MTU.
         let small = Spec::new(&[], 8, 0);
         assert_eq!(
-            fragment_count(&small.frame()[14..], 60),
+            fragment_count(&small.frame(), &small.ctx(), 60),
             Err(FragError::MtuTooSmall)
         );
     }
@@ -826,20 +898,21 @@ mod tests {
         let mut frame = spec.frame();
         let before = frame.clone();
         let len = frame.len();
-        assert_eq!(fragment_count(&frame[14..], 600), Ok(1));
+        assert_eq!(fragment_count(&frame, &spec.ctx(), 600), Ok(1));
         let mut extra = VecFrames::new(0, 2048);
-        let r = fragment_ipv4(&mut frame, len, 14, 600, &mut extra).unwrap();
+        let r = fragment_ipv4(&mut frame, &spec.ctx(), 600, MacRewrite::Keep, &mut extra).unwrap();
+        // Untouched; its length without the 6 bytes of padding.
         assert_eq!(
             r,
             Fragmented {
-                first_len: len,
+                first_len: len - 6,
                 extra: 0
             }
         );
         assert_eq!(frame, before);
         // One byte more and it splits.
         let spec = Spec::new(&F4_OPTIONS, 561, 0);
-        assert_eq!(fragment_count(&spec.frame()[14..], 600), Ok(2));
+        assert_eq!(fragment_count(&spec.frame(), &spec.ctx(), 600), Ok(2));
     }
 
     #[test]
@@ -868,9 +941,8 @@ mod tests {
         }
         let spec = Spec::new(&[], 1400, 0x8000 | 0x4000);
         let mut frame = spec.frame();
-        let len = frame.len();
         let mut extra = VecFrames::new(2, 2048);
-        fragment_ipv4(&mut frame, len, 14, 600, &mut extra).unwrap();
+        fragment_ipv4(&mut frame, &spec.ctx(), 600, MacRewrite::Keep, &mut extra).unwrap();
         let mut all = vec![frame[14..34].to_vec()];
         all.extend(extra.packets().iter().map(|p| p[14..34].to_vec()));
         let w: Vec<u16> = all
@@ -918,14 +990,13 @@ mod tests {
         let spec = Spec::new(&[1, 0x83, 9, 0], 1400, 0);
         let mut frame = spec.frame();
         let before = frame.clone();
-        let len = frame.len();
         let mut extra = VecFrames::new(8, 2048);
         assert_eq!(
-            fragment_count(&frame[14..], 600),
+            fragment_count(&frame, &spec.ctx(), 600),
             Err(FragError::BadOptions)
         );
         assert_eq!(
-            fragment_ipv4(&mut frame, len, 14, 600, &mut extra),
+            fragment_ipv4(&mut frame, &spec.ctx(), 600, MacRewrite::Keep, &mut extra),
             Err(FragError::BadOptions)
         );
         assert!(extra.lens.is_empty());
@@ -937,11 +1008,10 @@ mod tests {
         let spec = Spec::new(&F4_OPTIONS, 1400, 0);
         let mut frame = spec.frame();
         let before = frame.clone();
-        let len = frame.len();
         for have in 0..2 {
             let mut extra = VecFrames::new(have, 2048);
             assert_eq!(
-                fragment_ipv4(&mut frame, len, 14, 600, &mut extra),
+                fragment_ipv4(&mut frame, &spec.ctx(), 600, MacRewrite::Keep, &mut extra),
                 Err(FragError::NoFrame)
             );
             assert!(extra.lens.is_empty());
@@ -955,10 +1025,9 @@ mod tests {
         let spec = Spec::new(&[], 1400, 0);
         let mut frame = spec.frame();
         let before = frame.clone();
-        let len = frame.len();
         let mut extra = VecFrames::new(2, 14 + 595);
         assert_eq!(
-            fragment_ipv4(&mut frame, len, 14, 600, &mut extra),
+            fragment_ipv4(&mut frame, &spec.ctx(), 600, MacRewrite::Keep, &mut extra),
             Err(FragError::BufferTooSmall)
         );
         assert!(extra.lens.is_empty());
@@ -973,7 +1042,7 @@ mod tests {
         // start at 0x1fc0 + 144 > 0x1fff.
         let spec = Spec::new(&[], 1400, 0x1fc0);
         assert_eq!(
-            fragment_count(&spec.frame()[14..], 600),
+            fragment_count(&spec.frame(), &spec.ctx(), 600),
             Err(FragError::Malformed)
         );
         // The largest offset that still fits: last fragment at 0x1fff.
@@ -988,15 +1057,46 @@ mod tests {
         let spec = Spec::new(&[], 1400, 0);
         let mut frame = spec.frame();
         let len = frame.len();
+        let before = frame.clone();
+        let good = spec.ctx();
+        assert_eq!(good.l2_len + good.total_len, len);
         let mut extra = VecFrames::new(4, 2048);
-        for (l, l2) in [(len + 1, 14), (len, len + 1), (10, 14), (len - 1, 14)] {
+        for bad in [
+            // Past the end of the frame.
+            L3Ctx {
+                total_len: good.total_len + 1,
+                ..good
+            },
+            L3Ctx {
+                l2_len: len + 1,
+                ..good
+            },
+            // Shorter than its header, or than the header's total length.
+            L3Ctx {
+                total_len: 10,
+                ..good
+            },
+            L3Ctx {
+                total_len: good.total_len - 1,
+                ..good
+            },
+            // No room for an Ethernet header.
+            L3Ctx { l2_len: 0, ..good },
+            L3Ctx { l2_len: 13, ..good },
+        ] {
             assert_eq!(
-                fragment_ipv4(&mut frame, l, l2, 600, &mut extra),
+                fragment_ipv4(&mut frame, &bad, 600, MacRewrite::Keep, &mut extra),
                 Err(FragError::Malformed),
-                "len {l} l2 {l2}"
+                "{bad:?}"
+            );
+            assert_eq!(
+                fragment_count(&frame, &bad, 600),
+                Err(FragError::Malformed),
+                "{bad:?}"
             );
         }
         assert!(extra.lens.is_empty());
+        assert_eq!(frame, before);
     }
 
     #[test]
@@ -1004,10 +1104,11 @@ mod tests {
         let mut spec = Spec::new(&F4_OPTIONS, 300, 0x2000 | 5);
         spec.l2_len = 18;
         let full = spec.frame();
+        let l3 = spec.ctx();
         for n in 0..=full.len() {
             let mut frame = full[..n].to_vec();
             let mut extra = VecFrames::new(16, 2048);
-            let r = fragment_ipv4(&mut frame, n, 18, 68, &mut extra);
+            let r = fragment_ipv4(&mut frame, &l3, 68, MacRewrite::Keep, &mut extra);
             if n == full.len() {
                 // 300 bytes in 24-byte pieces under a 40-byte header.
                 assert_eq!(r.map(|r| r.extra), Ok(12));
@@ -1015,9 +1116,11 @@ mod tests {
                 assert_eq!(r, Err(FragError::Malformed), "prefix {n}");
                 assert!(extra.lens.is_empty());
             }
-            if n >= 18 {
-                let c = fragment_count(&full[18..n], 68);
-                assert_eq!(c.is_ok(), n == full.len(), "prefix {n}");
+            let c = fragment_count(&full[..n], &l3, 68);
+            if n == full.len() {
+                assert_eq!(c, Ok(13));
+            } else {
+                assert_eq!(c, Err(FragError::Malformed), "prefix {n}");
             }
         }
     }
@@ -1094,14 +1197,15 @@ mod tests {
         ) {
             let frame = spec.frame();
             let l2 = spec.l2_len;
-            let n = fragment_count(&frame[l2..], mtu).unwrap();
+            let l3 = spec.ctx();
+            let n = fragment_count(&frame, &l3, mtu).unwrap();
             let total = spec.header_len() + spec.payload.len();
             if total <= usize::from(mtu) {
                 prop_assert_eq!(n, 1);
                 let mut f = frame.clone();
                 let mut extra = VecFrames::new(0, 0);
-                let r = fragment_ipv4(&mut f, frame.len(), l2, mtu, &mut extra).unwrap();
-                prop_assert_eq!(r, Fragmented { first_len: frame.len(), extra: 0 });
+                let r = fragment_ipv4(&mut f, &l3, mtu, MacRewrite::Keep, &mut extra).unwrap();
+                prop_assert_eq!(r, Fragmented { first_len: l2 + total, extra: 0 });
                 prop_assert_eq!(f, frame);
                 return Ok(());
             }
@@ -1110,7 +1214,7 @@ mod tests {
             let mut f = frame.clone();
             let mut short = VecFrames::new(n - 2, usize::from(mtu) + l2);
             prop_assert_eq!(
-                fragment_ipv4(&mut f, frame.len(), l2, mtu, &mut short),
+                fragment_ipv4(&mut f, &l3, mtu, MacRewrite::Keep, &mut short),
                 Err(FragError::NoFrame)
             );
             prop_assert!(short.lens.is_empty());
@@ -1126,7 +1230,8 @@ mod tests {
         fn arbitrary_bytes_never_panic(
             mut frame in proptest::collection::vec(any::<u8>(), 0..400),
             l2_len in 0usize..30,
-            len_slack in 0usize..8,
+            header_len in 0usize..70,
+            total_len in 0usize..450,
             ip_version in any::<bool>(),
             mtu in any::<u16>(),
             frames in 0usize..8,
@@ -1135,11 +1240,12 @@ mod tests {
             if ip_version && frame.len() > l2_len {
                 frame[l2_len] = 0x40 | (frame[l2_len] & 0x0f);
             }
-            let len = frame.len().saturating_sub(len_slack);
+            // Any context at all: the ops check it against the frame.
+            let l3 = L3Ctx { l2_len, header_len, total_len, upper: None };
             let mut extra = VecFrames::new(frames, size);
-            let _ = fragment_count(frame.get(l2_len..).unwrap_or(&[]), mtu);
-            if let Ok(r) = fragment_ipv4(&mut frame, len, l2_len, mtu, &mut extra) {
-                prop_assert!(r.first_len <= len);
+            let _ = fragment_count(&frame, &l3, mtu);
+            if let Ok(r) = fragment_ipv4(&mut frame, &l3, mtu, MacRewrite::Keep, &mut extra) {
+                prop_assert!(r.first_len <= frame.len());
                 prop_assert_eq!(r.extra, extra.lens.len());
             }
         }

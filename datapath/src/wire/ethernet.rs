@@ -205,7 +205,8 @@ mod tests {
                     if n < 22 {
                         assert_eq!(r, Err(WireError::Truncated), "len {n}");
                     } else {
-                        assert!(r.is_ok());
+                        let r = r.map(|i| (i.header_len, i.ethertype, i.vlan_tags));
+                        assert_eq!(r, Ok((22, ethertype::IPV6, 2)), "len {n}");
                     }
                 }
             }

@@ -2,13 +2,15 @@
 //! (is this an error message?) and writes (Fragmentation Needed, Packet Too
 //! Big).
 
-use super::WireError;
+use super::{checksum, WireError};
 
 /// Length of the ICMP/ICMPv6 header (type, code, checksum, 4 bytes of rest).
 pub const HEADER_LEN: usize = 8;
 
 /// ICMPv4 types and codes.
 pub mod v4 {
+    use super::{checksum, Message, WireError, HEADER_LEN};
+
     /// Echo Reply.
     pub const ECHO_REPLY: u8 = 0;
     /// Destination Unreachable.
@@ -34,10 +36,64 @@ pub mod v4 {
             DEST_UNREACHABLE | SOURCE_QUENCH | REDIRECT | TIME_EXCEEDED | PARAMETER_PROBLEM
         )
     }
+
+    /// An ICMPv4 error header we originate, in parsed, valid-by-construction
+    /// form (after smoltcp's `Icmpv4Repr`). The quote behind it is not part
+    /// of it: errors are built in place around the offending packet.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Repr {
+        /// Destination Unreachable, fragmentation needed and DF set (type 3
+        /// code 4, RFC 792), the next-hop MTU in the low 16 bits of the
+        /// second word (RFC 1191 §4).
+        FragNeeded {
+            /// The MTU of the next-hop network.
+            next_hop_mtu: u16,
+        },
+    }
+
+    impl Repr {
+        /// Parses the header of `msg`, whose buffer is the whole message,
+        /// and verifies its checksum (RFC 792: over the message from the type
+        /// on). Types and codes we do not originate are `Unsupported`.
+        pub fn parse<T: AsRef<[u8]>>(msg: &Message<T>) -> Result<Repr, WireError> {
+            msg.check_len()?;
+            if checksum::checksum(msg.buffer.as_ref()) != 0 {
+                return Err(WireError::BadChecksum);
+            }
+            match (msg.msg_type(), msg.code()) {
+                (DEST_UNREACHABLE, CODE_FRAG_NEEDED) => Ok(Repr::FragNeeded {
+                    next_hop_mtu: msg.next_hop_mtu(),
+                }),
+                _ => Err(WireError::Unsupported),
+            }
+        }
+
+        /// The bytes [`Repr::emit`] writes: the 8-byte header.
+        pub const fn buffer_len(&self) -> usize {
+            HEADER_LEN
+        }
+
+        /// Writes the header into `msg`, whose buffer is the whole message
+        /// (the quote already in place behind the header), then the checksum
+        /// over all of it (RFC 792).
+        ///
+        /// Panics if the buffer is shorter than [`HEADER_LEN`].
+        pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, msg: &mut Message<T>) {
+            match *self {
+                Repr::FragNeeded { next_hop_mtu } => {
+                    msg.set_header(DEST_UNREACHABLE, CODE_FRAG_NEEDED, u32::from(next_hop_mtu))
+                }
+            }
+            let c = checksum::checksum(msg.buffer.as_ref());
+            msg.set_checksum(c);
+        }
+    }
 }
 
 /// ICMPv6 types.
 pub mod v6 {
+    use super::{checksum, Message, WireError, HEADER_LEN};
+
     /// Packet Too Big.
     pub const PACKET_TOO_BIG: u8 = 2;
 
@@ -45,6 +101,76 @@ pub mod v6 {
     /// 0..=127).
     pub fn is_error(t: u8) -> bool {
         t < 128
+    }
+
+    /// The RFC 8200 §8.1 pseudo-header sum plus the message, folded and
+    /// complemented: the checksum field's value when it holds zero, zero
+    /// when the message's checksum is right (RFC 4443 §2.3).
+    fn sum_with_pseudo(msg: &[u8], src: &[u8; 16], dst: &[u8; 16]) -> u16 {
+        // A message buffer longer than u32::MAX cannot exist here: an IPv6
+        // payload length is 16 bits (no jumbograms).
+        let acc = checksum::pseudo_v6(src, dst, ICMPV6, msg.len() as u32);
+        checksum::finish(checksum::sum(acc, msg))
+    }
+
+    /// The ICMPv6 Next Header value (RFC 4443 §1).
+    const ICMPV6: u8 = 58;
+
+    /// An ICMPv6 error header we originate, in parsed, valid-by-construction
+    /// form (after smoltcp's `Icmpv6Repr`). The quote behind it is not part
+    /// of it: errors are built in place around the offending packet.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Repr {
+        /// Packet Too Big (type 2 code 0, RFC 4443 §3.2): the MTU as 32 bits.
+        PacketTooBig {
+            /// The MTU of the next-hop link.
+            mtu: u32,
+        },
+    }
+
+    impl Repr {
+        /// Parses the header of `msg`, whose buffer is the whole message
+        /// carried from `src` to `dst`, and verifies its checksum (RFC 4443
+        /// §2.3, over the pseudo-header too). Types we do not originate are
+        /// `Unsupported`.
+        pub fn parse<T: AsRef<[u8]>>(
+            msg: &Message<T>,
+            src: &[u8; 16],
+            dst: &[u8; 16],
+        ) -> Result<Repr, WireError> {
+            msg.check_len()?;
+            if sum_with_pseudo(msg.buffer.as_ref(), src, dst) != 0 {
+                return Err(WireError::BadChecksum);
+            }
+            match (msg.msg_type(), msg.code()) {
+                (PACKET_TOO_BIG, 0) => Ok(Repr::PacketTooBig { mtu: msg.mtu32() }),
+                _ => Err(WireError::Unsupported),
+            }
+        }
+
+        /// The bytes [`Repr::emit`] writes: the 8-byte header.
+        pub const fn buffer_len(&self) -> usize {
+            HEADER_LEN
+        }
+
+        /// Writes the header into `msg`, whose buffer is the whole message
+        /// (the quote already in place behind the header) to be sent from
+        /// `src` to `dst`, then the checksum over the pseudo-header and all
+        /// of the message (RFC 4443 §2.3, RFC 8200 §8.1).
+        ///
+        /// Panics if the buffer is shorter than [`HEADER_LEN`].
+        pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(
+            &self,
+            msg: &mut Message<T>,
+            src: &[u8; 16],
+            dst: &[u8; 16],
+        ) {
+            match *self {
+                Repr::PacketTooBig { mtu } => msg.set_header(PACKET_TOO_BIG, 0, mtu),
+            }
+            let c = sum_with_pseudo(msg.buffer.as_ref(), src, dst);
+            msg.set_checksum(c);
+        }
     }
 }
 
@@ -147,6 +273,88 @@ mod tests {
         assert!(!v6::is_error(128) && !v6::is_error(135));
     }
 
+    /// A Fragmentation Needed about a stand-in quote, checked by etherparse.
+    #[test]
+    fn v4_repr_construct_and_deconstruct() {
+        let r = v4::Repr::FragNeeded { next_hop_mtu: 1400 };
+        assert_eq!(r.buffer_len(), HEADER_LEN);
+        let mut b = [0xffu8; 36];
+        for (i, x) in b[8..].iter_mut().enumerate() {
+            *x = i as u8;
+        }
+        r.emit(&mut Message::new_unchecked(&mut b[..]));
+        assert_eq!(b[..8], [3, 4, b[2], b[3], 0, 0, 0x05, 0x78]);
+        let (e, quote) = etherparse::Icmpv4Header::from_slice(&b).unwrap();
+        assert_eq!(
+            e.icmp_type,
+            etherparse::Icmpv4Type::DestinationUnreachable(
+                etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded {
+                    next_hop_mtu: 1400
+                }
+            )
+        );
+        assert_eq!(e.checksum, e.icmp_type.calc_checksum(quote));
+        assert_eq!(
+            v4::Repr::parse(&Message::new_checked(&b[..]).unwrap()),
+            Ok(r)
+        );
+        // A wrong checksum, another type, a short buffer.
+        let mut bad = b;
+        bad[20] ^= 1;
+        let m = Message::new_checked(&bad[..]).unwrap();
+        assert_eq!(v4::Repr::parse(&m), Err(WireError::BadChecksum));
+        let mut echo = [8u8, 0, 0, 0, 0, 1, 0, 1];
+        let c = checksum::checksum(&echo);
+        echo[2..4].copy_from_slice(&c.to_be_bytes());
+        let m = Message::new_checked(&echo[..]).unwrap();
+        assert_eq!(v4::Repr::parse(&m), Err(WireError::Unsupported));
+        for n in 0..HEADER_LEN {
+            let m = Message::new_unchecked(&b[..n]);
+            assert_eq!(v4::Repr::parse(&m), Err(WireError::Truncated));
+        }
+    }
+
+    /// A Packet Too Big, its checksum over the pseudo-header checked by
+    /// etherparse.
+    #[test]
+    fn v6_repr_construct_and_deconstruct() {
+        let src = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9];
+        let dst = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        let r = v6::Repr::PacketTooBig { mtu: 0x0001_0500 };
+        assert_eq!(r.buffer_len(), HEADER_LEN);
+        let mut b = [0xffu8; 57];
+        for (i, x) in b[8..].iter_mut().enumerate() {
+            *x = (i * 3) as u8;
+        }
+        r.emit(&mut Message::new_unchecked(&mut b[..]), &src, &dst);
+        assert_eq!(b[..2], [2, 0]);
+        assert_eq!(b[4..8], [0, 1, 5, 0]);
+        let (e, body) = etherparse::Icmpv6Header::from_slice(&b).unwrap();
+        assert_eq!(
+            e.icmp_type,
+            etherparse::Icmpv6Type::PacketTooBig { mtu: 0x0001_0500 }
+        );
+        assert_eq!(
+            e.checksum,
+            e.icmp_type.calc_checksum(src, dst, body).unwrap()
+        );
+        let m = Message::new_checked(&b[..]).unwrap();
+        assert_eq!(v6::Repr::parse(&m, &src, &dst), Ok(r));
+        // The pseudo-header counts: another address fails the checksum (a
+        // ones' complement sum cannot see src and dst swapped, RFC 1071).
+        assert_eq!(v6::Repr::parse(&m, &dst, &src), Ok(r));
+        let mut other = dst;
+        other[15] = 2;
+        assert_eq!(
+            v6::Repr::parse(&m, &src, &other),
+            Err(WireError::BadChecksum)
+        );
+        for n in 0..HEADER_LEN {
+            let m = Message::new_unchecked(&b[..n]);
+            assert_eq!(v6::Repr::parse(&m, &src, &dst), Err(WireError::Truncated));
+        }
+    }
+
     #[test]
     fn construct_and_deconstruct() {
         let mut b = [0xffu8; 12];
@@ -161,7 +369,10 @@ mod tests {
         assert_eq!(m.checksum(), 0x1234);
         assert_eq!(m.body().len(), 4);
         for n in 0..HEADER_LEN {
-            assert!(Message::new_checked(&b[..n]).is_err());
+            assert_eq!(
+                Message::new_checked(&b[..n]).err(),
+                Some(WireError::Truncated)
+            );
         }
     }
 }

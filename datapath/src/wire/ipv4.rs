@@ -271,6 +271,102 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 }
 
+/// An IPv4 header we originate (a fragment's, an ICMP error's) in parsed,
+/// valid-by-construction form, after smoltcp's `Ipv4Repr` (with options).
+///
+/// Only for headers we write: forwarding edits bytes in place through
+/// [`Packet`]. [`Repr::parse`] guarantees, and [`Repr::emit`] assumes, that
+/// `options` is a whole number of 4-byte words, at most 40 bytes (RFC 791
+/// §3.1: IHL ≤ 15), and that the total length fits 16 bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Repr<'a> {
+    /// The DSCP/ECN byte.
+    pub tos: u8,
+    /// Identification.
+    pub ident: u16,
+    /// The raw flags/fragment-offset word: reserved bit, DF, MF, offset.
+    pub flags_offset: u16,
+    /// Time to live.
+    pub ttl: u8,
+    /// Protocol of the payload.
+    pub protocol: u8,
+    /// Source address.
+    pub src: [u8; 4],
+    /// Destination address.
+    pub dst: [u8; 4],
+    /// The options area, padding included.
+    pub options: &'a [u8],
+    /// Bytes of payload after the header.
+    pub payload_len: usize,
+}
+
+impl<'a> Repr<'a> {
+    /// Checks `packet` with [`Packet::check_len`] and parses its header.
+    ///
+    /// The header checksum is not verified: whether a corrupt header may be
+    /// used is the caller's decision (the pipeline checks it once before it
+    /// originates anything from a header, RFC 1812 §5.2.2), and
+    /// [`Repr::emit`] always writes a correct one.
+    pub fn parse(packet: &Packet<&'a [u8]>) -> Result<Repr<'a>, WireError> {
+        packet.check_len()?;
+        let b: &'a [u8] = packet.into_inner();
+        let hl = packet.header_len();
+        // The fixed part through a view of exactly its length: the field
+        // reads need no bounds checks of their own.
+        let p = Packet::new_unchecked(&b[..MIN_HEADER_LEN]);
+        Ok(Repr {
+            tos: p.tos(),
+            ident: p.ident(),
+            flags_offset: p.flags_offset(),
+            ttl: p.ttl(),
+            protocol: p.protocol(),
+            src: p.src(),
+            dst: p.dst(),
+            options: &b[MIN_HEADER_LEN..hl],
+            payload_len: usize::from(packet.total_len()) - hl,
+        })
+    }
+
+    /// The bytes [`Repr::emit`] writes: the header, options included.
+    pub const fn buffer_len(&self) -> usize {
+        MIN_HEADER_LEN + self.options.len()
+    }
+
+    /// Header and payload: the total length field.
+    pub const fn total_len(&self) -> usize {
+        self.buffer_len() + self.payload_len
+    }
+
+    /// Writes the header into `packet` (version 4, IHL from the options,
+    /// every field, the options, and the header checksum computed over the
+    /// result, RFC 791 §3.1). The payload is not touched.
+    ///
+    /// Panics if the buffer is shorter than [`Repr::buffer_len`] or the
+    /// invariants above do not hold.
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut Packet<T>) {
+        let hl = self.buffer_len();
+        let header = &mut packet.buffer.as_mut()[..hl];
+        // The fixed part through a view of exactly its length: one bounds
+        // check for the header, none per field (this runs per fragment).
+        let (fixed, options) = header.split_at_mut(MIN_HEADER_LEN);
+        options.copy_from_slice(self.options);
+        let mut p = Packet::new_unchecked(fixed);
+        p.set_header_len(hl);
+        p.set_tos(self.tos);
+        // At most u16::MAX: the invariant.
+        p.set_total_len(self.total_len() as u16);
+        p.set_ident(self.ident);
+        p.set_flags_offset(self.flags_offset);
+        p.set_ttl(self.ttl);
+        p.set_protocol(self.protocol);
+        p.set_checksum(0);
+        p.set_src(self.src);
+        p.set_dst(self.dst);
+        let c = checksum::checksum(header);
+        packet.set_checksum(c);
+    }
+}
+
 /// Whether an IPv4 address may be the source of a packet we answer with an
 /// ICMP error (RFC 1812 §4.3.2.7, §5.3.7): not unspecified, loopback,
 /// multicast, limited broadcast or class E.
@@ -344,6 +440,62 @@ mod tests {
     }
 
     #[test]
+    fn repr_deconstruct() {
+        let b = packet();
+        let r = Repr::parse(&Packet::new_checked(&b[..]).unwrap()).unwrap();
+        assert_eq!(
+            r,
+            Repr {
+                tos: 0,
+                ident: 0x1234,
+                flags_offset: FLAG_DF,
+                ttl: 64,
+                protocol: protocol::TCP,
+                src: [192, 0, 2, 1],
+                dst: [192, 0, 2, 2],
+                options: &[1, 1, 1, 0],
+                payload_len: 4,
+            }
+        );
+        assert_eq!(r.buffer_len(), 24);
+        assert_eq!(r.total_len(), 28);
+        // The checksum is the caller's to verify: a bad one still parses.
+        let mut bad = b;
+        bad[10] ^= 1;
+        assert_eq!(Repr::parse(&Packet::new_checked(&bad[..]).unwrap()), Ok(r));
+    }
+
+    #[test]
+    fn repr_construct() {
+        let b = packet();
+        let r = Repr::parse(&Packet::new_checked(&b[..]).unwrap()).unwrap();
+        // Emitted over junk: every header byte is written, the payload not.
+        let mut out = [0xa5u8; 28];
+        r.emit(&mut Packet::new_unchecked(&mut out[..]));
+        assert_eq!(out[..24], b[..24]);
+        assert_eq!(out[24..], [0xa5; 4]);
+        // etherparse agrees on every field and on the checksum.
+        let e = etherparse::Ipv4HeaderSlice::from_slice(&out).unwrap();
+        assert_eq!(e.to_header().calc_header_checksum(), e.header_checksum());
+        assert_eq!(e.total_len(), 28);
+        assert_eq!(e.identification(), 0x1234);
+        assert!(e.dont_fragment());
+        assert_eq!(e.options(), &[1, 1, 1, 0]);
+        // No options: IHL 5.
+        let r = Repr {
+            options: &[],
+            tos: 0xc0,
+            payload_len: 8,
+            ..r
+        };
+        let mut out = [0xffu8; 20];
+        r.emit(&mut Packet::new_unchecked(&mut out[..]));
+        let e = etherparse::Ipv4HeaderSlice::from_slice(&out).unwrap();
+        assert_eq!((e.ihl(), e.total_len(), out[1]), (5, 28, 0xc0));
+        assert_eq!(e.to_header().calc_header_checksum(), e.header_checksum());
+    }
+
+    #[test]
     fn update_total_len_keeps_checksum_valid() {
         let mut b = packet();
         let mut p = Packet::new_checked(&mut b[..]).unwrap();
@@ -381,7 +533,16 @@ mod tests {
     fn truncation_at_every_length() {
         let b = packet();
         for n in 0..b.len() {
-            assert!(Packet::new_checked(&b[..n]).is_err(), "len {n}");
+            assert_eq!(
+                Packet::new_checked(&b[..n]).err(),
+                Some(WireError::Truncated),
+                "len {n}"
+            );
+            assert_eq!(
+                Repr::parse(&Packet::new_unchecked(&b[..n])),
+                Err(WireError::Truncated),
+                "len {n}"
+            );
         }
         // Trailing padding is fine.
         let mut padded = b.to_vec();

@@ -41,26 +41,7 @@ pub struct Packet<T: AsRef<[u8]>> {
     buffer: T,
 }
 
-/// Where the upper-layer header of an IPv6 packet starts, found by walking
-/// its extension headers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UpperLayer {
-    /// The upper-layer protocol (the last Next Header value seen).
-    pub protocol: u8,
-    /// Offset of the upper-layer header from the start of the IPv6 header.
-    pub offset: usize,
-    /// The Fragment header, if the packet carries one: (offset in 8-byte
-    /// units, M flag).
-    pub fragment: Option<(u16, bool)>,
-}
-
-impl UpperLayer {
-    /// Whether the upper-layer header is present in this packet: not a
-    /// non-first fragment, and not "no next header".
-    pub fn has_header(&self) -> bool {
-        self.protocol != next_header::NONE && !matches!(self.fragment, Some((o, _)) if o != 0)
-    }
-}
+pub use super::UpperLayer;
 
 impl<T: AsRef<[u8]>> Packet<T> {
     /// Wraps a buffer without checking it.
@@ -224,6 +205,62 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 }
 
+/// An IPv6 fixed header we originate (an ICMPv6 error's) in parsed,
+/// valid-by-construction form, after smoltcp's `Ipv6Repr`.
+///
+/// Only for headers we write: forwarding edits bytes in place through
+/// [`Packet`]. Traffic class and flow label are not kept: what we emit has
+/// both zero. [`Repr::parse`] guarantees, and [`Repr::emit`] assumes, that
+/// `payload_len` fits 16 bits (no jumbograms, RFC 2675).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Repr {
+    /// Source address.
+    pub src: [u8; 16],
+    /// Destination address.
+    pub dst: [u8; 16],
+    /// Next Header of the fixed header.
+    pub next_header: u8,
+    /// Bytes after the fixed header.
+    pub payload_len: usize,
+    /// Hop limit.
+    pub hop_limit: u8,
+}
+
+impl Repr {
+    /// Checks `packet` with [`Packet::check_len`] and parses its fixed
+    /// header.
+    pub fn parse<T: AsRef<[u8]>>(packet: &Packet<T>) -> Result<Repr, WireError> {
+        packet.check_len()?;
+        Ok(Repr {
+            src: packet.src(),
+            dst: packet.dst(),
+            next_header: packet.next_header(),
+            payload_len: usize::from(packet.payload_len()),
+            hop_limit: packet.hop_limit(),
+        })
+    }
+
+    /// The bytes [`Repr::emit`] writes: the fixed header.
+    pub const fn buffer_len(&self) -> usize {
+        HEADER_LEN
+    }
+
+    /// Writes the fixed header into `packet`: version 6, traffic class and
+    /// flow label zero, then every field (RFC 8200 §3). The payload is not
+    /// touched.
+    ///
+    /// Panics if the buffer is shorter than [`HEADER_LEN`].
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut Packet<T>) {
+        packet.set_version_clear();
+        // At most u16::MAX: the invariant.
+        packet.set_payload_len(self.payload_len as u16);
+        packet.set_next_header(self.next_header);
+        packet.set_hop_limit(self.hop_limit);
+        packet.set_src(self.src);
+        packet.set_dst(self.dst);
+    }
+}
+
 /// Whether an IPv6 address may be the source of a packet we answer with an
 /// ICMPv6 error (RFC 4443 §2.4 (e)): not unspecified, loopback or multicast.
 pub fn is_unicast_source(a: &[u8; 16]) -> bool {
@@ -304,10 +341,44 @@ mod tests {
     }
 
     #[test]
+    fn repr_deconstruct_and_construct() {
+        let b = packet();
+        let r = Repr::parse(&Packet::new_checked(&b[..]).unwrap()).unwrap();
+        assert_eq!(r.next_header, next_header::HOP_BY_HOP);
+        assert_eq!(r.payload_len, 28);
+        assert_eq!(r.hop_limit, 64);
+        assert_eq!((r.src[15], r.dst[15]), (1, 2));
+        assert_eq!(r.buffer_len(), HEADER_LEN);
+        // Emitted over junk with a traffic class and flow label: those are
+        // cleared, the rest of the fixed header is the same, the payload
+        // untouched.
+        let mut out = b.clone();
+        out[..4].copy_from_slice(&[0x6a, 0xbc, 0xde, 0xf0]);
+        out[4..40].fill(0xee);
+        r.emit(&mut Packet::new_unchecked(&mut out[..]));
+        assert_eq!(out, b);
+        let e = etherparse::Ipv6HeaderSlice::from_slice(&out).unwrap();
+        assert_eq!(e.traffic_class(), 0);
+        assert_eq!(e.flow_label().value(), 0);
+        assert_eq!(e.payload_length(), 28);
+        assert_eq!(e.next_header().0, next_header::HOP_BY_HOP);
+        assert_eq!(Repr::parse(&Packet::new_checked(&out[..]).unwrap()), Ok(r));
+    }
+
+    #[test]
     fn truncation_at_every_length() {
         let b = packet();
         for n in 0..b.len() {
-            assert!(Packet::new_checked(&b[..n]).is_err(), "len {n}");
+            assert_eq!(
+                Packet::new_checked(&b[..n]).err(),
+                Some(WireError::Truncated),
+                "len {n}"
+            );
+            assert_eq!(
+                Repr::parse(&Packet::new_unchecked(&b[..n])),
+                Err(WireError::Truncated),
+                "len {n}"
+            );
         }
         // Claimed payload shorter than the extension headers need.
         let mut b = packet();

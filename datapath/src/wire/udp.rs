@@ -82,7 +82,11 @@ mod tests {
         let e = etherparse::UdpHeaderSlice::from_slice(&b).unwrap();
         assert_eq!(e.length(), d.len());
         for n in 0..HEADER_LEN {
-            assert!(Datagram::new_checked(&b[..n]).is_err());
+            assert_eq!(
+                Datagram::new_checked(&b[..n]).err(),
+                Some(WireError::Truncated),
+                "len {n}"
+            );
         }
     }
 }
