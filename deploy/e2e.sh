@@ -26,7 +26,15 @@ if [[ -z "$BIN" ]]; then
 fi
 BIN=$(readlink -f "$BIN")
 WORK=$(mktemp -d /tmp/mtg-e2e.XXXXXX)
+# [xsk] steer for the whole suite: "exceptions" (the XDP program forwards
+# what needs no work) or "all" (every frame through AF_XDP).
+STEER=${STEER:-exceptions}
+[[ $STEER == exceptions || $STEER == all ]] || { echo "e2e: STEER must be exceptions or all" >&2; exit 1; }
+LAB="$WORK/lab.toml"
 export LAB_PREFIX=${LAB_PREFIX:-mtg}
+# Its own run directory, so that labs with other prefixes can run beside it.
+sed -e "s/^steer = .*/steer = \"$STEER\"/" -e "s|^run_dir = .*|run_dir = \"/run/mtugate-$LAB_PREFIX\"|" \
+  deploy/configs/lab.toml >"$LAB"
 C="ip netns exec $LAB_PREFIX-client"
 S="ip netns exec $LAB_PREFIX-server"
 D="ip netns exec $LAB_PREFIX-dut"
@@ -105,7 +113,7 @@ capture_stop() {
 }
 
 config_with() { # config_with KEY-LINE-SED > file : derive a config from the lab's
-  sed "$@" deploy/configs/lab.toml
+  sed "$@" "$LAB"
 }
 
 forget_pmtu() {
@@ -252,7 +260,7 @@ test_neighbours() {
 }
 
 accounting() { # after stop_mtugate: final.json balanced and consistent
-  python3 - "$WORK/final.json" <<'EOF'
+  python3 - "$WORK/final.json" "$STEER" <<'EOF'
 import json, sys
 j = json.load(open(sys.argv[1]))
 ports = j["ports"]
@@ -272,6 +280,19 @@ rx_pipeline = sum(c["rx_packets"] for c in ports.values())
 print(f"  AF_XDP: frames received {rx_io} (pipeline {rx_pipeline}), frames to TX {tx_io} (pipeline {tx_pipeline})")
 ok &= rx_io == rx_pipeline and tx_io == tx_pipeline
 ok &= all(q["conservation_error"] is None for q in j["queues"])
+# The XDP stage: every frame it saw has one outcome, and what it steered to
+# the sockets reached the workers or is counted as dropped by the kernel.
+steer = sys.argv[2]
+for i, x in enumerate(j["xdp"]):
+    r = x["run"]
+    outcomes = r["fast"] + r["steered"] + r["bypassed"] + r["blocked"] + r["redirect_errors"] + r["passed"]
+    rx = sum(q["io"][i]["rx_frames"] for q in j["queues"])
+    lost = sum((q["io"][i]["kernel_rx_dropped"] or 0) + (q["io"][i]["kernel_rx_ring_full"] or 0) for q in j["queues"])
+    print(f"  XDP {x['iface']}: seen {r['seen']} = fast {r['fast']} + steered {r['steered']} + other {outcomes - r['fast'] - r['steered']};"
+          f" steered {r['steered']} = workers {rx} + kernel drops {lost}")
+    ok &= r["seen"] == outcomes and r["steered"] == rx + lost and r["seen"] > 0
+    ok &= (r["fast"] == 0) if steer == "all" else (r["fast"] > 0)
+ok &= len(j["xdp"]) == 2
 sys.exit(0 if ok else 1)
 EOF
 }
@@ -305,17 +326,105 @@ test_refusals() {
   config_with 's/iface = "in0"/iface = "mtgq0"/; s/iface = "out0"/iface = "mtgq1"/' >"$WORK/queues.toml"
   refuses "run: an unbound RX queue is refused and named" "RX queues 1 that would not be bound" run --config "$WORK/queues.toml"
   $D ip link del mtgq0
-  refuses "run --force-zerocopy on veth fails cleanly" "ZeroCopy" run --config deploy/configs/lab.toml --force-zerocopy
+  refuses "run --force-zerocopy on veth fails cleanly" "ZeroCopy" run --config "$LAB" --force-zerocopy
+}
+
+pings() { $C ping -c 3 -i 0.2 -W 1 192.0.2.2 >/dev/null 2>&1; }
+
+# Frames that need no work cross byte for byte: UDP datagrams of several
+# sizes below the tunnel MTU, captured on both hosts and compared whole
+# (Ethernet header included: a bump in the wire changes nothing).
+test_byte_identical() {
+  capture "$C" "$WORK/bi-cli.pcap" udp port 5200
+  capture "$S" "$WORK/bi-srv.pcap" udp port 5200
+  $C python3 - <<'EOF'
+import os, socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for n in (1, 64, 300, 999, 1372):
+    s.sendto(os.urandom(n), ("192.0.2.2", 5200))
+EOF
+  capture_stop
+  if python3 - "$WORK/bi-cli.pcap" "$WORK/bi-srv.pcap" <<'EOF'
+import struct, sys
+def frames(path):
+    b = open(path, "rb").read()
+    off, out = 24, []
+    while off + 16 <= len(b):
+        incl = struct.unpack_from("<I", b, off + 8)[0]
+        out.append(b[off + 16: off + 16 + incl])
+        off += 16 + incl
+    return out
+a, b = frames(sys.argv[1]), frames(sys.argv[2])
+sys.exit(0 if len(a) == 5 and a == b else 1)
+EOF
+  then ok "frames that need no work arrive byte-identical (5 UDP datagrams, client vs server capture)"
+  else bad "frames that need no work arrive byte-identical"; fi
+}
+
+# A second mtugate on the same ports, with its own run_dir and listener: it
+# must refuse before touching anything, naming the owner, and the first
+# keeps forwarding.
+test_second_instance() {
+  sed -e "s|^run_dir = .*|run_dir = \"$WORK/second\"|" -e 's|^listen = .*|listen = "127.0.0.1:9398"|' \
+    "$WORK/clear-udp.toml" >"$WORK/second.toml"
+  local before after out rc=0
+  if pings; then before=ok; else before=lost; fi
+  out=$($D "$BIN" run --config "$WORK/second.toml" 2>&1 >/dev/null) || rc=$?
+  echo "$out" | show
+  if pings; then after=ok; else after=lost; fi
+  if [[ $rc -ne 0 ]] && grep -q "owned by another running mtugate (pid $MTG_PID" <<<"$out" &&
+    [[ $before == ok && $after == ok ]] && $D sh -c "ip link show in0 | grep -q prog/xdp"; then
+    ok "a second instance (other run_dir) is refused naming the owner, and the first keeps forwarding (ping before: $before, after: $after)"
+  else
+    bad "a second instance is refused and the first keeps forwarding (exit $rc, ping $before/$after: $out)"
+  fi
+}
+
+# kill -9 under ping, then a new connection while no worker runs. bypass:
+# pings keep arriving and the connection opens (unclamped); block: nothing
+# crosses.
+killed_run() { # killed_run bypass|block
+  local mode=$1 n syn=fail
+  $C sh -c 'ping -c 40 -i 0.05 -W 1 192.0.2.2 >"$0" 2>&1' "$WORK/ping-$mode.txt" &
+  local p=$!
+  sleep 0.5
+  stop_mtugate KILL
+  $S sh -c 'timeout 3 nc -l 5400 >/dev/null 2>&1 &'
+  sleep 0.2
+  if $C timeout 2 nc -z -w 1 192.0.2.2 5400 >/dev/null 2>&1; then syn=ok; fi
+  wait $p 2>/dev/null || true
+  check "after kill -9 the XDP program is still attached ($mode)" $D sh -c "ip link show in0 | grep -q prog/xdp"
+  if [[ $mode == bypass ]]; then
+    n=$(grep -oE '[0-9]+ received' "$WORK/ping-$mode.txt" | grep -oE '^[0-9]+' || echo 0)
+    check "kill -9 with on_failure = bypass: ping goes on ($n of 40 received) and a new connection opens ($syn)" \
+      test "$n" -ge 35 -a "$syn" = ok
+  else
+    n=0
+    if $C ping -c 3 -i 0.2 -W 1 192.0.2.2 >/dev/null 2>&1; then n=3; fi
+    check "kill -9 with on_failure = block: nothing crosses (ping after the kill: $n of 3, connection: $syn)" \
+      test "$n" -eq 0 -a "$syn" = fail
+  fi
+}
+
+inherited_bypassed() { # final.json of the run after a kill -9 in bypass mode
+  python3 - "$WORK/final.json" <<'EOF'
+import json, sys
+j = json.load(open(sys.argv[1]))
+b = sum(x["inherited"]["bypassed"] for x in j["xdp"])
+print(f"  bypassed while no mtugate ran: {b}")
+sys.exit(0 if b > 0 else 1)
+EOF
 }
 
 # --- run -----------------------------------------------------------------------
 
-echo "e2e: lab up (wire mode), mtugate $BIN"
+echo "e2e: lab up (wire mode), mtugate $BIN, steer = $STEER"
 bash deploy/lab.sh up wire >/dev/null 2>&1
 
 test_refusals
-start_mtugate deploy/configs/lab.toml
+start_mtugate "$LAB"
 test_neighbours
+test_byte_identical
 test_mss 4 192.0.2.2 5001 1360
 test_mss 6 2001:db8:1::2 5002 1340
 test_bulk 4 192.0.2.2 5003
@@ -329,31 +438,43 @@ check "IPv4 UDP 1500 bytes with DF, policy respect: does not cross (server got $
 stop_mtugate TERM
 show <"$WORK/mtg.out"
 check "mtugate exits cleanly on SIGTERM and prints final counters" grep -q "accounting: balanced" "$WORK/mtg.out"
-if accounting; then ok "packet accounting balances (received = forwarded + fragmented + dropped; AF_XDP rings agree)"; else bad "packet accounting balances"; fi
-check "no XDP program left on in0/out0 after exit" no_program_left
+if accounting; then ok "packet accounting balances, both stages (received = forwarded + fragmented + dropped; AF_XDP rings agree; XDP seen = fast + steered + ...; steered = received by workers + kernel drops)"; else bad "packet accounting balances"; fi
+check "after a clean stop the XDP stage stays (bypass): traffic still flows" pings
+check "after a clean stop the XDP program is still attached (until mtugate detach)" \
+  $D sh -c "ip link show in0 | grep -q prog/xdp"
 
 config_with 's/policy = "respect"/policy = "clear-udp"/' >"$WORK/clear-udp.toml"
 start_mtugate "$WORK/clear-udp.toml"
+check "restart after a clean stop: the pinned link is taken over" \
+  grep -q "took over the pinned XDP link" "$WORK/mtg.err"
 forget_pmtu
 n=$(udp_df_probe)
 check "IPv4 UDP 1500 bytes with DF, policy clear-udp: crosses as fragments (server got $n of 3)" test "$n" -eq 3
+test_second_instance
 
-# Restart: kill -9 under traffic, start again, traffic flows.
-$C ping -f -c 200000 -w 3 192.0.2.2 >/dev/null 2>&1 &
-flood=$!
-sleep 1
-stop_mtugate KILL
-wait $flood 2>/dev/null || true
-check "after kill -9 the XDP program is still attached (what the next run must handle)" \
-  $D sh -c "ip link show in0 | grep -q prog/xdp"
-start_mtugate deploy/configs/lab.toml
-check "restart after kill -9: the leftover program is detected and replaced" \
-  grep -q "replaced an XDP program" "$WORK/mtg.err"
-pings() { $C ping -c 3 -i 0.2 -W 1 192.0.2.2 >/dev/null 2>&1; }
-check "restart after kill -9: traffic flows again" pings
+# kill -9 with on_failure = bypass: the wire stays up.
+killed_run bypass
+start_mtugate "$LAB"
+check "restart after kill -9: the pinned link is taken over, no window without a program" \
+  grep -q "took over the pinned XDP link" "$WORK/mtg.err"
+check "restart after kill -9: traffic flows" pings
 test_mss 4 192.0.2.2 5005 1360
 stop_mtugate TERM
-check "no XDP program left after the second run" no_program_left
+check "the final report counts what was bypassed while no mtugate ran" inherited_bypassed
+
+# kill -9 with on_failure = block: nothing crosses unprocessed.
+config_with 's/^on_failure = .*/on_failure = "block"/' >"$WORK/block.toml"
+start_mtugate "$WORK/block.toml"
+killed_run block
+start_mtugate "$WORK/block.toml"
+check "restart after kill -9 (block): traffic flows again" pings
+test_mss 4 192.0.2.2 5006 1360
+stop_mtugate TERM
+
+out=$($D "$BIN" detach --config "$LAB" 2>&1) || true
+echo "$out" | show
+check "mtugate detach removes the XDP stage: no program left on in0/out0" no_program_left
+check "mtugate detach says what it removed" grep -q "in0: XDP stage detached" <<<"$out"
 
 echo "e2e: $PASS passed, $FAIL failed"
 [[ $FAIL -eq 0 ]]

@@ -28,13 +28,15 @@ if [[ $(id -u) -ne 0 ]]; then
   exit 0
 fi
 cargo build --release -p mtugate -p mtugate-perf --locked
-bash deploy/e2e.sh target/release/mtugate
-# The same suite against the debug build `cargo test` just made: debug
-# builds track the owner of every UMEM frame and panic on a wrong move (a
-# frame freed twice, sent while in a ring), so this runs that check on the
-# kernel's real rings. (The in-memory rings run it in `cargo test`; Miri
-# cannot run the real ones: they are shared with the kernel through mmap.)
-echo "== wire-mode e2e against the debug build (frame ownership tracker on)"
-bash deploy/e2e.sh target/debug/mtugate
+echo "== wire-mode e2e, [xsk] steer = \"exceptions\" (the XDP fast path)"
+STEER=exceptions bash deploy/e2e.sh target/release/mtugate
+# The same suite with every frame through AF_XDP, against the debug build
+# `cargo test` just made: debug builds track the owner of every UMEM frame
+# and panic on a wrong move (a frame freed twice, sent while in a ring), so
+# this runs that check on the kernel's real rings with all the traffic.
+# (The in-memory rings run it in `cargo test`; Miri cannot run the real
+# ones: they are shared with the kernel through mmap.)
+echo "== wire-mode e2e, [xsk] steer = \"all\", debug build (frame ownership tracker on)"
+STEER=all bash deploy/e2e.sh target/debug/mtugate
 bash deploy/e2e-mgmt.sh target/release/mtugate
 bash deploy/e2e-perf.sh target/release/mtugate-perf target/release/mtugate

@@ -1508,6 +1508,10 @@ frames = 4096
 ring_size = 1024
 batch = 32
 busy_poll = true
+steer = "all"
+bpffs = "/run/mtugate/bpffs"
+[wire]
+on_failure = "block"
 [mgmt]
 listen = "0.0.0.0:9191"
 allow_remote = true
@@ -1524,7 +1528,7 @@ run_dir = "/run/mtugate-full"
     fn every_key_is_in_exactly_one_part() {
         let file = FileConfig::parse(FULL).unwrap();
         let all = keys(&file);
-        assert_eq!(all.len(), 34, "FULL sets every key: {all:?}");
+        assert_eq!(all.len(), 37, "FULL sets every key: {all:?}");
         let (restart, live) = file.clone().split();
         let (r, l) = (keys(&restart), keys(&live));
         for k in &all {

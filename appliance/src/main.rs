@@ -23,7 +23,7 @@ use mtugate_xsk::{
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 #[global_allocator]
@@ -461,6 +461,9 @@ fn run(
     // The management thread first: it refuses a second appliance on the same
     // run directory before anything is attached to an interface.
     let m = &v.restart.mgmt;
+    // The ports' XDP programs, once attached below (the reloader keeps their
+    // egress MTUs in step; the management thread reads their counters).
+    let xdp_cell: Arc<OnceLock<Vec<Arc<PortProgram>>>> = Arc::default();
     let opts = MgmtOptions {
         listen: m.listen,
         run_dir: m.run_dir.clone(),
@@ -477,7 +480,18 @@ fn run(
             })
             .collect(),
         sighup: true,
+        xdp: Some({
+            let cell = xdp_cell.clone();
+            Arc::new(move || {
+                cell.get()
+                    .map(|ps| ps.iter().map(|p| p.stats().unwrap_or_default()).collect())
+                    .unwrap_or_default()
+            })
+        }),
     };
+    let reloader = FileReloader::new(path.to_path_buf(), v.clone()).with_xdp(xdp_cell.clone());
+    let (mgmt, links) = Mgmt::start(opts, Box::new(reloader))?;
+
     // The XDP stage of every port: ownership first (a live owner is
     // refused before anything changes), then the program.
     let attach = attach_options(&v, path);
@@ -496,8 +510,8 @@ fn run(
     }
     let prog_refs: Vec<&PortProgram> = programs.iter().map(|p| p.as_ref()).collect();
 
-    let reloader = FileReloader::new(path.to_path_buf(), v.clone()).with_xdp(programs.clone());
-    let (mgmt, links) = Mgmt::start(opts, Box::new(reloader))?;
+    // Set once, here: nothing else sets it.
+    let _ = xdp_cell.set(programs.clone());
 
     // Bind every queue before starting any worker: a failure closes the
     // sockets and leaves the XDP stage in its failure mode.

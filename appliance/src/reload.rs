@@ -10,7 +10,7 @@ use mtugate_datapath::pipeline::Config;
 use mtugate_mgmt::{Prepared, Refusal, Reloader};
 use mtugate_xsk::{FastPath, PortProgram};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// Reloads from the file `mtugate run` was started with.
 #[derive(Debug)]
@@ -18,7 +18,7 @@ pub struct FileReloader {
     path: PathBuf,
     current: Validated,
     pending: Option<Validated>,
-    xdp: Vec<Arc<PortProgram>>,
+    xdp: Arc<OnceLock<Vec<Arc<PortProgram>>>>,
 }
 
 impl FileReloader {
@@ -28,14 +28,15 @@ impl FileReloader {
             path,
             current,
             pending: None,
-            xdp: Vec::new(),
+            xdp: Arc::default(),
         }
     }
 
     /// Also keeps the ports' XDP programs in step with committed reloads:
     /// the egress MTU that bounds their fast path (`programs[i]` is port
     /// `i`'s; wire mode: the egress is the other port).
-    pub fn with_xdp(mut self, programs: Vec<Arc<PortProgram>>) -> FileReloader {
+    /// They are set once attached (after the management thread started).
+    pub fn with_xdp(mut self, programs: Arc<OnceLock<Vec<Arc<PortProgram>>>>) -> FileReloader {
         self.xdp = programs;
         self
     }
@@ -77,9 +78,9 @@ impl Reloader for FileReloader {
             self.current = p;
         }
         let mtus = &self.current.settings.port_mtu;
-        for (i, prog) in self.xdp.iter().enumerate() {
-            let (Some(&mtu), Some(peer)) = (mtus.get(1 - i.min(1)), self.xdp.get(1 - i.min(1)))
-            else {
+        let progs = self.xdp.get().map(Vec::as_slice).unwrap_or_default();
+        for (i, prog) in progs.iter().enumerate() {
+            let (Some(&mtu), Some(peer)) = (mtus.get(1 - i.min(1)), progs.get(1 - i.min(1))) else {
                 continue;
             };
             let fp = FastPath {
@@ -88,7 +89,10 @@ impl Reloader for FileReloader {
                 egress: Some((peer.ifindex(), mtu)),
             };
             if let Err(e) = prog.configure(&fp) {
-                tracing::warn!(iface = prog.iface(), "updating the XDP stage on reload: {e}");
+                tracing::warn!(
+                    iface = prog.iface(),
+                    "updating the XDP stage on reload: {e}"
+                );
             }
         }
     }

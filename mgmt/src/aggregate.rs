@@ -11,11 +11,12 @@
 use crate::link::{LatencyHists, WorkerCounters, WorkerSnapshot};
 use crate::model::{
     IoStats, KernelSocketStats, Latency, PerFamily, PerIcmpType, Percentiles, PipelineCounters,
-    PortRates, PortStats, QueueStats, Rates, Reloads, Stats, Windows,
+    PortRates, PortStats, QueueStats, Rates, Reloads, Stats, Windows, XdpPortStats,
 };
 use hdrhistogram::Histogram;
 use mtugate_datapath::counters::CounterTable;
 use mtugate_datapath::pipeline::{family, Counters, DropReason};
+use mtugate_xsk::XdpStats;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -50,6 +51,7 @@ pub struct Aggregator {
     reloads: Reloads,
     merged_interval: LatencyHists,
     merged_total: LatencyHists,
+    xdp: Vec<XdpStats>,
     stats: Stats,
 }
 
@@ -114,6 +116,7 @@ impl Aggregator {
             reloads: Reloads::default(),
             merged_interval: LatencyHists::new(),
             merged_total: LatencyHists::new(),
+            xdp: Vec::new(),
             stats: Stats::default(),
         };
         a.stats = a.build(Duration::ZERO, 0.0);
@@ -151,6 +154,12 @@ impl Aggregator {
             q.prev.clone_from(&q.latest);
         }
         self.last_tick = uptime;
+    }
+
+    /// The XDP stage's counters (per port in port order), for the next
+    /// aggregation.
+    pub fn set_xdp(&mut self, v: Vec<XdpStats>) {
+        self.xdp = v;
     }
 
     /// Records the generation now in force.
@@ -321,6 +330,15 @@ impl Aggregator {
             totals,
             rates,
             latency: latency(&self.merged_interval, &self.merged_total),
+            xdp: self
+                .port_names
+                .iter()
+                .zip(&self.xdp)
+                .map(|(port, s)| XdpPortStats {
+                    port: port.clone(),
+                    stats: *s,
+                })
+                .collect(),
         }
     }
 }

@@ -6,7 +6,7 @@
 use crate::table;
 use mtugate_datapath::counters::CounterTable;
 use mtugate_datapath::pipeline::Counters;
-use mtugate_xsk::{PortCounters, XskStats};
+use mtugate_xsk::{PortCounters, XdpStats, XskStats};
 use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -383,6 +383,19 @@ pub struct Stats {
     pub rates: Rates,
     /// Latency, all queues merged.
     pub latency: Latency,
+    /// The XDP stage per port (empty without one).
+    #[serde(default)]
+    pub xdp: Vec<XdpPortStats>,
+}
+
+/// The XDP stage's counters of one port since mtugate started.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct XdpPortStats {
+    /// The port's name.
+    pub port: String,
+    /// Its counters.
+    #[serde(flatten)]
+    pub stats: XdpStats,
 }
 
 impl Stats {

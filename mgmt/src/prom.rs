@@ -207,6 +207,31 @@ pub fn render(stats: &Stats, latency: &[(u32, &LatencyHists)]) -> String {
     table_families::<IoStats>(&mut o, &qs, |p| Some(&p.io));
     table_families::<KernelSocketStats>(&mut o, &qs, |p| p.kernel.as_ref());
 
+    if !stats.xdp.is_empty() {
+        o.family(
+        "mtugate_xdp_frames_total",
+        "counter",
+        "Frames the XDP stage handled, by ingress port and outcome: fast (forwarded by the XDP program, no copy), steered (to the AF_XDP workers), bypassed / blocked (no worker: forwarded unprocessed / dropped), redirect_error, to_kernel. seen is their sum.",
+    );
+        for p in &stats.xdp {
+            let x = &p.stats;
+            for (outcome, n) in [
+                ("seen", x.seen),
+                ("fast", x.fast),
+                ("steered", x.steered),
+                ("bypassed", x.bypassed),
+                ("blocked", x.blocked),
+                ("redirect_error", x.redirect_errors),
+                ("to_kernel", x.passed),
+            ] {
+                o.sample(
+                    "mtugate_xdp_frames_total",
+                    &[("port", &p.port), ("outcome", outcome)],
+                    n,
+                );
+            }
+        }
+    }
     o.family(
         "mtugate_worker_polls_total",
         "counter",

@@ -19,6 +19,7 @@ use crate::model::{Reloads, Stats};
 use crate::{hgrm, prom};
 use crossbeam_channel::{Receiver, Sender};
 use mtugate_datapath::pipeline::Config;
+use mtugate_xsk::XdpStats;
 use std::fs;
 use std::io;
 use std::net::SocketAddr;
@@ -38,8 +39,13 @@ const COLLECT: Duration = Duration::from_millis(100);
 /// How long a reload waits for every worker to confirm.
 const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Reads the XDP stage's counters, per port in port order (a map lookup
+/// per port and counter: called by the management thread once per
+/// statistics interval, never by a worker).
+pub type XdpSource = Arc<dyn Fn() -> Vec<XdpStats> + Send + Sync>;
+
 /// What the management thread is started with.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct MgmtOptions {
     /// The read-only HTTP listener.
     pub listen: SocketAddr,
@@ -56,6 +62,23 @@ pub struct MgmtOptions {
     pub queues: Vec<QueueInfo>,
     /// Install a SIGHUP handler that reloads.
     pub sighup: bool,
+    /// The XDP stage's counters, if there is one.
+    pub xdp: Option<XdpSource>,
+}
+
+impl std::fmt::Debug for MgmtOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MgmtOptions")
+            .field("listen", &self.listen)
+            .field("run_dir", &self.run_dir)
+            .field("interval", &self.interval)
+            .field("summary", &self.summary)
+            .field("port_names", &self.port_names)
+            .field("queues", &self.queues)
+            .field("sighup", &self.sighup)
+            .field("xdp", &self.xdp.is_some())
+            .finish()
+    }
 }
 
 /// A configuration ready to apply, and what changes.
@@ -429,6 +452,7 @@ pub fn summary_line(s: &Stats) -> String {
 
 struct Ticker {
     shared: Arc<Shared>,
+    xdp: Option<XdpSource>,
     snaps: Receiver<Box<WorkerSnapshot>>,
     spares: Vec<Sender<Box<WorkerSnapshot>>>,
     hup: Arc<AtomicBool>,
@@ -464,6 +488,7 @@ impl Ticker {
                 // appliance asked us to stop.
                 self.drain();
                 if self.shared.stats_on {
+                    self.read_xdp();
                     lock(&self.shared.agg).tick(start.elapsed());
                 }
                 return;
@@ -475,6 +500,7 @@ impl Ticker {
                 continue;
             }
             self.collect();
+            self.read_xdp();
             lock(&self.shared.agg).tick(start.elapsed());
             let now = Instant::now();
             next_tick = Some(if t + interval > now {
@@ -493,6 +519,14 @@ impl Ticker {
     }
 
     /// Asks every worker for a snapshot and waits (bounded) for them.
+    /// The XDP stage's counters, read outside the aggregator's lock.
+    fn read_xdp(&self) {
+        if let Some(f) = &self.xdp {
+            let v = f();
+            lock(&self.shared.agg).set_xdp(v);
+        }
+    }
+
     fn collect(&self) {
         let epoch = self.shared.epoch.0.fetch_add(1, Ordering::Release) + 1;
         let mut answered = vec![false; self.spares.len()];
@@ -578,6 +612,7 @@ impl Mgmt {
             sighup,
         };
         let ticker = Ticker {
+            xdp: opts.xdp.clone(),
             shared: shared.clone(),
             snaps: out_rx,
             spares,
@@ -698,6 +733,7 @@ mod tests {
             interval: Some(Duration::from_millis(100)),
             summary: None,
             port_names: vec!["inside".into(), "outside".into()],
+            xdp: None,
             queues: vec![
                 QueueInfo {
                     queue: 0,

@@ -209,6 +209,22 @@ pub fn render(s: &Stats) -> String {
             ("tx ring full".into(), compact(ring_full as f64)),
         ],
     ));
+    if !s.xdp.is_empty() {
+        let mut x = mtugate_xsk::XdpStats::default();
+        for p in &s.xdp {
+            x.add(&p.stats);
+        }
+        bottom.extend(pack(
+            "xdp      ",
+            &[
+                ("fast".into(), compact(x.fast as f64)),
+                ("steered".into(), compact(x.steered as f64)),
+                ("bypassed".into(), compact(x.bypassed as f64)),
+                ("blocked".into(), compact(x.blocked as f64)),
+                ("redirect err".into(), compact(x.redirect_errors as f64)),
+            ],
+        ));
+    }
 
     // Budget: header lines, the total row, the bottom block.
     let fixed = top.len() + 1 + bottom.len();

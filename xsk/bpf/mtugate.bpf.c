@@ -13,9 +13,9 @@
  *     more than two VLAN tags, anything malformed): redirected to the
  *     AF_XDP socket of the frame's RX queue, where the pipeline does what
  *     it always did;
- *   - the socket is gone (mtugate stopped or died; the kernel removes a
- *     closed socket from the XSKMAP): forwarded unprocessed (bypass) or
- *     dropped (block), as configured, and counted.
+ *   - no socket on the queue (mtugate stopped or died; the kernel removes
+ *     a closed socket from the XSKMAP): every frame is forwarded
+ *     unprocessed (bypass) or dropped (block), as configured, and counted.
  *
  * The program never edits a frame. Only the pipeline does.
  */
@@ -184,6 +184,15 @@ int mtugate_xdp(struct xdp_md *ctx)
 	count(MTG_STAT_SEEN);
 	if (!cfg)
 		return XDP_PASS; /* cannot happen: an array always has its element */
+
+	/*
+	 * No socket on this queue: no worker runs (it stopped or died; the
+	 * kernel removes a closed socket from the map). Every frame then gets
+	 * the failure mode, the ones that need no work too: "block" means
+	 * nothing crosses.
+	 */
+	if (!bpf_map_lookup_elem(&mtg_xsks, &queue))
+		return fail(cfg);
 
 	if (cfg->steer == MTG_STEER_EXCEPTIONS && (cfg->flags & MTG_FLAG_EGRESS) &&
 	    classify(ctx, cfg) == FAST) {

@@ -25,7 +25,7 @@ use std::{
 
 use mtugate_xsk::{
     open_queue, stop_flag_on_signals, AttachMode, AttachOptions, BindMode, BusyPoll, FastPath,
-    Forward, Idle, PortProgram, PortSpec, Poller, XskConfig,
+    Forward, Idle, Poller, PortProgram, PortSpec, XskConfig,
 };
 
 const USAGE: &str = "usage: xsk_l2fwd [--a IFACE] [--b IFACE] [--queue N] [--seconds N]

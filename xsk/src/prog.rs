@@ -127,7 +127,11 @@ impl FastPath {
 
     fn raw(&self) -> RawCfg {
         RawCfg {
-            flags: if self.egress.is_some() { FLAG_EGRESS } else { 0 },
+            flags: if self.egress.is_some() {
+                FLAG_EGRESS
+            } else {
+                0
+            },
             egress_mtu: self.egress.map_or(0, |e| e.1),
             steer: match self.steer {
                 Steer::Exceptions => STEER_EXCEPTIONS,
@@ -374,7 +378,9 @@ fn link_create(prog: RawFd, ifindex: u32, flags: u32) -> io::Result<OwnedFd> {
     opts.sz = size_of::<sys::bpf_link_create_opts>();
     opts.flags = flags;
     // SAFETY: `opts` is a valid, sized options struct that outlives the call.
-    owned(unsafe { sys::bpf_link_create(prog, ifindex as i32, sys::bpf_attach_type_BPF_XDP, &opts) })
+    owned(unsafe {
+        sys::bpf_link_create(prog, ifindex as i32, sys::bpf_attach_type_BPF_XDP, &opts)
+    })
 }
 
 /// Swaps the program of the link `link` for `prog`, atomically.
@@ -409,15 +415,7 @@ fn ensure_bpffs(path: &Path) -> io::Result<bool> {
     std::fs::create_dir_all(path)?;
     let c = cpath(path)?;
     // SAFETY: NUL-terminated strings that outlive the call; no data.
-    let r = unsafe {
-        libc::mount(
-            c"bpf".as_ptr(),
-            c.as_ptr(),
-            c"bpf".as_ptr(),
-            0,
-            ptr::null(),
-        )
-    };
+    let r = unsafe { libc::mount(c"bpf".as_ptr(), c.as_ptr(), c"bpf".as_ptr(), 0, ptr::null()) };
     if r != 0 {
         return Err(io::Error::last_os_error());
     }
@@ -601,7 +599,8 @@ impl PortProgram {
             }
             let fd = result.map_err(bpf_err("attaching the XDP program"))?;
             if let Some(d) = &pin_dir {
-                obj_pin(fd.as_raw_fd(), &d.join("link")).map_err(bpf_err("pinning the XDP link"))?;
+                obj_pin(fd.as_raw_fd(), &d.join("link"))
+                    .map_err(bpf_err("pinning the XDP link"))?;
             }
             (fd, takeover)
         };
@@ -651,7 +650,9 @@ impl PortProgram {
                 let r = unsafe { sys::bpf_link_detach(fd.as_raw_fd()) };
                 // A defunct link (interface gone) cannot be detached twice.
                 if r < 0 && -r != libc::EINVAL {
-                    return Err(bpf_err("detaching the XDP link")(io::Error::from_raw_os_error(-r)));
+                    return Err(bpf_err("detaching the XDP link")(
+                        io::Error::from_raw_os_error(-r),
+                    ));
                 }
                 true
             }
@@ -698,8 +699,12 @@ impl PortProgram {
             )));
         }
         let map = find_map(&self.obj, "mtg_xsks")?;
-        map.update(&queue.to_ne_bytes(), &(fd as u32).to_ne_bytes(), MapFlags::ANY)
-            .map_err(map_err(&self.iface, "adding the socket to the XSKMAP"))
+        map.update(
+            &queue.to_ne_bytes(),
+            &(fd as u32).to_ne_bytes(),
+            MapFlags::ANY,
+        )
+        .map_err(map_err(&self.iface, "adding the socket to the XSKMAP"))
     }
 
     /// The program's counters since this process attached it.
@@ -852,8 +857,8 @@ mod tests {
     /// The Rust mirror of `bpf/mtugate.h` agrees with it.
     #[test]
     fn header_and_mirror_agree() {
-        let h = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/bpf/mtugate.h"))
-            .unwrap();
+        let h =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/bpf/mtugate.h")).unwrap();
         let def = |name: &str| -> u64 {
             let line = h
                 .lines()

@@ -74,4 +74,3 @@ impl XdpStats {
                 + self.passed
     }
 }
-
