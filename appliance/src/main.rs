@@ -523,12 +523,10 @@ fn run(
                 drop((pairs, prog_refs, mgmt, links));
                 // Programs attached by this failed start go again; one taken
                 // over from an earlier run stays (it keeps the wire up).
-                for prog in programs {
-                    if let Ok(prog) = Arc::try_unwrap(prog) {
-                        if !matches!(prog.takeover(), Takeover::PinnedLink { .. }) {
-                            if let Err(e) = prog.remove() {
-                                tracing::warn!("removing the XDP stage again: {e}");
-                            }
+                for prog in &programs {
+                    if !matches!(prog.takeover(), Takeover::PinnedLink { .. }) {
+                        if let Err(e) = prog.remove() {
+                            tracing::warn!("removing the XDP stage again: {e}");
                         }
                     }
                 }

@@ -666,7 +666,7 @@ impl PortProgram {
 
     /// Detaches this program and removes its pins, for good (a start that
     /// failed after attaching a fresh program leaves nothing behind).
-    pub fn remove(self) -> Result<(), XskError> {
+    pub fn remove(&self) -> Result<(), XskError> {
         // SAFETY: plain syscall wrapper on the link descriptor we own.
         let r = unsafe { sys::bpf_link_detach(self._link.as_raw_fd()) };
         if r < 0 && -r != libc::EINVAL {
