@@ -61,8 +61,12 @@ refused_with() { # refused_with RC OUTPUT WORD...: non-zero exit naming every WO
 
 # The lab's configuration with a fixed IPv4 clamp and our run directory.
 # set_mss N rewrites the clamp in place (what an operator's editor does).
+# These tests are about the management of the pipeline's counters, so every
+# frame goes through AF_XDP (steer = "all"): with the XDP fast path, pings
+# never reach a worker. The XDP stage's own counters are checked too.
 write_config() {
   sed -e 's/^ipv4 = "auto".*/ipv4 = 1360/' \
+    -e 's/^steer = .*/steer = "all"/' \
     -e "s|^run_dir = .*|run_dir = \"$RUN_DIR\"|" \
     -e "s|^summary_secs = .*|summary_secs = 1|" deploy/configs/lab.toml >"$CFG"
   grep -q "^run_dir = \"$RUN_DIR\"" "$CFG" && grep -q "^summary_secs = 1" "$CFG"
@@ -208,6 +212,10 @@ fi
 rx1=$(awk '/^mtugate_rx_packets_total/ {s += $2} END {print s + 0}' "$WORK/metrics.txt")
 check "counters move with traffic (rx packets $rx0 -> $rx1 after 50 pings)" \
   test "$rx0" != none -a "$rx1" -ge $((${rx0/none/0} + 100))
+xdp=$(awk '/^mtugate_xdp_frames_total\{.*outcome="steered"/ {s += $2} END {print s + 0}' "$WORK/metrics.txt")
+xdp_stats=$(doc 'sum(x["steered"] for x in j["xdp"])')
+check "the XDP stage's counters are in /metrics ($xdp steered) and /stats ($xdp_stats), and cover what the workers received ($rx1)" \
+  test "$xdp" -ge "$rx1" -a "$xdp_stats" != none -a "${xdp_stats/none/0}" -ge "$rx1"
 inf_is_count() {
   local inf cnt
   inf=$(grep -F 'mtugate_packet_cost_seconds_bucket{queue="0",le="+Inf"}' "$1" | awk '{print $2}')

@@ -83,20 +83,20 @@ else
 fi
 MD=$OUT/cmp/compare.md
 for placement in confined natural; do
-  for label in "mtugate (1 worker)" "kernel router + TCPMSS" "kernel bridge + br_netfilter + TCPMSS" "raw AF_XDP l2fwd (ceiling)"; do
+  for label in "mtugate, fast path (1 worker)" "mtugate, all via AF_XDP (1 worker)" "kernel router + TCPMSS" "kernel bridge + br_netfilter + TCPMSS" "raw AF_XDP l2fwd (ceiling)"; do
     n=$(grep -cF "| $placement | $label |" "$MD" 2>/dev/null || true)
     check "table row: $placement, $label" test "${n:-0}" -eq 1
   done
 done
-check "goals section" grep -q "mtugate / kernel router, 64 B" "$MD"
+check "goals section" grep -q "mtugate fast path / kernel router, 64 B" "$MD"
 check "flood table: mtugate with the SYN limit on and off, and the kernel" \
   sh -c "grep -q '| mtugate, SYN limit on | yes |' '$MD' && grep -q '| mtugate, SYN limit off | yes |' '$MD' && grep -q '| kernel router + TCPMSS | yes |' '$MD'"
-check "JSON: 16 throughput runs, each received traffic" \
-  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); t=d['throughput']; assert len(t)==16 and all(x['sink_pps']>0 for x in t), [(x['system'],x['sink_pps']) for x in t]" "$OUT/cmp/compare.json"
-check "JSON: 8 latency runs with probes received" \
-  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); l=d['latency']; assert len(l)==8 and all(x[2]['received']>0 for x in l)" "$OUT/cmp/compare.json"
+check "JSON: 20 throughput runs, each received traffic" \
+  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); t=d['throughput']; assert len(t)==20 and all(x['sink_pps']>0 for x in t), [(x['system'],x['sink_pps']) for x in t]" "$OUT/cmp/compare.json"
+check "JSON: 10 latency runs with probes received" \
+  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); l=d['latency']; assert len(l)==10 and all(x[2]['received']>0 for x in l)" "$OUT/cmp/compare.json"
 n_curves=$(grep -c "<polyline" "$OUT/cmp/latency.svg" 2>/dev/null || true)
-check "latency.svg has a curve per system and placement ($n_curves)" test "${n_curves:-0}" -eq 8
+check "latency.svg has a curve per system and placement ($n_curves)" test "${n_curves:-0}" -eq 10
 n_hgrm=$(ls "$OUT"/cmp/latency-*-*.hgrm 2>/dev/null | wc -l)
 check ".hgrm percentile distributions written ($n_hgrm)" test "$n_hgrm" -ge 8
 check "no lab namespace left behind" sh -c "! ip netns list | grep -q '^$LAB_PREFIX-'"

@@ -36,11 +36,14 @@ use std::time::{Duration, Instant};
 /// Spare frames a worker keeps at hand for fragments: enough for a
 /// 1500-byte packet at any MTU >= 68 several times over.
 const STASH: usize = 64;
-/// The worker's idle policy: spin this many empty rounds, then sleep in
-/// `poll(2)` until a frame arrives, at most 10 ms (so the stop flag is
-/// seen promptly).
-pub const IDLE: Idle = Idle::SpinThenWait {
-    polls: 4096,
+/// The worker's idle policy: give the core away (`sched_yield`) after every
+/// empty round, and after 256 of them sleep in `poll(2)` until a frame
+/// arrives, at most 10 ms (so the stop flag is seen promptly). With the XDP
+/// fast path the worker sees only the exceptions and is idle most of the
+/// time, while the NAPI thread that runs the fast path may share its core:
+/// spinning there (4096 empty rounds, before) took that thread's CPU.
+pub const IDLE: Idle = Idle::YieldThenWait {
+    polls: 256,
     wait_ms: 10,
 };
 /// How long a stopping worker waits to hand its last snapshot over.

@@ -58,6 +58,15 @@ pub enum Idle {
         /// Longest sleep, so a stop flag is seen promptly.
         wait_ms: i32,
     },
+    /// `sched_yield` after every empty round, and after `polls` of them
+    /// sleep in `poll(2)` as above: a worker that shares its core with the
+    /// NAPI thread doing the fast path's work leaves it at once.
+    YieldThenWait {
+        /// Empty rounds before sleeping.
+        polls: u32,
+        /// Longest sleep, so a stop flag is seen promptly.
+        wait_ms: i32,
+    },
 }
 
 /// Rate limit of the error log: one line per port and operation per
@@ -198,12 +207,14 @@ impl Poller {
         match self.idle {
             Idle::Spin => {}
             Idle::Yield => std::thread::yield_now(),
-            Idle::SpinThenWait { polls, wait_ms } => {
+            Idle::SpinThenWait { polls, wait_ms } | Idle::YieldThenWait { polls, wait_ms } => {
                 self.idle_rounds += 1;
                 if self.idle_rounds >= polls {
                     if let Err(e) = q.wait_rx(wait_ms) {
                         self.log_error(q, 0, OP_WAIT, &e);
                     }
+                } else if matches!(self.idle, Idle::YieldThenWait { .. }) {
+                    std::thread::yield_now();
                 }
             }
         }
