@@ -215,6 +215,16 @@ pub struct ReplacedProgram {
     pub foreign: bool,
 }
 
+/// What failed on `iface`, as an error to `map_err` an `io::Error` into.
+fn bpf_error(iface: &str, what: &'static str) -> impl FnOnce(io::Error) -> XskError {
+    let iface = iface.to_owned();
+    move |source| XskError::Bpf {
+        iface,
+        what,
+        source,
+    }
+}
+
 /// libbpf returns `-errno`.
 fn check(ret: i32) -> io::Result<i32> {
     if ret < 0 {
@@ -426,14 +436,7 @@ fn ensure_bpffs(path: &Path) -> io::Result<bool> {
 
 /// The per-interface lock, held for the life of the owner.
 fn lock(dir: &Path, netns: u64, iface: &str, owner: &str) -> Result<File, XskError> {
-    let err = |what: &'static str| {
-        let iface = iface.to_owned();
-        move |source| XskError::Bpf {
-            iface,
-            what,
-            source,
-        }
-    };
+    let err = |what| bpf_error(iface, what);
     std::fs::create_dir_all(dir).map_err(err("creating the lock directory"))?;
     let path = dir.join(format!("{netns}-{iface}.lock"));
     let mut f = std::fs::OpenOptions::new()
@@ -506,14 +509,7 @@ impl PortProgram {
     /// configured as `fp` (see the module docs for the takeover rules).
     pub fn attach(iface: &str, fp: &FastPath, o: &AttachOptions) -> Result<PortProgram, XskError> {
         let ifindex = crate::afxdp::ifindex(iface)?;
-        let bpf_err = |what: &'static str| {
-            let iface = iface.to_owned();
-            move |source| XskError::Bpf {
-                iface,
-                what,
-                source,
-            }
-        };
+        let bpf_err = |what| bpf_error(iface, what);
         let netns = netns_id().map_err(bpf_err("reading the network namespace"))?;
         // Ownership first: nothing is touched if another live mtugate has it.
         let lock = lock(&o.lock_dir, netns, iface, &o.owner)?;
@@ -629,14 +625,7 @@ impl PortProgram {
     /// (so a running owner is never cut off), removes the pinned link and
     /// its pins. Returns whether there was one.
     pub fn detach(iface: &str, o: &AttachOptions) -> Result<bool, XskError> {
-        let bpf_err = |what: &'static str| {
-            let iface = iface.to_owned();
-            move |source| XskError::Bpf {
-                iface,
-                what,
-                source,
-            }
-        };
+        let bpf_err = |what| bpf_error(iface, what);
         let netns = netns_id().map_err(bpf_err("reading the network namespace"))?;
         let _lock = lock(&o.lock_dir, netns, iface, &o.owner)?;
         if !is_bpffs(&o.bpffs) {
@@ -808,14 +797,7 @@ fn remove_unlinked(
     ifindex: u32,
     replace_foreign: bool,
 ) -> Result<Option<ReplacedProgram>, XskError> {
-    let bpf_err = |what: &'static str| {
-        let iface = iface.to_owned();
-        move |source| XskError::Bpf {
-            iface,
-            what,
-            source,
-        }
-    };
+    let bpf_err = |what| bpf_error(iface, what);
     let q = query(ifindex).map_err(bpf_err("querying attached XDP programs"))?;
     let mut replaced = None;
     for (id, flag) in [
