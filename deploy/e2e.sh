@@ -416,6 +416,36 @@ sys.exit(0 if b > 0 else 1)
 EOF
 }
 
+# A live reload that lowers the tunnel MTU reaches the XDP stage too: a
+# 1378-byte datagram (DF clear) crosses whole at MTU 1400 (fast path), and
+# is fragmented by a worker once the outside MTU is 1300; no restart.
+test_reload_mtu() {
+  local before after
+  send_1378() {
+    capture "$S" "$WORK/reload-$1.pcap" udp or "(ip[6:2] & 0x1fff != 0)"
+    $C python3 - <<'EOF'
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, 10, 0)  # IP_MTU_DISCOVER = IP_PMTUDISC_DONT: DF clear
+s.sendto(b"m" * 1350, ("192.0.2.2", 5300))
+EOF
+    capture_stop
+    tshark -r "$WORK/reload-$1.pcap" -Y "ip.src == 192.0.2.1 && (ip.flags.mf == 1 || ip.frag_offset > 0)" 2>/dev/null | wc -l
+  }
+  forget_pmtu
+  before=$(send_1378 before)
+  sed -i '/iface = "out0"/{n;s/^mtu = 1400/mtu = 1300/}' "$LAB"
+  local out
+  out=$($D "$BIN" reload --config "$LAB" 2>&1) || true
+  echo "$out" | show
+  forget_pmtu
+  after=$(send_1378 after)
+  sed -i '/iface = "out0"/{n;s/^mtu = 1300/mtu = 1400/}' "$LAB"
+  $D "$BIN" reload --config "$LAB" >/dev/null 2>&1 || true
+  check "reload of the outside MTU 1400 -> 1300 reaches the XDP stage: a 1378-byte datagram crosses whole before ($before fragments), fragmented after ($after fragments)" \
+    test "$before" -eq 0 -a "$after" -eq 2
+}
+
 # --- run -----------------------------------------------------------------------
 
 echo "e2e: lab up (wire mode), mtugate $BIN, steer = $STEER"
@@ -432,6 +462,7 @@ test_bulk 6 2001:db8:1::2 5004
 test_pmtu_v4
 test_pmtu_v6
 test_fragmentation
+test_reload_mtu
 forget_pmtu
 n=$(udp_df_probe)
 check "IPv4 UDP 1500 bytes with DF, policy respect: does not cross (server got $n)" test "$n" -eq 0
