@@ -23,7 +23,7 @@
 use mtugate_datapath::pipeline::{
     Clamp, DfPolicy, IcmpSettings, MssSettings, OverLimit, Rate, Settings, SynLimitSettings,
 };
-use mtugate_xsk::{OnFailure, Steer};
+use mtugate_xsk::{FastPath, OnFailure, Steer};
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::marker::PhantomData;
@@ -688,6 +688,29 @@ pub struct Validated {
     pub settings: Settings,
 }
 
+impl Validated {
+    /// The XDP stage of port `port`, given the ifindex of its egress port:
+    /// wire mode forwards to the other port, whose MTU bounds the fast
+    /// path. `None` for a port the configuration does not have.
+    pub fn fast_path(&self, port: usize, egress_ifindex: u32) -> Option<FastPath> {
+        let egress = self.egress_port(port)?;
+        Some(FastPath {
+            steer: self.restart.xsk.steer,
+            on_failure: self.restart.wire.on_failure,
+            egress: Some((egress_ifindex, *self.settings.port_mtu.get(egress)?)),
+        })
+    }
+
+    /// The port frames arriving on `port` leave by (wire mode: the other).
+    pub fn egress_port(&self, port: usize) -> Option<usize> {
+        if port < 2 && self.restart.ports.len() == 2 {
+            Some(1 - port)
+        } else {
+            None
+        }
+    }
+}
+
 /// Flattens a TOML error onto one line (toml's message spans lines: a
 /// snippet of the file).
 fn one_line(e: &toml::de::Error) -> String {
@@ -1151,6 +1174,25 @@ mtu = 1400
             Err(ConfigError::Invalid { key, message }) => (key, message),
             other => panic!("not ConfigError::Invalid: {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_xdp_stage_forwards_to_the_other_port_under_its_mtu() {
+        let v = FileConfig::parse(&format!("{LAB}[wire]\non_failure = \"block\"\n"))
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(
+            v.fast_path(0, 7),
+            Some(FastPath {
+                steer: Steer::Exceptions,
+                on_failure: OnFailure::Block,
+                egress: Some((7, 1400)),
+            })
+        );
+        assert_eq!(v.fast_path(1, 3).and_then(|f| f.egress), Some((3, 1500)));
+        assert_eq!(v.egress_port(1), Some(0));
+        assert_eq!(v.fast_path(2, 3), None);
     }
 
     #[test]

@@ -634,14 +634,9 @@ fn attach_options(v: &Validated, path: &Path) -> AttachOptions {
 /// The XDP stage of port `i`: wire mode forwards to the other port, whose
 /// MTU bounds the fast path.
 fn fast_path(v: &Validated, i: usize) -> Result<FastPath> {
-    let j = 1 - i;
-    let egress = &v.restart.ports[j].iface;
-    let ifindex = ifindex_of(egress)?;
-    Ok(FastPath {
-        steer: v.restart.xsk.steer,
-        on_failure: v.restart.wire.on_failure,
-        egress: Some((ifindex, v.settings.port_mtu[j])),
-    })
+    let j = v.egress_port(i).context("no egress port")?;
+    let ifindex = ifindex_of(&v.restart.ports[j].iface)?;
+    v.fast_path(i, ifindex).context("no egress port")
 }
 
 /// The index of `iface` (sysfs of this network namespace).

@@ -8,7 +8,7 @@
 use crate::config::{FileConfig, ReloadPlan, Validated};
 use mtugate_datapath::pipeline::Config;
 use mtugate_mgmt::{Prepared, Refusal, Reloader};
-use mtugate_xsk::{FastPath, PortProgram};
+use mtugate_xsk::PortProgram;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
@@ -77,16 +77,11 @@ impl Reloader for FileReloader {
         if let Some(p) = self.pending.take() {
             self.current = p;
         }
-        let mtus = &self.current.settings.port_mtu;
         let progs = self.xdp.get().map(Vec::as_slice).unwrap_or_default();
         for (i, prog) in progs.iter().enumerate() {
-            let (Some(&mtu), Some(peer)) = (mtus.get(1 - i.min(1)), progs.get(1 - i.min(1))) else {
+            let peer = self.current.egress_port(i).and_then(|j| progs.get(j));
+            let Some(fp) = peer.and_then(|p| self.current.fast_path(i, p.ifindex())) else {
                 continue;
-            };
-            let fp = FastPath {
-                steer: self.current.restart.xsk.steer,
-                on_failure: self.current.restart.wire.on_failure,
-                egress: Some((peer.ifindex(), mtu)),
             };
             if let Err(e) = prog.configure(&fp) {
                 tracing::warn!(
