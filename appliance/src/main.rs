@@ -593,7 +593,18 @@ fn run(
     let last = mgmt.shutdown();
     let names: Vec<&str> = v.restart.ports.iter().map(|p| p.name.as_str()).collect();
     print!("{}", report::text(&reports, &names));
-    print!("{}", xdp_text(&programs, &reports));
+    // The XDP stage's counters, read once: the text and the JSON agree
+    // (the stage keeps counting, in its failure mode, after the workers end).
+    let xdp: Vec<XdpStats> = programs
+        .iter()
+        .map(|p| {
+            p.stats().unwrap_or_else(|e| {
+                tracing::warn!(iface = p.iface(), "reading the XDP counters: {e}");
+                XdpStats::default()
+            })
+        })
+        .collect();
+    print!("{}", xdp_text(&programs, &xdp, &reports));
     if v.restart.mgmt.interval_ms > 0 {
         print!("{}", report::latency_text(&last));
     }
@@ -602,10 +613,11 @@ fn run(
         doc.xdp = programs
             .iter()
             .zip(&names)
-            .map(|(p, n)| FinalXdp {
+            .zip(&xdp)
+            .map(|((p, n), x)| FinalXdp {
                 port: (*n).to_owned(),
                 iface: p.iface().to_owned(),
-                run: p.stats().unwrap_or_default(),
+                run: *x,
                 inherited: p.inherited_stats(),
             })
             .collect();
@@ -688,13 +700,13 @@ fn log_takeover(p: &PortProgram) {
 }
 
 /// The XDP stage's counters and the accounting across both stages.
-fn xdp_text(programs: &[Arc<PortProgram>], reports: &[engine::WorkerReport]) -> String {
+fn xdp_text(
+    programs: &[Arc<PortProgram>],
+    xdp: &[XdpStats],
+    reports: &[engine::WorkerReport],
+) -> String {
     let mut s = String::from("XDP stage (by ingress port)\n");
-    for (i, p) in programs.iter().enumerate() {
-        let x = p.stats().unwrap_or_else(|e| {
-            tracing::warn!(iface = p.iface(), "reading the XDP counters: {e}");
-            XdpStats::default()
-        });
+    for (i, (p, x)) in programs.iter().zip(xdp).enumerate() {
         // Steered frames reach a worker or are dropped by the kernel on
         // the way (fill ring empty, RX ring full).
         let (mut rx, mut lost) = (0, 0);

@@ -406,10 +406,10 @@ pub fn open_queue(
         config.batch as usize,
         config.alloc_reserve as usize,
     );
-    q.refill().map_err(|source| XskError::SockOpt {
-        iface: specs[0].iface.clone(),
+    q.refill().map_err(|e| XskError::SockOpt {
+        iface: specs[e.port].iface.clone(),
         what: "fill ring wakeup",
-        source,
+        source: e.source,
     })?;
     q.backend().register(queue_id, programs)?;
     Ok(q)

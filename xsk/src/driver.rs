@@ -155,11 +155,7 @@ impl Poller {
     /// queue and logged here.
     pub fn refill<B: Backend>(&mut self, q: &mut Queue<B>) {
         if let Err(e) = q.refill() {
-            // The queue counted it on the port that failed; log it once.
-            let p = (0..q.port_count())
-                .find(|&p| q.counters(p).last_errno == e.raw_os_error().unwrap_or(-1))
-                .unwrap_or(0);
-            self.log_error(q, p, OP_FILL, &e);
+            self.log_error(q, e.port, OP_FILL, &e.source);
         }
     }
 

@@ -79,7 +79,7 @@ pub use prog::{
     AttachOptions, FastPath, OnFailure, PortProgram, ReplacedProgram, Steer, Takeover, XdpMode,
     MAX_QUEUES,
 };
-pub use queue::{ConservationError, Frame, FrameCounts, PortCounters, Queue};
+pub use queue::{ConservationError, Frame, FrameCounts, PortCounters, Queue, RefillError};
 pub use sys::{stop_flag_on_signals, XskStats};
 pub use xdp_stats::XdpStats;
 

@@ -110,6 +110,16 @@ pub struct ConservationError {
     pub counts: Box<FrameCounts>,
 }
 
+/// A fill-ring wakeup that failed, and on which port.
+#[derive(Debug, thiserror::Error)]
+#[error("fill ring wakeup of port {port}: {source}")]
+pub struct RefillError {
+    /// The port whose wakeup failed.
+    pub port: usize,
+    /// What `poll` said.
+    pub source: io::Error,
+}
+
 /// Per-port work and error counters of a [`Queue`] (plain integers owned
 /// by the worker).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -591,9 +601,10 @@ impl<B: Backend> Queue<B> {
     /// given.
     ///
     /// A failed wakeup is counted ([`PortCounters::fill_wakeup_errors`])
-    /// and the first one is returned, after every port was served.
+    /// and the first one is returned with its port, after every port was
+    /// served.
     #[inline]
-    pub fn refill(&mut self) -> io::Result<usize> {
+    pub fn refill(&mut self) -> Result<usize, RefillError> {
         let nports = self.ports.len();
         let first = self.refill_first;
         self.refill_first = (first + 1) % nports.max(1);
@@ -637,7 +648,7 @@ impl<B: Backend> Queue<B> {
                     Err(e) => {
                         c.fill_wakeup_errors += 1;
                         c.last_errno = e.raw_os_error().unwrap_or(-1);
-                        err.get_or_insert(e);
+                        err.get_or_insert(RefillError { port: p, source: e });
                     }
                 }
             }
