@@ -210,6 +210,9 @@ pub struct Worker<B: Backend> {
     q: Queue<B>,
     poller: Poller,
     pipe: Pipe,
+    /// The record published to the management thread, filled in place
+    /// (its vectors keep their capacity: publishing allocates nothing).
+    snap: WorkerCounters,
 }
 
 impl<B: Backend> Worker<B> {
@@ -221,6 +224,7 @@ impl<B: Backend> Worker<B> {
         let poller = Poller::new(&q, idle);
         Worker {
             poller,
+            snap: WorkerCounters::new(n),
             pipe: Pipe {
                 cfg,
                 state,
@@ -239,20 +243,22 @@ impl<B: Backend> Worker<B> {
     }
 
     /// Everything this worker counts, for the management thread.
-    fn snapshot(&self) -> WorkerCounters {
-        let n = self.q.port_count();
-        WorkerCounters {
-            pipeline: self.pipe.state.counters.clone(),
-            io: (0..n).map(|p| self.q.counters(p)).collect(),
-            kernel: (0..n).map(|p| self.q.stats(p).ok()).collect(),
-            tx_packets: self.pipe.tx_packets.clone(),
-            tx_bytes: self.pipe.tx_bytes.clone(),
-            tx_ring_full_drops: self.pipe.tx_ring_full_drops.clone(),
-            polls: self.poller.rounds,
-            busy_polls: self.poller.busy_rounds,
-            frames_in_flight: self.q.frames_in_flight() as u64,
-            frames_total: self.q.frame_count() as u64,
-        }
+    fn snapshot(&mut self) {
+        let (s, q) = (&mut self.snap, &self.q);
+        s.pipeline.clone_from(&self.pipe.state.counters);
+        s.io.clear();
+        s.io.extend((0..q.port_count()).map(|p| q.counters(p)));
+        s.kernel.clear();
+        s.kernel
+            .extend((0..q.port_count()).map(|p| q.stats(p).ok()));
+        s.tx_packets.clone_from(&self.pipe.tx_packets);
+        s.tx_bytes.clone_from(&self.pipe.tx_bytes);
+        s.tx_ring_full_drops
+            .clone_from(&self.pipe.tx_ring_full_drops);
+        s.polls = self.poller.rounds;
+        s.busy_polls = self.poller.busy_rounds;
+        s.frames_in_flight = q.frames_in_flight() as u64;
+        s.frames_total = q.frame_count() as u64;
     }
 
     /// What the management thread asked for: a new configuration (applied
@@ -266,8 +272,8 @@ impl<B: Backend> Worker<B> {
             self.pipe.link.ack(r.generation);
         }
         if self.pipe.link.stats_enabled() {
-            let c = self.snapshot();
-            self.pipe.link.publish(&c);
+            self.snapshot();
+            self.pipe.link.publish(&self.snap);
         }
     }
 
@@ -317,7 +323,8 @@ impl<B: Backend> Worker<B> {
             self.q.free(f);
         }
         let conservation_error = self.q.check_conservation(0).err().map(|e| e.to_string());
-        let counters = self.snapshot();
+        self.snapshot();
+        let counters = self.snap.clone();
         if self.pipe.link.stats_enabled() {
             self.pipe.link.publish_final(&counters, FINAL_PUBLISH_WAIT);
         }
