@@ -20,7 +20,9 @@ fn main() {
         _ => "x86_64-linux-gnu",
     };
     let status = Command::new(&clang)
-        .args(["-O2", "-g", "-target", "bpf", "-Wall", "-Werror"])
+        .args([
+            "-O2", "-g", "-target", "bpf", "-mcpu=v3", "-Wall", "-Werror",
+        ])
         .arg(format!("-I/usr/include/{triple}"))
         .args(["-c", "bpf/mtugate.bpf.c", "-o"])
         .arg(&out)

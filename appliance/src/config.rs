@@ -23,7 +23,7 @@
 use mtugate_datapath::pipeline::{
     Clamp, DfPolicy, IcmpSettings, MssSettings, OverLimit, Rate, Settings, SynLimitSettings,
 };
-use mtugate_xsk::{FastPath, OnFailure, Steer};
+use mtugate_xsk::{FastPath, OnFailure, Steer, SynPolice};
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::marker::PhantomData;
@@ -698,7 +698,38 @@ impl Validated {
             steer: self.restart.xsk.steer,
             on_failure: self.restart.wire.on_failure,
             egress: Some((egress_ifindex, *self.settings.port_mtu.get(egress)?)),
+            syn: self.syn_police(port),
         })
+    }
+
+    /// How the XDP stage of `port` polices SYNs: the ones the pipeline
+    /// clamps on that port (per family), with the `[syn_limit]` budgets.
+    /// The budgets are the appliance's: every port's program shares one set.
+    pub fn syn_police(&self, port: usize) -> SynPolice {
+        let s = &self.settings;
+        let on = s.mss.on_ingress.get(port).copied().unwrap_or(false);
+        let rate = |r: Option<Rate>| r.map(|r| (r.per_sec, r.burst));
+        SynPolice {
+            clamp: [
+                on && s.mss.ipv4 != Clamp::Off,
+                on && s.mss.ipv6 != Clamp::Off,
+            ],
+            enabled: s.syn_limit.global.is_some() || s.syn_limit.per_source.is_some(),
+            global: rate(s.syn_limit.global),
+            per_source: rate(s.syn_limit.per_source),
+            over_pass: s.syn_limit.over_limit == OverLimit::Pass,
+        }
+    }
+
+    /// What the workers' pipeline runs with: the settings, less the SYN
+    /// limits, which the XDP stage enforces before the copy (a SYN that
+    /// reaches a worker has been granted its tokens already; charging it
+    /// twice would halve the budget).
+    pub fn worker_settings(&self) -> Settings {
+        let mut s = self.settings.clone();
+        s.syn_limit.global = None;
+        s.syn_limit.per_source = None;
+        s
     }
 
     /// The port frames arriving on `port` leave by (wire mode: the other).
@@ -1188,11 +1219,46 @@ mtu = 1400
                 steer: Steer::Exceptions,
                 on_failure: OnFailure::Block,
                 egress: Some((7, 1400)),
+                syn: SynPolice {
+                    clamp: [true, true],
+                    enabled: true,
+                    global: Some((100_000, 10_000)),
+                    per_source: Some((200, 200)),
+                    over_pass: false,
+                },
             })
         );
         assert_eq!(v.fast_path(1, 3).and_then(|f| f.egress), Some((3, 1500)));
         assert_eq!(v.egress_port(1), Some(0));
         assert_eq!(v.fast_path(2, 3), None);
+    }
+
+    #[test]
+    fn the_xdp_stage_polices_what_the_pipeline_clamps() {
+        let v = FileConfig::parse(&format!(
+            "{LAB}[mss]\nipv6 = \"off\"\n[syn_limit]\nrate_pps = 10\nburst = 20\nper_source_pps = 0\nover_limit = \"pass\"\n"
+        ))
+        .unwrap()
+        .validate()
+        .unwrap();
+        let p = v.syn_police(0);
+        assert_eq!(p.clamp, [true, false]);
+        assert!(p.enabled && p.over_pass);
+        assert_eq!((p.global, p.per_source), (Some((10, 20)), None));
+        // The XDP stage enforces the limits: the workers do not charge twice.
+        let w = v.worker_settings();
+        assert_eq!((w.syn_limit.global, w.syn_limit.per_source), (None, None));
+        assert_eq!(w.icmp, v.settings.icmp);
+
+        let off = FileConfig::parse(&format!(
+            "{LAB}[syn_limit]\nrate_pps = 0\nper_source_pps = 0\n"
+        ))
+        .unwrap()
+        .validate()
+        .unwrap();
+        assert!(!off.syn_police(1).enabled);
+        assert_eq!(off.syn_police(1).clamp, [true, true]);
+        assert_eq!(off.syn_police(2).clamp, [false, false]);
     }
 
     #[test]
@@ -1539,7 +1605,7 @@ rate_pps = 10
 burst = 5
 per_source_pps = 2
 per_source_burst = 1
-over_limit = "drop"
+over_limit = "pass"
 [workers]
 queues = [0, 1]
 cores = [1, 2]

@@ -26,7 +26,9 @@
 //! TX is their dwell time, and divided by the frames, the cost per packet;
 //! both go into HdrHistograms.
 
-use mtugate_datapath::pipeline::{process_frame, Config, ExtraFrames, PortId, State, Verdict};
+use mtugate_datapath::pipeline::{
+    process_frame, Budgets, Config, ExtraFrames, PortId, State, Verdict,
+};
 use mtugate_mgmt::{WorkerCounters, WorkerLink};
 use mtugate_xsk::{ring::Backend, Frame, FrameCounts, Handler, Idle, Poller, Queue};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -204,6 +206,25 @@ impl<B: Backend> Handler<B> for Pipe {
     }
 }
 
+/// What the workers of one appliance share: the budgets of the whole
+/// appliance, and the epoch of the time they give the pipeline (so that
+/// one worker's `now` means the same instant as another's).
+#[derive(Debug, Clone)]
+pub struct Shared {
+    budgets: Budgets,
+    epoch: Instant,
+}
+
+impl Shared {
+    /// Full budgets for `cfg`, from now.
+    pub fn new(cfg: &Config) -> Shared {
+        Shared {
+            budgets: Budgets::new(cfg.settings(), 0),
+            epoch: Instant::now(),
+        }
+    }
+}
+
 /// One worker: a queue, the poll loop's state, and the pipeline handler
 /// with its scratch vectors (allocated once, at start).
 pub struct Worker<B: Backend> {
@@ -216,10 +237,26 @@ pub struct Worker<B: Backend> {
 }
 
 impl<B: Backend> Worker<B> {
-    /// A worker for `q`, with pipeline state seeded by `seed`, linked to
-    /// the management thread by `link` ([`WorkerLink::detached`] for none).
+    /// A lone worker for `q`, with pipeline state seeded by `seed`, linked
+    /// to the management thread by `link` ([`WorkerLink::detached`] for
+    /// none), with budgets of its own.
     pub fn new(q: Queue<B>, cfg: Arc<Config>, seed: u64, link: WorkerLink, idle: Idle) -> Self {
-        let state = State::new(&cfg, 0, seed);
+        let shared = Shared::new(&cfg);
+        Self::sharing(q, cfg, seed, link, idle, &shared)
+    }
+
+    /// One of several workers: they draw on the same budgets (ICMP errors,
+    /// SYN rewrites) and read time from the same epoch.
+    pub fn sharing(
+        q: Queue<B>,
+        cfg: Arc<Config>,
+        seed: u64,
+        link: WorkerLink,
+        idle: Idle,
+        shared: &Shared,
+    ) -> Self {
+        let now = shared.epoch.elapsed().as_nanos() as u64;
+        let state = State::with_budgets(&cfg, now, seed, shared.budgets.clone());
         let n = q.port_count();
         let poller = Poller::new(&q, idle);
         Worker {
@@ -235,8 +272,8 @@ impl<B: Backend> Worker<B> {
                 tx_bytes: vec![0; n],
                 timing: link.stats_enabled(),
                 link,
-                start: Instant::now(),
-                now: 0,
+                start: shared.epoch,
+                now,
             },
             q,
         }

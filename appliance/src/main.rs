@@ -440,7 +440,7 @@ fn run(
 ) -> Result<()> {
     let v = FileConfig::load(path)?.validate()?;
     let p = plan(&v)?;
-    let cfg = Arc::new(Config::new(v.settings.clone())?);
+    let cfg = Arc::new(Config::new(v.worker_settings())?);
     let xcfg = xsk_config(&v, force_copy, force_zerocopy);
     xcfg.validate()?;
     let ifaces: Vec<&str> = v.restart.ports.iter().map(|p| p.iface.as_str()).collect();
@@ -495,16 +495,15 @@ fn run(
     // The XDP stage of every port: ownership first (a live owner is
     // refused before anything changes), then the program.
     let attach = attach_options(&v, path);
-    let programs: Vec<Arc<PortProgram>> = ifaces
-        .iter()
-        .enumerate()
-        .map(|(i, iface)| {
-            let fp = fast_path(&v, i)?;
-            PortProgram::attach(iface, &fp, &attach)
-                .map(Arc::new)
-                .with_context(|| format!("the XDP stage of {iface}"))
-        })
-        .collect::<Result<_>>()?;
+    // The first port's program creates the SYN policer's budgets; every
+    // other port's shares them (one budget for the appliance).
+    let mut programs: Vec<Arc<PortProgram>> = Vec::with_capacity(ifaces.len());
+    for (i, iface) in ifaces.iter().enumerate() {
+        let fp = fast_path(&v, i)?;
+        let p = PortProgram::attach_sharing(iface, &fp, &attach, programs.first().map(|p| &**p))
+            .with_context(|| format!("the XDP stage of {iface}"))?;
+        programs.push(Arc::new(p));
+    }
     for p in &programs {
         log_takeover(p);
     }
@@ -560,8 +559,12 @@ fn run(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0x5eed);
+    // One set of budgets for every worker: the configured rates mean the
+    // appliance, whatever the number of queues.
+    let shared = engine::Shared::new(&cfg);
     let mut handles = Vec::new();
     for (i, (qp, link)) in pairs.into_iter().zip(links).enumerate() {
+        let shared = shared.clone();
         let core = p.cores[i];
         let cfg = cfg.clone();
         let worker_seed = seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
@@ -571,7 +574,7 @@ fn run(
                 if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
                     tracing::warn!(core, "could not pin the worker to its core");
                 }
-                engine::Worker::new(qp, cfg, worker_seed, link, engine::IDLE).run(stop)
+                engine::Worker::sharing(qp, cfg, worker_seed, link, engine::IDLE, &shared).run(stop)
             })
             .context("spawning a worker thread")?;
         handles.push(h);

@@ -65,7 +65,7 @@ impl Reloader for FileReloader {
             ReloadPlan::Unchanged => Vec::new(),
         };
         let config =
-            Config::new(v.settings.clone()).map_err(|e| Refusal::Invalid(e.to_string()))?;
+            Config::new(v.worker_settings()).map_err(|e| Refusal::Invalid(e.to_string()))?;
         self.pending = Some(v);
         Ok(Prepared {
             config: Arc::new(config),

@@ -28,12 +28,13 @@
 //! [`Counters::balanced`] checks the first identity.
 
 use crate::counters::CounterTable;
-use crate::ops::bucket::{source_key_v4, source_key_v6, SourceLimiter, TokenBucket};
+use crate::ops::bucket::{source_key_v4, source_key_v6, SharedBucket, SourceLimiter};
 use crate::ops::frag::{self, FragError};
 use crate::ops::icmp;
 use crate::ops::mss::{self, ClampParams, Plan};
 use crate::ops::{L3Ctx, MacRewrite};
 use crate::wire::{ethernet, ipv4, ipv6, tcp, WireError};
+use std::sync::Arc;
 
 pub use crate::ops::frag::ExtraFrames;
 
@@ -162,7 +163,8 @@ pub struct IcmpSettings {
 pub struct SynLimitSettings {
     /// Limit on rewrites over all sources; `None` = unlimited.
     pub global: Option<Rate>,
-    /// Limit per source /24 (IPv4) or /64 (IPv6); `None` = only the global one.
+    /// Limit per source address (IPv4) or /64 (IPv6); `None` = only the
+    /// global one.
     pub per_source: Option<Rate>,
     /// What happens to a SYN over the limit.
     pub over_limit: OverLimit,
@@ -187,7 +189,8 @@ pub struct Settings {
 impl Default for Settings {
     /// MTU 1500 on both ports, `auto` clamp for both families, DF respected,
     /// ICMP errors limited like Linux's defaults (1000/s, burst 50), SYN
-    /// rewrites 100 000/s globally and 1000/s per source, passed when over.
+    /// rewrites 100 000/s (burst 10 000) globally and 200/s (burst 200) per
+    /// source, dropped when over (never forwarded unclamped).
     fn default() -> Self {
         Settings {
             port_mtu: vec![1500; WIRE_PORTS],
@@ -214,10 +217,10 @@ impl Default for Settings {
                     burst: 10_000,
                 }),
                 per_source: Some(Rate {
-                    per_sec: 1000,
-                    burst: 100,
+                    per_sec: 200,
+                    burst: 200,
                 }),
-                over_limit: OverLimit::Pass,
+                over_limit: OverLimit::Drop,
             },
         }
     }
@@ -615,18 +618,73 @@ pub struct State {
     /// the caller): dropped, counted here.
     pub bad_port: u64,
     syn: Option<SourceLimiter>,
-    icmp: TokenBucket,
+    budgets: Budgets,
+}
+
+/// The appliance-wide budgets: one ICMP error bucket and one global SYN
+/// rewrite bucket shared by every worker (clones share them), so that the
+/// configured rates mean the whole appliance whatever the number of
+/// workers and queues.
+#[derive(Debug, Clone)]
+pub struct Budgets {
+    icmp: Arc<SharedBucket>,
+    syn: Arc<SharedBucket>,
+}
+
+impl Budgets {
+    /// Budgets for `settings`, full at `now`. Create one per appliance and
+    /// give a clone to each worker's [`State::with_budgets`].
+    #[must_use]
+    pub fn new(settings: &Settings, now: u64) -> Budgets {
+        let b = Budgets {
+            icmp: Arc::new(SharedBucket::unlimited()),
+            syn: Arc::new(SharedBucket::unlimited()),
+        };
+        b.reconfigure(settings, now);
+        b
+    }
+
+    /// Applies changed rates (a reload), keeping what was spent. Every
+    /// worker may call it with the same settings.
+    pub fn reconfigure(&self, settings: &Settings, now: u64) {
+        match settings.icmp.limit {
+            Some(r) => self.icmp.set_rate(r.per_sec, r.burst, now),
+            None => self.icmp.set_unlimited(),
+        }
+        match settings.syn_limit.global {
+            Some(r) => self.syn.set_rate(r.per_sec, r.burst, now),
+            None => self.syn.set_unlimited(),
+        }
+    }
+
+    /// Whole ICMP error tokens left at `now` (tests, statistics).
+    #[must_use]
+    pub fn icmp_available(&self, now: u64) -> u64 {
+        self.icmp.available(now)
+    }
+
+    /// Whole global SYN tokens left at `now` (tests, statistics).
+    #[must_use]
+    pub fn syn_available(&self, now: u64) -> u64 {
+        self.syn.available(now)
+    }
 }
 
 impl State {
-    /// New state for a worker. `seed` keys the per-source hash (give each
-    /// worker a random one so that an attacker cannot aim at one slot).
+    /// New state for a lone worker, with budgets of its own. `seed` keys
+    /// the per-source hash (give each worker a random one so that an
+    /// attacker cannot aim at one slot).
     pub fn new(cfg: &Config, now: u64, seed: u64) -> State {
+        State::with_budgets(cfg, now, seed, Budgets::new(&cfg.settings, now))
+    }
+
+    /// New state for one of several workers sharing `budgets`.
+    pub fn with_budgets(cfg: &Config, now: u64, seed: u64, budgets: Budgets) -> State {
         let mut s = State {
             counters: vec![Counters::default(); cfg.port_count()],
             bad_port: 0,
             syn: None,
-            icmp: TokenBucket::unlimited(),
+            budgets,
         };
         s.build_syn_limiter(cfg, now, seed);
         s.reconfigure(cfg, now);
@@ -634,10 +692,9 @@ impl State {
     }
 
     fn build_syn_limiter(&mut self, cfg: &Config, now: u64, seed: u64) {
-        self.syn = syn_rates(&cfg.settings.syn_limit).map(|(g, p)| {
+        self.syn = syn_rates(&cfg.settings.syn_limit).map(|p| {
             SourceLimiter::new(
-                g.per_sec,
-                g.burst,
+                Arc::clone(&self.budgets.syn),
                 p.per_sec,
                 p.burst,
                 SYN_LIMITER_SLOTS,
@@ -653,30 +710,32 @@ impl State {
         // A port count never changes live (it needs a restart); keep the
         // counters indexable if a caller does it anyway.
         self.counters.resize(cfg.port_count(), Counters::default());
-        match cfg.settings.icmp.limit {
-            Some(r) => self.icmp.set_rate(r.per_sec, r.burst, now),
-            None => self.icmp.set_unlimited(),
-        }
+        self.budgets.reconfigure(&cfg.settings, now);
         match (syn_rates(&cfg.settings.syn_limit), &mut self.syn) {
             (None, _) => self.syn = None,
-            (Some((g, p)), Some(l)) => l.set_rates(g.per_sec, g.burst, p.per_sec, p.burst, now),
+            (Some(p), Some(l)) => l.set_rates(p.per_sec, p.burst, now),
             (Some(_), None) => self.build_syn_limiter(cfg, now, now ^ 0x9e37_79b9_7f4a_7c15),
         }
     }
+
+    /// The budgets this state draws on.
+    #[must_use]
+    pub fn budgets(&self) -> &Budgets {
+        &self.budgets
+    }
 }
 
-/// The (global, per-source) SYN rates to run a limiter with, or `None` when
-/// both are off. A missing half is "unlimited": a bucket that never empties
-/// within any realistic run; a missing per-source rate follows the global.
-fn syn_rates(sl: &SynLimitSettings) -> Option<(Rate, Rate)> {
+/// The per-source SYN rate to run a limiter with, or `None` when both
+/// limits are off. A missing per-source rate is "unlimited": a bucket that
+/// never empties within any realistic run (the global one still holds).
+fn syn_rates(sl: &SynLimitSettings) -> Option<Rate> {
     if sl.global.is_none() && sl.per_source.is_none() {
         return None;
     }
-    let g = sl.global.unwrap_or(Rate {
+    Some(sl.per_source.unwrap_or(Rate {
         per_sec: u64::MAX / 4,
         burst: u64::MAX / 4,
-    });
-    Some((g, sl.per_source.unwrap_or(g)))
+    }))
 }
 
 /// What to do with one frame.
@@ -753,7 +812,7 @@ pub fn process_frame<E: ExtraFrames>(
         counters,
         bad_port,
         syn,
-        icmp,
+        budgets,
     } = state;
     let (Some(plan), Some(c)) = (
         cfg.plans.get(ingress.index()),
@@ -770,7 +829,7 @@ pub fn process_frame<E: ExtraFrames>(
         plan,
         counters: c,
         syn,
-        icmp,
+        icmp: &budgets.icmp,
     };
     let verdict = classify(buf, len, now, &mut parts, extra);
     let c = parts.counters;
@@ -794,7 +853,7 @@ struct Parts<'b> {
     plan: &'b PortPlan,
     counters: &'b mut Counters,
     syn: &'b mut Option<SourceLimiter>,
-    icmp: &'b mut TokenBucket,
+    icmp: &'b SharedBucket,
 }
 
 #[inline]

@@ -17,6 +17,16 @@
  *     a closed socket from the XSKMAP): every frame is forwarded
  *     unprocessed (bypass) or dropped (block), as configured, and counted.
  *
+ * SYNs that the pipeline would clamp are policed here, before they cost a
+ * copy into user space (the SYN flood that MSS rewriting invites):
+ *
+ *   1. each source (an IPv4 address, an IPv6 /64) has a budget of its own;
+ *      a SYN over it is dropped, without touching anybody else's budget;
+ *   2. a SYN within its source's budget takes a token from the one global
+ *      budget (shared by every port and CPU) and goes to the pipeline to be
+ *      clamped; with the global budget spent it is dropped or forwarded
+ *      unclamped (mtg_cfg.syn_over).
+ *
  * The program never edits a frame. Only the pipeline does.
  */
 #include <linux/bpf.h>
@@ -62,6 +72,20 @@ struct {
 	__type(value, __u64);
 } mtg_stats SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mtg_gcra);
+} mtg_syn_global SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MTG_SRC_ENTRIES);
+	__type(key, struct mtg_src_key);
+	__type(value, struct mtg_gcra);
+} mtg_syn_src SEC(".maps");
+
 static __always_inline void count(__u32 stat)
 {
 	__u64 *v = bpf_map_lookup_elem(&mtg_stats, &stat);
@@ -71,19 +95,38 @@ static __always_inline void count(__u32 stat)
 }
 
 /* Outcome of classification. */
-enum verdict { FAST, SLOW };
+enum verdict { FAST, SLOW, SYN };
 
-/* A TCP header at l4: SLOW if it is a SYN (or cannot be read). */
+/* What classify found out about a SYN. */
+struct syn_info {
+	struct mtg_src_key key;
+	int fits; /* the L3 packet fits the egress MTU */
+};
+
+#define IP6_HBH 0
+#define IP6_ROUTING 43
+#define IP6_FRAGMENT 44
+#define IP6_DSTOPTS 60
+/* Extension headers walked to find a SYN behind them (more: not a SYN we
+ * police; the pipeline still sees it). */
+#define IP6_MAX_EXT 4
+
+/*
+ * A TCP header at l4: SYN if it is a SYN or SYN-ACK without RST (what the
+ * pipeline clamps), FAST if it is any other segment, SLOW if it cannot be
+ * read.
+ */
 static __always_inline enum verdict tcp_check(void *l4, void *end)
 {
 	struct tcphdr *t = l4;
 
 	if ((void *)(t + 1) > end)
 		return SLOW;
-	return t->syn ? SLOW : FAST;
+	return (t->syn && !t->rst) ? SYN : FAST;
 }
 
-static __always_inline enum verdict classify(struct xdp_md *ctx, const struct mtg_cfg *cfg)
+static __always_inline enum verdict classify(struct xdp_md *ctx, const struct mtg_cfg *cfg,
+					     struct syn_info *info)
 {
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
@@ -111,6 +154,7 @@ static __always_inline enum verdict classify(struct xdp_md *ctx, const struct mt
 	if (proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = l3;
 		__u32 ihl, tot;
+		enum verdict v;
 
 		if ((void *)(ip + 1) > end)
 			return SLOW;
@@ -118,19 +162,29 @@ static __always_inline enum verdict classify(struct xdp_md *ctx, const struct mt
 		tot = bpf_ntohs(ip->tot_len);
 		if (ip->version != 4 || ihl < sizeof(*ip) || tot < ihl || l3 + tot > end)
 			return SLOW;
-		if (tot > cfg->egress_mtu)
-			return SLOW;
+		info->fits = tot <= cfg->egress_mtu;
 		/* Only a first fragment carries the TCP header. */
 		if (ip->protocol == IPPROTO_TCP && !(ip->frag_off & bpf_htons(0x1fff))) {
 			if (ihl > 60)
 				return SLOW;
-			return tcp_check(l3 + ihl, end);
+			v = tcp_check(l3 + ihl, end);
+			if (v == SYN) {
+				info->key.family = 4;
+				__builtin_memcpy(info->key.addr, &ip->saddr, 4);
+				return SYN;
+			}
+			if (v == SLOW)
+				return SLOW;
 		}
-		return FAST;
+		return info->fits ? FAST : SLOW;
 	}
 	if (proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = l3;
+		void *l4 = ip6 + 1;
 		__u32 tot;
+		__u8 next;
+		enum verdict v;
+		int ext = 0;
 
 		if ((void *)(ip6 + 1) > end)
 			return SLOW;
@@ -138,22 +192,109 @@ static __always_inline enum verdict classify(struct xdp_md *ctx, const struct mt
 		/* payload_len 0: a jumbogram, or a frame we do not understand. */
 		if (ip6->version != 6 || tot == sizeof(*ip6) || l3 + tot > end)
 			return SLOW;
-		if (tot > cfg->egress_mtu)
-			return SLOW;
-		switch (ip6->nexthdr) {
+		info->fits = tot <= cfg->egress_mtu;
+		next = ip6->nexthdr;
+		/*
+		 * Extension headers are the pipeline's to judge (SLOW), but a SYN
+		 * behind them must still be policed, or a flood would only need a
+		 * destination options header to get past the policer.
+		 */
+#pragma unroll
+		for (int i = 0; i < IP6_MAX_EXT; i++) {
+			if (next != IP6_HBH && next != IP6_ROUTING && next != IP6_DSTOPTS &&
+			    next != IP6_FRAGMENT)
+				break;
+			if (l4 + 8 > end)
+				return SLOW;
+			ext = 1;
+			if (next == IP6_FRAGMENT) {
+				/* Not a first fragment: no TCP header to look at. */
+				if (*(__u16 *)(l4 + 2) & bpf_htons(0xfff8))
+					return SLOW;
+				next = *(__u8 *)l4;
+				l4 += 8;
+			} else {
+				__u8 len = *(__u8 *)(l4 + 1);
+
+				next = *(__u8 *)l4;
+				l4 += ((__u32)len + 1) * 8;
+			}
+		}
+		switch (next) {
 		case IPPROTO_TCP:
-			return tcp_check(ip6 + 1, end);
+			v = tcp_check(l4, end);
+			if (v == SYN) {
+				info->key.family = 6;
+				__builtin_memcpy(info->key.addr, &ip6->saddr, 8);
+				return SYN;
+			}
+			if (v == SLOW || ext)
+				return SLOW;
+			return info->fits ? FAST : SLOW;
 		case IPPROTO_UDP:
 		case IPPROTO_ICMPV6:
 		case IPPROTO_ESP:
 		case IPPROTO_GRE:
-			return FAST;
+			return (info->fits && !ext) ? FAST : SLOW;
 		default:
-			return SLOW; /* extension headers and the rest */
+			return SLOW; /* more extension headers and the rest */
 		}
 	}
 	/* Not IP (ARP, LLDP, ...): the bump in the wire passes it untouched. */
 	return FAST;
+}
+
+/*
+ * GCRA on a shared state: one token if the budget has one. The
+ * compare-and-swap keeps CPUs from spending the same token; a refusal only
+ * reads. Bounded retries: losing every race refuses (never over-grants).
+ */
+static __always_inline int gcra_take(__u64 *tat_p, __u64 now, __u64 interval, __u64 tolerance)
+{
+	if (!interval)
+		return 1;
+	if (interval == ~0ULL)
+		return 0; /* a closed budget */
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		__u64 tat = *(volatile __u64 *)tat_p;
+		__u64 base = tat > now ? tat : now;
+
+		if (base - now > tolerance)
+			return 0;
+		if (__sync_val_compare_and_swap(tat_p, tat, base + interval) == tat)
+			return 1;
+	}
+	return 0;
+}
+
+enum police { GRANTED, SOURCE_LIMITED, OVER_LIMIT };
+
+static __always_inline enum police police(const struct mtg_cfg *cfg, struct syn_info *info)
+{
+	__u64 now = bpf_ktime_get_ns();
+	__u32 zero = 0;
+	struct mtg_gcra *g;
+
+	if (cfg->source_interval) {
+		struct mtg_gcra *s = bpf_map_lookup_elem(&mtg_syn_src, &info->key);
+
+		if (s) {
+			if (!gcra_take(&s->tat, now, cfg->source_interval, cfg->source_tolerance))
+				return SOURCE_LIMITED;
+		} else {
+			/* A new source: its first token, from a full budget. */
+			struct mtg_gcra fresh = { .tat = now + cfg->source_interval };
+
+			bpf_map_update_elem(&mtg_syn_src, &info->key, &fresh, BPF_NOEXIST);
+		}
+	}
+	g = bpf_map_lookup_elem(&mtg_syn_global, &zero);
+	if (!g)
+		return OVER_LIMIT; /* cannot happen: an array always has its element */
+	if (!gcra_take(&g->tat, now, cfg->global_interval, cfg->global_tolerance))
+		return OVER_LIMIT;
+	return GRANTED;
 }
 
 static __always_inline int fail(const struct mtg_cfg *cfg)
@@ -174,12 +315,23 @@ static __always_inline int fail(const struct mtg_cfg *cfg)
 	return XDP_DROP;
 }
 
+static __always_inline int forward(void)
+{
+	if (bpf_redirect_map(&mtg_egress, 0, 0) == XDP_REDIRECT) {
+		count(MTG_STAT_FAST);
+		return XDP_REDIRECT;
+	}
+	count(MTG_STAT_REDIRECT_ERR);
+	return XDP_DROP;
+}
+
 SEC("xdp")
 int mtugate_xdp(struct xdp_md *ctx)
 {
 	__u32 zero = 0;
 	__u32 queue = ctx->rx_queue_index;
 	const struct mtg_cfg *cfg = bpf_map_lookup_elem(&mtg_cfg, &zero);
+	int egress, granted = 0;
 
 	count(MTG_STAT_SEEN);
 	if (!cfg)
@@ -194,18 +346,51 @@ int mtugate_xdp(struct xdp_md *ctx)
 	if (!bpf_map_lookup_elem(&mtg_xsks, &queue))
 		return fail(cfg);
 
-	if (cfg->steer == MTG_STEER_EXCEPTIONS && (cfg->flags & MTG_FLAG_EGRESS) &&
-	    classify(ctx, cfg) == FAST) {
-		if (bpf_redirect_map(&mtg_egress, 0, 0) == XDP_REDIRECT) {
-			count(MTG_STAT_FAST);
-			return XDP_REDIRECT;
+	egress = cfg->flags & MTG_FLAG_EGRESS;
+	if ((cfg->steer == MTG_STEER_EXCEPTIONS && egress) || (cfg->flags & MTG_FLAG_POLICE)) {
+		struct syn_info info = {};
+		enum verdict v = classify(ctx, cfg, &info);
+
+		if (v == SYN) {
+			__u32 want = info.key.family == 4 ? MTG_FLAG_CLAMP4 : MTG_FLAG_CLAMP6;
+
+			if (!(cfg->flags & want)) {
+				/* Not clamped on this port: an ordinary segment. */
+				v = info.fits ? FAST : SLOW;
+			} else if (cfg->flags & MTG_FLAG_POLICE) {
+				switch (police(cfg, &info)) {
+				case SOURCE_LIMITED:
+					count(MTG_STAT_SYN_SOURCE);
+					return XDP_DROP;
+				case OVER_LIMIT:
+					if (cfg->syn_over != MTG_OVER_PASS) {
+						count(MTG_STAT_SYN_OVER_DROP);
+						return XDP_DROP;
+					}
+					if (egress && info.fits) {
+						count(MTG_STAT_SYN_OVER_PASS);
+						return forward();
+					}
+					/* Too big to pass as it is: the pipeline's. */
+					v = SLOW;
+					break;
+				case GRANTED:
+					granted = 1;
+					v = SLOW;
+					break;
+				}
+			} else {
+				v = SLOW;
+			}
 		}
-		count(MTG_STAT_REDIRECT_ERR);
-		return XDP_DROP;
+		if (v == FAST && cfg->steer == MTG_STEER_EXCEPTIONS && egress)
+			return forward();
 	}
 	/* The slow path: the socket of this RX queue, if a worker has one. */
 	if (bpf_redirect_map(&mtg_xsks, queue, 0) == XDP_REDIRECT) {
 		count(MTG_STAT_STEERED);
+		if (granted)
+			count(MTG_STAT_SYN_GRANTED);
 		return XDP_REDIRECT;
 	}
 	return fail(cfg);

@@ -76,8 +76,8 @@ pub use driver::{Forward, Handler, Idle, Poller};
 pub use mem::{MemBackend, MemConfig, MemDrop};
 #[cfg(feature = "afxdp")]
 pub use prog::{
-    AttachOptions, FastPath, OnFailure, PortProgram, ReplacedProgram, Steer, Takeover, XdpMode,
-    MAX_QUEUES,
+    AttachOptions, FastPath, OnFailure, PortProgram, ReplacedProgram, Steer, SynPolice, Takeover,
+    XdpMode, MAX_QUEUES, SRC_ENTRIES,
 };
 pub use queue::{ConservationError, Frame, FrameCounts, PortCounters, Queue, RefillError};
 pub use sys::{stop_flag_on_signals, XskStats};

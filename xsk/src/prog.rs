@@ -50,6 +50,9 @@ use crate::{AttachMode, XdpStats, XskError};
 /// The compiled program.
 static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/mtugate.bpf.o"));
 
+/// The SYN policer's maps: one set for the whole appliance.
+const SHARED_MAPS: [&str; 2] = ["mtg_syn_global", "mtg_syn_src"];
+
 /// Name of our XDP program as the kernel reports it.
 pub(crate) const PROG_NAME: &str = "mtugate_xdp";
 /// Name of the legacy (netlink-attached) program of mtugate 0.1.
@@ -63,6 +66,14 @@ const STEER_ALL: u8 = 1;
 const FAIL_BYPASS: u8 = 0;
 const FAIL_BLOCK: u8 = 1;
 const FLAG_EGRESS: u32 = 1;
+const FLAG_CLAMP4: u32 = 2;
+const FLAG_CLAMP6: u32 = 4;
+const FLAG_POLICE: u32 = 8;
+const OVER_DROP: u8 = 0;
+const OVER_PASS: u8 = 1;
+/// Sources the policer remembers (`MTG_SRC_ENTRIES`; least recently used
+/// evicted).
+pub const SRC_ENTRIES: u32 = 65536;
 
 /// `struct mtg_cfg`.
 #[repr(C)]
@@ -72,9 +83,46 @@ struct RawCfg {
     egress_mtu: u16,
     steer: u8,
     on_failure: u8,
+    syn_over: u8,
+    pad: [u8; 7],
+    global_interval: u64,
+    global_tolerance: u64,
+    source_interval: u64,
+    source_tolerance: u64,
 }
 
-const _: () = assert!(size_of::<RawCfg>() == 8);
+const _: () = assert!(size_of::<RawCfg>() == 48);
+
+impl RawCfg {
+    fn to_bytes(self) -> [u8; 48] {
+        let mut b = [0u8; 48];
+        b[..4].copy_from_slice(&self.flags.to_ne_bytes());
+        b[4..6].copy_from_slice(&self.egress_mtu.to_ne_bytes());
+        b[6] = self.steer;
+        b[7] = self.on_failure;
+        b[8] = self.syn_over;
+        b[16..24].copy_from_slice(&self.global_interval.to_ne_bytes());
+        b[24..32].copy_from_slice(&self.global_tolerance.to_ne_bytes());
+        b[32..40].copy_from_slice(&self.source_interval.to_ne_bytes());
+        b[40..48].copy_from_slice(&self.source_tolerance.to_ne_bytes());
+        b
+    }
+}
+
+/// The GCRA form of a budget of `rate` per second with depth `burst`:
+/// `(interval, tolerance)` in ns, the interval rounded up so that the
+/// program never grants more than the rate. `None` (no limit): `(0, 0)`.
+fn gcra(budget: Option<(u64, u64)>) -> (u64, u64) {
+    match budget {
+        None => (0, 0),
+        // A closed budget (the program refuses every SYN).
+        Some((0, _)) | Some((_, 0)) => (u64::MAX, 0),
+        Some((rate, burst)) => {
+            let interval = 1_000_000_000u64.div_ceil(rate);
+            (interval, (burst - 1).saturating_mul(interval))
+        }
+    }
+}
 
 // include/uapi/linux/if_link.h
 const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
@@ -104,6 +152,25 @@ pub enum OnFailure {
     Block,
 }
 
+/// How the program polices the SYNs the pipeline would clamp, before they
+/// are copied into user space (see `bpf/mtugate.bpf.c`): a budget per
+/// source (an IPv4 address, an IPv6 /64; a SYN over it is dropped), then
+/// one global budget shared by every port and CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SynPolice {
+    /// IPv4 and IPv6 SYNs entering this port are clamped by the pipeline
+    /// (only those are policed; other SYNs are ordinary segments here).
+    pub clamp: [bool; 2],
+    /// Police them. `false`: every such SYN goes to the pipeline.
+    pub enabled: bool,
+    /// The global budget, `(per second, burst)`; `None`: no limit.
+    pub global: Option<(u64, u64)>,
+    /// Each source's budget; `None`: no per-source limit.
+    pub per_source: Option<(u64, u64)>,
+    /// Over the global budget: forward unclamped (`true`) or drop.
+    pub over_pass: bool,
+}
+
 /// What the program of a port does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FastPath {
@@ -115,6 +182,8 @@ pub struct FastPath {
     /// the largest L3 packet it takes. `None`: a port that only feeds its
     /// socket (traffic tools); without a socket frames go to the kernel.
     pub egress: Option<(u32, u16)>,
+    /// SYN policing.
+    pub syn: SynPolice,
 }
 
 impl FastPath {
@@ -123,15 +192,34 @@ impl FastPath {
         steer: Steer::All,
         on_failure: OnFailure::Bypass,
         egress: None,
+        syn: SynPolice {
+            clamp: [false; 2],
+            enabled: false,
+            global: None,
+            per_source: None,
+            over_pass: false,
+        },
     };
 
     fn raw(&self) -> RawCfg {
+        let (global_interval, global_tolerance) = gcra(self.syn.global);
+        let (source_interval, source_tolerance) = gcra(self.syn.per_source);
+        let flag = |on: bool, f: u32| if on { f } else { 0 };
         RawCfg {
-            flags: if self.egress.is_some() {
-                FLAG_EGRESS
+            flags: flag(self.egress.is_some(), FLAG_EGRESS)
+                | flag(self.syn.clamp[0], FLAG_CLAMP4)
+                | flag(self.syn.clamp[1], FLAG_CLAMP6)
+                | flag(self.syn.enabled, FLAG_POLICE),
+            syn_over: if self.syn.over_pass {
+                OVER_PASS
             } else {
-                0
+                OVER_DROP
             },
+            pad: [0; 7],
+            global_interval,
+            global_tolerance,
+            source_interval,
+            source_tolerance,
             egress_mtu: self.egress.map_or(0, |e| e.1),
             steer: match self.steer {
                 Steer::Exceptions => STEER_EXCEPTIONS,
@@ -508,6 +596,18 @@ impl PortProgram {
     /// Takes ownership of `iface` and attaches our program to it,
     /// configured as `fp` (see the module docs for the takeover rules).
     pub fn attach(iface: &str, fp: &FastPath, o: &AttachOptions) -> Result<PortProgram, XskError> {
+        Self::attach_sharing(iface, fp, o, None)
+    }
+
+    /// As [`attach`](Self::attach), with the SYN policer's budgets of
+    /// `share` (another port's program): one global budget and one table of
+    /// sources for the whole appliance. `None`: budgets of its own.
+    pub fn attach_sharing(
+        iface: &str,
+        fp: &FastPath,
+        o: &AttachOptions,
+        share: Option<&PortProgram>,
+    ) -> Result<PortProgram, XskError> {
         let ifindex = crate::afxdp::ifindex(iface)?;
         let bpf_err = |what| bpf_error(iface, what);
         let netns = netns_id().map_err(bpf_err("reading the network namespace"))?;
@@ -537,9 +637,14 @@ impl PortProgram {
             }
         }
         let stats_pin = pin_dir.as_ref().map(|d| d.join("mtg_stats"));
-        if old_link.is_none() {
-            // Counters of a link that no longer exists mean nothing.
-            if let Some(p) = &stats_pin {
+        if let Some(p) = &stats_pin {
+            // Counters of a link that no longer exists mean nothing, and a
+            // counter map of another layout (an older mtugate) cannot be
+            // reused: its inherited counts are lost with it.
+            let reusable = old_link.is_some()
+                && libbpf_rs::MapHandle::from_pinned_path(p)
+                    .is_ok_and(|m| m.max_entries() == STAT_COUNT as u32);
+            if !reusable {
                 let _ = std::fs::remove_file(p);
             }
         }
@@ -549,12 +654,16 @@ impl PortProgram {
         let mut open = builder
             .open_memory(OBJECT)
             .map_err(map_err(iface, "opening the XDP object"))?;
-        if let Some(p) = &stats_pin {
-            for mut m in open.maps_mut() {
-                if m.name() == "mtg_stats" {
-                    m.set_pin_path(p)
-                        .map_err(map_err(iface, "setting the counters' pin path"))?;
-                }
+        for mut m in open.maps_mut() {
+            let name = m.name().to_owned();
+            if let (Some(p), true) = (&stats_pin, name == "mtg_stats") {
+                m.set_pin_path(p)
+                    .map_err(map_err(iface, "setting the counters' pin path"))?;
+            }
+            if let (Some(other), true) = (share, SHARED_MAPS.iter().any(|&n| name == n)) {
+                let theirs = find_map(&other.obj, name.to_str().unwrap_or_default())?;
+                m.reuse_fd(theirs.as_fd())
+                    .map_err(map_err(iface, "sharing the SYN budgets between ports"))?;
             }
         }
         let obj = open
@@ -754,12 +863,7 @@ fn find_map<'a>(obj: &'a Object, name: &str) -> Result<libbpf_rs::Map<'a>, XskEr
 /// Writes the program's configuration (and egress port) into its maps.
 fn configure_obj(obj: &Object, iface: &str, fp: &FastPath) -> Result<(), XskError> {
     let zero = 0u32.to_ne_bytes();
-    let raw = fp.raw();
-    let mut bytes = [0u8; 8];
-    bytes[..4].copy_from_slice(&raw.flags.to_ne_bytes());
-    bytes[4..6].copy_from_slice(&raw.egress_mtu.to_ne_bytes());
-    bytes[6] = raw.steer;
-    bytes[7] = raw.on_failure;
+    let bytes = fp.raw().to_bytes();
     if let Some((ifindex, _)) = fp.egress {
         // The egress first: the configuration that uses it comes after.
         find_map(obj, "mtg_egress")?
@@ -854,6 +958,12 @@ mod tests {
         assert_eq!(def("MTG_FAIL_BYPASS"), u64::from(FAIL_BYPASS));
         assert_eq!(def("MTG_FAIL_BLOCK"), u64::from(FAIL_BLOCK));
         assert_eq!(def("MTG_FLAG_EGRESS"), u64::from(FLAG_EGRESS));
+        assert_eq!(def("MTG_FLAG_CLAMP4"), u64::from(FLAG_CLAMP4));
+        assert_eq!(def("MTG_FLAG_CLAMP6"), u64::from(FLAG_CLAMP6));
+        assert_eq!(def("MTG_FLAG_POLICE"), u64::from(FLAG_POLICE));
+        assert_eq!(def("MTG_OVER_DROP"), u64::from(OVER_DROP));
+        assert_eq!(def("MTG_OVER_PASS"), u64::from(OVER_PASS));
+        assert_eq!(def("MTG_SRC_ENTRIES"), u64::from(SRC_ENTRIES));
         assert_eq!(def("MTG_STAT_COUNT"), STAT_COUNT as u64);
         for (i, n) in [
             "MTG_STAT_SEEN",
@@ -863,6 +973,10 @@ mod tests {
             "MTG_STAT_BLOCKED",
             "MTG_STAT_REDIRECT_ERR",
             "MTG_STAT_PASSED",
+            "MTG_STAT_SYN_SOURCE",
+            "MTG_STAT_SYN_OVER_DROP",
+            "MTG_STAT_SYN_OVER_PASS",
+            "MTG_STAT_SYN_GRANTED",
         ]
         .iter()
         .enumerate()
@@ -879,7 +993,21 @@ mod tests {
             .map(|l| l.split_whitespace().last().unwrap_or(""))
             .filter(|f| !f.is_empty())
             .collect();
-        assert_eq!(fields, ["flags", "egress_mtu", "steer", "on_failure"]);
+        assert_eq!(
+            fields,
+            [
+                "flags",
+                "egress_mtu",
+                "steer",
+                "on_failure",
+                "syn_over",
+                "pad[7]",
+                "global_interval",
+                "global_tolerance",
+                "source_interval",
+                "source_tolerance"
+            ]
+        );
     }
 
     #[test]
@@ -922,16 +1050,36 @@ mod tests {
             steer: Steer::Exceptions,
             on_failure: OnFailure::Block,
             egress: Some((7, 1400)),
+            syn: SynPolice {
+                clamp: [true, false],
+                enabled: true,
+                global: Some((3, 10)),
+                per_source: Some((1000, 1)),
+                over_pass: true,
+            },
         };
         assert_eq!(
             fp.raw(),
             RawCfg {
-                flags: FLAG_EGRESS,
+                flags: FLAG_EGRESS | FLAG_CLAMP4 | FLAG_POLICE,
                 egress_mtu: 1400,
                 steer: STEER_EXCEPTIONS,
-                on_failure: FAIL_BLOCK
+                on_failure: FAIL_BLOCK,
+                syn_over: OVER_PASS,
+                pad: [0; 7],
+                // 3/s: 333 333 334 ns a token (rounded up: never more than
+                // the rate), 9 more tokens of burst.
+                global_interval: 333_333_334,
+                global_tolerance: 9 * 333_333_334,
+                source_interval: 1_000_000,
+                source_tolerance: 0,
             }
         );
+        let b = fp.raw().to_bytes();
+        assert_eq!(&b[16..24], &333_333_334u64.to_ne_bytes());
+        assert_eq!(b[8], OVER_PASS);
         assert_eq!(FastPath::SOCKET_ONLY.raw().flags, 0);
+        assert_eq!(gcra(None), (0, 0));
+        assert_eq!(gcra(Some((0, 5))), (u64::MAX, 0));
     }
 }

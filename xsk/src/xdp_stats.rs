@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Number of counters (`MTG_STAT_COUNT`).
-pub(crate) const STAT_COUNT: usize = 7;
+pub(crate) const STAT_COUNT: usize = 11;
 
 /// The XDP program's counters of one port (summed over CPUs).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,6 +24,19 @@ pub struct XdpStats {
     pub redirect_errors: u64,
     /// No socket and no egress port: given to the kernel's stack.
     pub passed: u64,
+    /// SYNs over their source's budget: dropped before the copy.
+    #[serde(default)]
+    pub syn_source_limited: u64,
+    /// SYNs within their source's budget over the global one: dropped
+    /// (`over_limit = "drop"`).
+    #[serde(default)]
+    pub syn_over_dropped: u64,
+    /// ... forwarded unclamped (`over_limit = "pass"`; also in `fast`).
+    #[serde(default)]
+    pub syn_over_passed: u64,
+    /// SYNs within budget, steered to be clamped (also in `steered`).
+    #[serde(default)]
+    pub syn_granted: u64,
 }
 
 impl XdpStats {
@@ -36,6 +49,10 @@ impl XdpStats {
             blocked: v[4],
             redirect_errors: v[5],
             passed: v[6],
+            syn_source_limited: v[7],
+            syn_over_dropped: v[8],
+            syn_over_passed: v[9],
+            syn_granted: v[10],
         }
     }
 
@@ -48,6 +65,10 @@ impl XdpStats {
             self.blocked,
             self.redirect_errors,
             self.passed,
+            self.syn_source_limited,
+            self.syn_over_dropped,
+            self.syn_over_passed,
+            self.syn_granted,
         ]
     }
 
@@ -63,7 +84,9 @@ impl XdpStats {
         *self = XdpStats::from_array(std::array::from_fn(|i| a[i] + b[i]));
     }
 
-    /// Frames with exactly one outcome: `seen` = the sum of the outcomes.
+    /// Frames with exactly one outcome: `seen` = the sum of the outcomes
+    /// (`syn_over_passed` and `syn_granted` are parts of `fast` and
+    /// `steered`).
     pub fn balanced(&self) -> bool {
         self.seen
             == self.fast
@@ -72,5 +95,11 @@ impl XdpStats {
                 + self.blocked
                 + self.redirect_errors
                 + self.passed
+                + self.dropped()
+    }
+
+    /// Frames the program dropped on purpose: SYNs the policer refused.
+    pub fn dropped(&self) -> u64 {
+        self.syn_source_limited + self.syn_over_dropped
     }
 }
