@@ -5,5 +5,6 @@
 
 pub mod config;
 pub mod engine;
+pub mod nic;
 pub mod reload;
 pub mod report;

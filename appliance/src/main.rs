@@ -10,12 +10,14 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use mtugate::config::{FileConfig, Validated, XskModeName, DEFAULT_RUN_DIR};
+use mtugate::nic::NicBaseline;
 use mtugate::reload::FileReloader;
 use mtugate::{engine, report};
 use mtugate_datapath::pipeline::Config;
 use mtugate_datapath::pipeline::PortId;
 use mtugate_mgmt::client::{self, ClientError, Endpoint};
-use mtugate_mgmt::{final_stats::FinalXdp, model::Stats, view, Mgmt, MgmtOptions, QueueInfo};
+use mtugate_mgmt::model::{PortStage, Stats};
+use mtugate_mgmt::{final_stats::FinalXdp, view, Mgmt, MgmtOptions, QueueInfo};
 use mtugate_xsk::{
     open_queue, stop_flag_on_signals, AttachOptions, BindMode, BusyPoll, FastPath, PortProgram,
     PortSpec, Takeover, XdpStats, XskConfig,
@@ -464,6 +466,9 @@ fn run(
     // The ports' XDP programs, once attached below (the reloader keeps their
     // egress MTUs in step; the management thread reads their counters).
     let xdp_cell: Arc<OnceLock<Vec<Arc<PortProgram>>>> = Arc::default();
+    // The interfaces' drop counters from here on: what they lose while
+    // mtugate runs is reported, never hidden.
+    let nic = Arc::new(NicBaseline::new(&ifaces));
     let opts = MgmtOptions {
         listen: m.listen,
         run_dir: m.run_dir.clone(),
@@ -481,11 +486,18 @@ fn run(
             .collect(),
         sighup: true,
         xdp: Some({
-            let cell = xdp_cell.clone();
+            let (cell, nic) = (xdp_cell.clone(), nic.clone());
             Arc::new(move || {
-                cell.get()
-                    .map(|ps| ps.iter().map(|p| p.stats().unwrap_or_default()).collect())
-                    .unwrap_or_default()
+                let Some(ps) = cell.get() else {
+                    return Vec::new();
+                };
+                ps.iter()
+                    .zip(nic.since())
+                    .map(|(p, nic)| PortStage {
+                        xdp: p.stats().unwrap_or_default(),
+                        nic,
+                    })
+                    .collect()
             })
         }),
     };
@@ -608,6 +620,8 @@ fn run(
         })
         .collect();
     print!("{}", xdp_text(&programs, &xdp, &reports));
+    let nic_drops = nic.since();
+    print!("{}", report::accounting(&reports, &names, &xdp, &nic_drops));
     if v.restart.mgmt.interval_ms > 0 {
         print!("{}", report::latency_text(&last));
     }
@@ -617,11 +631,17 @@ fn run(
             .iter()
             .zip(&names)
             .zip(&xdp)
-            .map(|((p, n), x)| FinalXdp {
-                port: (*n).to_owned(),
-                iface: p.iface().to_owned(),
-                run: *x,
-                inherited: p.inherited_stats(),
+            .enumerate()
+            .map(|(i, ((p, n), x))| {
+                let nic = nic_drops.get(i).copied().unwrap_or_default();
+                FinalXdp {
+                    port: (*n).to_owned(),
+                    iface: p.iface().to_owned(),
+                    run: *x,
+                    inherited: p.inherited_stats(),
+                    nic,
+                    lost: report::lost(&reports, i, nic),
+                }
             })
             .collect();
         let doc = serde_json::to_string(&doc)?;
@@ -720,7 +740,7 @@ fn xdp_text(
             }
         }
         s.push_str(&format!(
-            "  {}: seen {} = fast {} + steered {} + bypassed {} + blocked {} + redirect errors {} + to kernel {}{}\n",
+            "  {}: seen {} = fast {} + steered {} + bypassed {} + blocked {} + redirect errors {} + to kernel {} + SYNs policed {}{}\n",
             p.iface(),
             x.seen,
             x.fast,
@@ -729,7 +749,16 @@ fn xdp_text(
             x.blocked,
             x.redirect_errors,
             x.passed,
+            x.dropped(),
             if x.balanced() { "" } else { " (NOT BALANCED)" }
+        ));
+        s.push_str(&format!(
+            "  {}: SYN policer: granted {}, over the source's budget {} (dropped), over the global budget {} dropped + {} passed unclamped\n",
+            p.iface(),
+            x.syn_granted,
+            x.syn_source_limited,
+            x.syn_over_dropped,
+            x.syn_over_passed
         ));
         s.push_str(&format!(
             "  {}: steered {} -> received by workers {}, dropped by the kernel on the way {}\n",

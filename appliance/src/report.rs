@@ -7,7 +7,8 @@ use crate::engine::WorkerReport;
 use mtugate_datapath::counters::CounterTable;
 use mtugate_datapath::pipeline::Counters;
 use mtugate_mgmt::final_stats::{FinalPortIo, FinalQueue, FinalStats};
-use mtugate_mgmt::model::{Percentiles, PipelineCounters, Stats};
+use mtugate_mgmt::model::{Lost, NicDrops, Percentiles, PipelineCounters, Stats};
+use mtugate_xsk::XdpStats;
 
 fn totals(reports: &[WorkerReport], ports: usize) -> Vec<Counters> {
     let mut t = vec![Counters::default(); ports];
@@ -73,14 +74,80 @@ pub fn text(reports: &[WorkerReport], names: &[&str]) -> String {
         .flat_map(|r| &r.counters.tx_ring_full_drops)
         .sum();
     s.push_str(&format!("  tx ring full (frames freed): {full}\n"));
-    s.push_str(&format!(
-        "  accounting: {}\n",
-        if t.iter().all(Counters::balanced) {
-            "balanced (received = forwarded + fragmented + dropped)"
-        } else {
-            "NOT BALANCED"
+    s
+}
+
+/// Frames of port `p` lost before mtugate saw them: the workers' AF_XDP
+/// socket statistics (each kernel event once: `rx_fill_ring_empty_descs`
+/// counts the same events as `rx_dropped`) and the interface's drops.
+pub fn lost(reports: &[WorkerReport], p: usize, nic: NicDrops) -> Lost {
+    let mut l = Lost {
+        nic_rx_dropped: nic.rx_dropped,
+        nic_rx_missed: nic.rx_missed,
+        ..Lost::default()
+    };
+    for k in reports
+        .iter()
+        .filter_map(|r| r.counters.kernel.get(p).copied().flatten())
+    {
+        l.xsk_rx_dropped += k.rx_dropped;
+        l.xsk_rx_ring_full += k.rx_ring_full;
+    }
+    l
+}
+
+/// The accounting line. It says "balanced" only when every frame the ports
+/// received is accounted for: the XDP stage's outcomes add up, the
+/// pipeline's do, and neither the sockets nor the interfaces lost a frame
+/// before mtugate could see it. Otherwise it says how many, and where.
+/// `xdp` and `nic` are per port (empty / short: not known).
+pub fn accounting(
+    reports: &[WorkerReport],
+    names: &[&str],
+    xdp: &[XdpStats],
+    nic: &[NicDrops],
+) -> String {
+    let t = totals(reports, names.len());
+    let mut problems = Vec::new();
+    let mut lost_any = false;
+    for (p, (name, c)) in names.iter().zip(&t).enumerate() {
+        if !c.balanced() {
+            problems.push(format!(
+                "{name}: the pipeline's counters do not add up (received {} != forwarded {} + fragmented {} + dropped {})",
+                c.rx_packets,
+                c.forwarded,
+                c.fragmented,
+                c.dropped()
+            ));
         }
-    ));
+        if let Some(x) = xdp.get(p) {
+            if !x.balanced() {
+                problems.push(format!(
+                    "{name}: the XDP stage's outcomes do not add up to the {} frames it saw",
+                    x.seen
+                ));
+            }
+        }
+        let l = lost(reports, p, nic.get(p).copied().unwrap_or_default());
+        if l.total() > 0 {
+            lost_any = true;
+            problems.push(format!(
+                "{name}: {} frames LOST before mtugate saw them: {}",
+                l.total(),
+                l.describe()
+            ));
+        }
+    }
+    if problems.is_empty() {
+        return "  accounting: balanced (every frame the ports received is accounted for: XDP outcomes, pipeline, no kernel or interface drops)\n".to_owned();
+    }
+    let mut s = String::from("  accounting: NOT BALANCED\n");
+    for p in problems {
+        s.push_str(&format!("    - {p}\n"));
+    }
+    if lost_any {
+        s.push_str("    (frames lost on the way to a worker: raise [xsk] frames and ring_size, or give the workers cores of their own)\n");
+    }
     s
 }
 
@@ -158,7 +225,60 @@ mod tests {
         assert!(text.contains("dropped: too_big"));
         assert!(text.contains("mss clamped ipv6"));
         assert!(text.contains("tx ring full (frames freed): 8"));
-        assert!(text.contains("accounting: NOT BALANCED"));
+        // Made-up counters do not add up.
+        assert!(accounting(&r, &names, &[], &[]).contains("accounting: NOT BALANCED"));
+    }
+
+    /// Balanced counters on one port, then each kind of loss.
+    #[test]
+    fn accounting_says_balanced_only_when_nothing_was_lost() {
+        let mut c = WorkerCounters::new(1);
+        c.pipeline[0].rx_packets = 10;
+        c.pipeline[0].forwarded = 10;
+        c.kernel[0] = Some(mtugate_xsk::XskStats::default());
+        let mut r = vec![WorkerReport {
+            queue: 0,
+            counters: c,
+            frames: FrameCounts::default(),
+            conservation_error: None,
+        }];
+        let x = XdpStats {
+            seen: 30,
+            fast: 20,
+            steered: 10,
+            ..XdpStats::default()
+        };
+        let ok = accounting(&r, &["in"], &[x], &[NicDrops::default()]);
+        assert!(ok.contains("accounting: balanced"), "{ok}");
+
+        // The kernel dropped 1200 (fill ring empty: counted once, not
+        // again as fill_ring_empty) and 300 (RX ring full).
+        r[0].counters.kernel[0] = Some(mtugate_xsk::XskStats {
+            rx_dropped: 1200,
+            rx_ring_full: 300,
+            rx_fill_ring_empty_descs: 1200,
+            ..Default::default()
+        });
+        let bad = accounting(&r, &["in"], &[x], &[NicDrops::default()]);
+        assert!(bad.contains("NOT BALANCED"), "{bad}");
+        assert!(bad.contains("1500 frames LOST"), "{bad}");
+        assert!(bad.contains("1200 AF_XDP rx_dropped"), "{bad}");
+        assert!(bad.contains("300 AF_XDP RX ring full"), "{bad}");
+
+        r[0].counters.kernel[0] = Some(mtugate_xsk::XskStats::default());
+        let nic = NicDrops {
+            rx_dropped: 0,
+            rx_missed: 7,
+        };
+        let bad = accounting(&r, &["in"], &[x], &[nic]);
+        assert!(
+            bad.contains("7 frames LOST before mtugate saw them: 7 interface rx_missed"),
+            "{bad}"
+        );
+
+        let unbalanced = XdpStats { seen: 31, ..x };
+        let bad = accounting(&r, &["in"], &[unbalanced], &[NicDrops::default()]);
+        assert!(bad.contains("XDP stage's outcomes do not add up"), "{bad}");
     }
 
     #[test]

@@ -11,12 +11,12 @@
 use crate::link::{LatencyHists, WorkerCounters, WorkerSnapshot};
 use crate::model::{
     IoStats, KernelSocketStats, Latency, PerFamily, PerIcmpType, Percentiles, PipelineCounters,
-    PortRates, PortStats, QueueStats, Rates, Reloads, Stats, Windows, XdpPortStats,
+    PortRates, PortStage, PortStats, QueueStats, Rates, Reloads, Stats, Windows, XdpPortStats,
 };
 use hdrhistogram::Histogram;
 use mtugate_datapath::counters::CounterTable;
 use mtugate_datapath::pipeline::{family, Counters, DropReason};
-use mtugate_xsk::XdpStats;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -51,7 +51,7 @@ pub struct Aggregator {
     reloads: Reloads,
     merged_interval: LatencyHists,
     merged_total: LatencyHists,
-    xdp: Vec<XdpStats>,
+    xdp: Vec<PortStage>,
     stats: Stats,
 }
 
@@ -158,7 +158,7 @@ impl Aggregator {
 
     /// The XDP stage's counters (per port in port order), for the next
     /// aggregation.
-    pub fn set_xdp(&mut self, v: Vec<XdpStats>) {
+    pub fn set_xdp(&mut self, v: Vec<PortStage>) {
         self.xdp = v;
     }
 
@@ -336,7 +336,8 @@ impl Aggregator {
                 .zip(&self.xdp)
                 .map(|(port, s)| XdpPortStats {
                     port: port.clone(),
-                    stats: *s,
+                    stats: s.xdp,
+                    nic: s.nic,
                 })
                 .collect(),
         }

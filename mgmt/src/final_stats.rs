@@ -57,6 +57,13 @@ pub struct FinalXdp {
     /// What it counted before this run took it over (frames bypassed or
     /// blocked while no mtugate ran, since the pinned link was made).
     pub inherited: XdpStats,
+    /// The interface's receive drops during this run.
+    #[serde(default)]
+    pub nic: crate::model::NicDrops,
+    /// Frames of this port lost before mtugate saw them (sockets and
+    /// interface, each kernel event once).
+    #[serde(default)]
+    pub lost: crate::model::Lost,
 }
 
 /// One worker at its end.
@@ -247,6 +254,15 @@ mod tests {
                 inherited: XdpStats {
                     bypassed: 2,
                     ..XdpStats::default()
+                },
+                nic: crate::model::NicDrops {
+                    rx_dropped: 1,
+                    rx_missed: 0,
+                },
+                lost: crate::model::Lost {
+                    xsk_rx_ring_full: 6,
+                    nic_rx_dropped: 1,
+                    ..Default::default()
                 },
             }],
         }

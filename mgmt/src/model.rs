@@ -396,12 +396,128 @@ pub struct XdpPortStats {
     /// Its counters.
     #[serde(flatten)]
     pub stats: XdpStats,
+    /// The interface's own drop counters since mtugate started.
+    #[serde(default)]
+    pub nic: NicDrops,
+}
+
+/// What the kernel side of one port reports besides the sockets: the XDP
+/// program's counters and the interface's drop counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PortStage {
+    /// The XDP program's counters.
+    pub xdp: XdpStats,
+    /// The interface's drop counters.
+    pub nic: NicDrops,
+}
+
+/// An interface's receive drops (`/sys/class/net/<iface>/statistics`),
+/// since mtugate started: frames the driver dropped before any program or
+/// socket saw them (with zero-copy, a starved fill ring shows here), where
+/// the driver reports them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NicDrops {
+    /// `rx_dropped`.
+    pub rx_dropped: u64,
+    /// `rx_missed_errors` (the NIC had no room).
+    pub rx_missed: u64,
+}
+
+/// Frames of one port lost before mtugate could see them, by where. Each
+/// kernel event is counted once: the AF_XDP `rx_fill_ring_empty_descs`
+/// counts the same events as `rx_dropped` and is left out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lost {
+    /// AF_XDP `rx_dropped`: no free frame in the fill ring (copy mode), or
+    /// a frame larger than a UMEM frame.
+    pub xsk_rx_dropped: u64,
+    /// AF_XDP `rx_ring_full`: the worker did not empty its RX ring in time.
+    pub xsk_rx_ring_full: u64,
+    /// The interface's `rx_dropped`.
+    pub nic_rx_dropped: u64,
+    /// The interface's `rx_missed_errors`.
+    pub nic_rx_missed: u64,
+}
+
+impl Lost {
+    /// Every place, with its label (`/metrics` `where`) and text.
+    pub fn places(&self) -> [(&'static str, &'static str, u64); 4] {
+        [
+            (
+                "xsk_rx_dropped",
+                "AF_XDP rx_dropped (fill ring empty)",
+                self.xsk_rx_dropped,
+            ),
+            (
+                "xsk_rx_ring_full",
+                "AF_XDP RX ring full",
+                self.xsk_rx_ring_full,
+            ),
+            (
+                "nic_rx_dropped",
+                "interface rx_dropped",
+                self.nic_rx_dropped,
+            ),
+            ("nic_rx_missed", "interface rx_missed", self.nic_rx_missed),
+        ]
+    }
+
+    /// All of them.
+    pub fn total(&self) -> u64 {
+        self.places().iter().map(|p| p.2).sum()
+    }
+
+    /// Adds another port's.
+    pub fn add(&mut self, o: &Lost) {
+        self.xsk_rx_dropped += o.xsk_rx_dropped;
+        self.xsk_rx_ring_full += o.xsk_rx_ring_full;
+        self.nic_rx_dropped += o.nic_rx_dropped;
+        self.nic_rx_missed += o.nic_rx_missed;
+    }
+
+    /// `"1200 AF_XDP rx_dropped (fill ring empty), 300 AF_XDP RX ring full"`:
+    /// the places with losses.
+    pub fn describe(&self) -> String {
+        self.places()
+            .iter()
+            .filter(|p| p.2 > 0)
+            .map(|p| format!("{} {}", p.2, p.1))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 impl Stats {
     /// Packets received on all ports and queues.
     pub fn rx_packets(&self) -> u64 {
         self.totals.iter().map(|p| p.counters.rx_packets).sum()
+    }
+
+    /// Frames lost before mtugate saw them, per port (port order).
+    pub fn lost(&self) -> Vec<Lost> {
+        self.totals
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let k = t.kernel.unwrap_or_default();
+                let nic = self.xdp.get(i).map(|x| x.nic).unwrap_or_default();
+                Lost {
+                    xsk_rx_dropped: k.rx_dropped,
+                    xsk_rx_ring_full: k.rx_ring_full,
+                    nic_rx_dropped: nic.rx_dropped,
+                    nic_rx_missed: nic.rx_missed,
+                }
+            })
+            .collect()
+    }
+
+    /// All ports' [`lost`](Self::lost), summed.
+    pub fn lost_total(&self) -> Lost {
+        let mut l = Lost::default();
+        for p in self.lost() {
+            l.add(&p);
+        }
+        l
     }
 }
 

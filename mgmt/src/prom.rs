@@ -211,7 +211,7 @@ pub fn render(stats: &Stats, latency: &[(u32, &LatencyHists)]) -> String {
         o.family(
         "mtugate_xdp_frames_total",
         "counter",
-        "Frames the XDP stage handled, by ingress port and outcome: fast (forwarded by the XDP program, no copy), steered (to the AF_XDP workers), bypassed / blocked (no worker: forwarded unprocessed / dropped), redirect_error, to_kernel. seen is their sum.",
+        "Frames the XDP stage handled, by ingress port and outcome: fast (forwarded by the XDP program, no copy), steered (to the AF_XDP workers), bypassed / blocked (no worker: forwarded unprocessed / dropped), redirect_error, to_kernel, syn_policed (SYNs the policer dropped). seen is their sum.",
     );
         for p in &stats.xdp {
             let x = &p.stats;
@@ -223,6 +223,7 @@ pub fn render(stats: &Stats, latency: &[(u32, &LatencyHists)]) -> String {
                 ("blocked", x.blocked),
                 ("redirect_error", x.redirect_errors),
                 ("to_kernel", x.passed),
+                ("syn_policed", x.dropped()),
             ] {
                 o.sample(
                     "mtugate_xdp_frames_total",
@@ -230,6 +231,40 @@ pub fn render(stats: &Stats, latency: &[(u32, &LatencyHists)]) -> String {
                     n,
                 );
             }
+        }
+        o.family(
+            "mtugate_xdp_syn_total",
+            "counter",
+            "SYNs (and SYN-ACKs) the XDP stage policed before the copy, by ingress port and decision: granted (within budget, clamped by a worker), source_limited (over its source's budget: dropped), over_dropped / over_passed (within its source's budget, over the global one: dropped / forwarded unclamped).",
+        );
+        for p in &stats.xdp {
+            let x = &p.stats;
+            for (decision, n) in [
+                ("granted", x.syn_granted),
+                ("source_limited", x.syn_source_limited),
+                ("over_dropped", x.syn_over_dropped),
+                ("over_passed", x.syn_over_passed),
+            ] {
+                o.sample(
+                    "mtugate_xdp_syn_total",
+                    &[("port", &p.port), ("decision", decision)],
+                    n,
+                );
+            }
+        }
+    }
+    o.family(
+        "mtugate_frames_lost_total",
+        "counter",
+        "Frames lost before mtugate could see them, by ingress port and where: xsk_rx_dropped (AF_XDP: no free frame in the fill ring, or too big), xsk_rx_ring_full (AF_XDP: the worker did not empty its RX ring in time), nic_rx_dropped / nic_rx_missed (the interface's own counters, since mtugate started). Each kernel event is counted once.",
+    );
+    for (name, lost) in stats.port_names.iter().zip(stats.lost()) {
+        for (place, _, n) in lost.places() {
+            o.sample(
+                "mtugate_frames_lost_total",
+                &[("port", name), ("where", place)],
+                n,
+            );
         }
     }
     o.family(

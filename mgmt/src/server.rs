@@ -15,11 +15,11 @@
 use crate::aggregate::{Aggregator, QueueInfo};
 use crate::client::SOCKET_NAME;
 use crate::link::{self, Applied, Epoch, Reload, WorkerLink, WorkerSnapshot};
+use crate::model::PortStage;
 use crate::model::{Reloads, Stats};
 use crate::{hgrm, prom};
 use crossbeam_channel::{Receiver, Sender};
 use mtugate_datapath::pipeline::Config;
-use mtugate_xsk::XdpStats;
 use std::fs;
 use std::io;
 use std::net::SocketAddr;
@@ -42,7 +42,7 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 /// Reads the XDP stage's counters, per port in port order (a map lookup
 /// per port and counter: called by the management thread once per
 /// statistics interval, never by a worker).
-pub type XdpSource = Arc<dyn Fn() -> Vec<XdpStats> + Send + Sync>;
+pub type XdpSource = Arc<dyn Fn() -> Vec<PortStage> + Send + Sync>;
 
 /// What the management thread is started with.
 #[derive(Clone)]
@@ -435,8 +435,18 @@ pub fn summary_line(s: &Stats) -> String {
     } else {
         s.queues.iter().map(|q| q.busy_ratio).sum::<f64>() / s.queues.len() as f64
     };
+    let lost = s.lost_total();
+    let lost = if lost.total() == 0 {
+        "lost before mtugate: none".to_owned()
+    } else {
+        format!(
+            "LOST before mtugate since start: {} ({})",
+            lost.total(),
+            lost.describe()
+        )
+    };
     format!(
-        "rx {:.0} pps, tx {:.0} pps, drops {:.0}/s, mss clamped {:.0}/s, syn-limited {:.0}/s, fragmented {:.0}/s, icmp errors {:.0}/s, busy {:.1}%, cost/pkt p50 {} ns p99 {} ns",
+        "rx {:.0} pps, tx {:.0} pps, drops {:.0}/s, mss clamped {:.0}/s, syn-limited {:.0}/s, fragmented {:.0}/s, icmp errors {:.0}/s, busy {:.1}%, cost/pkt p50 {} ns p99 {} ns, {lost}",
         r.rx_pps,
         r.tx_pps,
         drops,

@@ -224,7 +224,27 @@ pub fn render(s: &Stats) -> String {
                 ("redirect err".into(), compact(x.redirect_errors as f64)),
             ],
         ));
+        bottom.extend(pack(
+            "syn      ",
+            &[
+                ("granted".into(), compact(x.syn_granted as f64)),
+                ("source lim".into(), compact(x.syn_source_limited as f64)),
+                ("over drop".into(), compact(x.syn_over_dropped as f64)),
+                ("over pass".into(), compact(x.syn_over_passed as f64)),
+            ],
+        ));
     }
+    // Frames lost before mtugate saw them: said in words, never hidden.
+    let lost = s.lost_total();
+    bottom.push(if lost.total() == 0 {
+        "lost     none before mtugate (kernel and interface counters)".to_owned()
+    } else {
+        format!(
+            "LOST     {} before mtugate: {}",
+            lost.total(),
+            lost.describe()
+        )
+    });
 
     // Budget: header lines, the total row, the bottom block.
     let fixed = top.len() + 1 + bottom.len();
