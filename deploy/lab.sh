@@ -36,6 +36,11 @@
 #             offload keeps the 802.1Q tag out of the frame bytes. Kept `off`
 #             in every mode so kernel bridge/router runs are comparable.
 #
+#   QUEUES    RX/TX queues of every veth (default 1). With more, a sender's
+#             TX queue (chosen per flow, or per CPU for packet sockets)
+#             is the receiver's RX queue: mtugate can run one worker per
+#             queue, as on a multi-queue NIC.
+#
 #   LAB_PREFIX  prefix of the namespace names (default mtg: mtg-client,
 #             mtg-dut, mtg-server); must start with "mtg". Lets two labs run
 #             side by side (a test suite and a benchmark).
@@ -65,6 +70,7 @@ readonly NS_C=$LAB_PREFIX-client NS_D=$LAB_PREFIX-dut NS_S=$LAB_PREFIX-server
 readonly ALL_NS=("$NS_C" "$NS_D" "$NS_S")
 OUT_MTU=${OUT_MTU:-1500}
 OFFLOADS=${OFFLOADS:-off}
+QUEUES=${QUEUES:-1}
 LAB_BPFFS=${LAB_BPFFS:-/run/mtugate/bpffs}
 
 log() { printf 'lab: %s\n' "$*" >&2; }
@@ -119,6 +125,7 @@ lab_up() {
     case $mode in wire | bridge | router) ;; *) die "unknown mode '$mode' (wire|bridge|router)" ;; esac
     [[ $OUT_MTU =~ ^[0-9]+$ ]] || die "OUT_MTU must be a number"
     [[ $OFFLOADS == on || $OFFLOADS == off ]] || die "OFFLOADS must be on or off"
+    [[ $QUEUES =~ ^[1-9][0-9]?$ ]] || die "QUEUES must be 1..99"
 
     lab_down
     _up_done=0
@@ -127,8 +134,11 @@ lab_up() {
     local ns
     for ns in "${ALL_NS[@]}"; do ns_setup "$ns"; done
 
-    ip link add eth0 netns "$NS_C" mtu 1500 type veth peer name in0 netns "$NS_D" mtu 1500
-    ip link add out0 netns "$NS_D" mtu "$OUT_MTU" type veth peer name eth0 netns "$NS_S" mtu "$OUT_MTU"
+    local q="numtxqueues $QUEUES numrxqueues $QUEUES"
+    # shellcheck disable=SC2086 # $q is two option pairs
+    ip link add eth0 netns "$NS_C" mtu 1500 $q type veth peer name in0 netns "$NS_D" mtu 1500 $q
+    # shellcheck disable=SC2086
+    ip link add out0 netns "$NS_D" mtu "$OUT_MTU" $q type veth peer name eth0 netns "$NS_S" mtu "$OUT_MTU" $q
 
     host_offloads "$NS_C" eth0
     host_offloads "$NS_S" eth0
@@ -190,7 +200,7 @@ lab_up() {
     fi
 
     _up_done=1
-    log "up: mode=$mode OUT_MTU=$OUT_MTU OFFLOADS=$OFFLOADS"
+    log "up: mode=$mode OUT_MTU=$OUT_MTU OFFLOADS=$OFFLOADS QUEUES=$QUEUES"
 }
 
 lab_mode() {

@@ -262,6 +262,14 @@ mod tests {
         let bad = accounting(&r, &["in"], &[x], &[NicDrops::default()]);
         assert!(bad.contains("NOT BALANCED"), "{bad}");
         assert!(bad.contains("1500 frames LOST"), "{bad}");
+        // veth counts a redirect that found the RX ring full again as the
+        // interface's rx_dropped: the same 300 frames, not 300 more.
+        let veth = NicDrops {
+            rx_dropped: 300,
+            rx_missed: 0,
+        };
+        let bad = accounting(&r, &["in"], &[x], &[veth]);
+        assert!(bad.contains("1500 frames LOST"), "{bad}");
         assert!(bad.contains("1200 AF_XDP rx_dropped"), "{bad}");
         assert!(bad.contains("300 AF_XDP RX ring full"), "{bad}");
 

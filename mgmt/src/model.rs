@@ -423,9 +423,14 @@ pub struct NicDrops {
     pub rx_missed: u64,
 }
 
-/// Frames of one port lost before mtugate could see them, by where. Each
-/// kernel event is counted once: the AF_XDP `rx_fill_ring_empty_descs`
-/// counts the same events as `rx_dropped` and is left out.
+/// Frames of one port lost before mtugate could see them, by where.
+///
+/// Each kernel event is counted once: the AF_XDP `rx_fill_ring_empty_descs`
+/// counts the same events as `rx_dropped` and is left out; and a driver may
+/// count a failed redirect into a socket again in its own `rx_dropped`
+/// (veth does, measured: every "RX ring full" drop appeared in both), so
+/// [`total`](Self::total) is the larger of the socket side and the
+/// interface side, never their sum: a lower bound that never double counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lost {
     /// AF_XDP `rx_dropped`: no free frame in the fill ring (copy mode), or
@@ -462,9 +467,12 @@ impl Lost {
         ]
     }
 
-    /// All of them.
+    /// Frames lost: the larger of the sockets' count and the interface's
+    /// (see the type's documentation).
     pub fn total(&self) -> u64 {
-        self.places().iter().map(|p| p.2).sum()
+        let sockets = self.xsk_rx_dropped + self.xsk_rx_ring_full;
+        let nic = self.nic_rx_dropped + self.nic_rx_missed;
+        sockets.max(nic)
     }
 
     /// Adds another port's.

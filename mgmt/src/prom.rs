@@ -256,7 +256,7 @@ pub fn render(stats: &Stats, latency: &[(u32, &LatencyHists)]) -> String {
     o.family(
         "mtugate_frames_lost_total",
         "counter",
-        "Frames lost before mtugate could see them, by ingress port and where: xsk_rx_dropped (AF_XDP: no free frame in the fill ring, or too big), xsk_rx_ring_full (AF_XDP: the worker did not empty its RX ring in time), nic_rx_dropped / nic_rx_missed (the interface's own counters, since mtugate started). Each kernel event is counted once.",
+        "Frames lost before mtugate could see them, by ingress port and where: xsk_rx_dropped (AF_XDP: no free frame in the fill ring, or too big), xsk_rx_ring_full (AF_XDP: the worker did not empty its RX ring in time), nic_rx_dropped / nic_rx_missed (the interface's own counters, since mtugate started; a driver may count a failed redirect into a socket there again, as veth does, so the socket and interface series can overlap: alert on either being above zero).",
     );
     for (name, lost) in stats.port_names.iter().zip(stats.lost()) {
         for (place, _, n) in lost.places() {
