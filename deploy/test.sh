@@ -38,5 +38,7 @@ STEER=exceptions bash deploy/e2e.sh target/release/mtugate
 # ones: they are shared with the kernel through mmap.)
 echo "== wire-mode e2e, [xsk] steer = \"all\", debug build (frame ownership tracker on)"
 STEER=all bash deploy/e2e.sh target/debug/mtugate
+echo "== SYN policing, shared budgets, bursts, lost frames, two workers on two queues"
+bash deploy/e2e-limits.sh target/release/mtugate
 bash deploy/e2e-mgmt.sh target/release/mtugate
 bash deploy/e2e-perf.sh target/release/mtugate-perf target/release/mtugate
