@@ -10,7 +10,7 @@
 # Usage: deploy/e2e-perf.sh [path/to/mtugate-perf [path/to/mtugate]]
 #        (as root; builds both in release mode if not given)
 # Prints one line per check and "N passed, M failed"; exits 1 on failure.
-# Bounded: compare --short takes well under 2 minutes; the lab is torn down
+# Bounded: compare --short takes about 2 to 3 minutes (with the no-drop rate searches); the lab is torn down
 # on exit, whatever happens.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -75,7 +75,7 @@ bash deploy/lab.sh down >/dev/null 2>&1
 
 # --- compare, short -----------------------------------------------------------
 start=$(date +%s)
-if timeout 170 "$PERF" compare --short --prefix "$LAB_PREFIX" --out "$OUT/cmp" --mtugate "$MTG" >"$OUT/compare.out" 2>"$OUT/compare.err"; then
+if timeout 260 "$PERF" compare --short --prefix "$LAB_PREFIX" --out "$OUT/cmp" --mtugate "$MTG" >"$OUT/compare.out" 2>"$OUT/compare.err"; then
   ok "compare --short ran ($(($(date +%s) - start)) s)"
 else
   bad "compare --short failed:"
@@ -85,7 +85,8 @@ MD=$OUT/cmp/compare.md
 for placement in confined natural; do
   for label in "mtugate, fast path (1 worker)" "mtugate, all via AF_XDP (1 worker)" "kernel router + TCPMSS" "kernel bridge + br_netfilter + TCPMSS" "raw AF_XDP l2fwd (ceiling)"; do
     n=$(grep -cF "| $placement | $label |" "$MD" 2>/dev/null || true)
-    check "table row: $placement, $label" test "${n:-0}" -eq 1
+    # One row in the main table, one in the no-drop rate table.
+    check "table rows: $placement, $label" test "${n:-0}" -eq 2
   done
 done
 check "goals section" grep -q "mtugate fast path / kernel router, 64 B" "$MD"
@@ -93,6 +94,19 @@ check "flood table: mtugate with the SYN limit on and off, and the kernel" \
   sh -c "grep -q '| mtugate, SYN limit on | yes |' '$MD' && grep -q '| mtugate, SYN limit off | yes |' '$MD' && grep -q '| kernel router + TCPMSS | yes |' '$MD'"
 check "JSON: 20 throughput runs, each received traffic" \
   python3 -c "import json,sys; d=json.load(open(sys.argv[1])); t=d['throughput']; assert len(t)==20 and all(x['sink_pps']>0 for x in t), [(x['system'],x['sink_pps']) for x in t]" "$OUT/cmp/compare.json"
+check "JSON: 10 no-drop rate searches, each bracketed by its trials" \
+  python3 -c "
+import json, sys
+d = json.load(open(sys.argv[1]))
+n = d['ndr']
+assert len(n) == 10, len(n)
+for x in n:
+    t = x['trials']
+    assert 1 <= len(t) <= 3, x
+    assert all(tr['pass'] == (tr['loss'] <= x['tolerance']) for tr in t), x
+    assert x['fail_pps'] is None or x['ndr_pps'] < x['fail_pps'], x
+    assert x['ndr_pps'] == max([min(tr['offered_pps'], tr['asked_pps'] or 1e18) for tr in t if tr['pass']] or [0]), x
+" "$OUT/cmp/compare.json"
 check "JSON: 10 latency runs with probes received" \
   python3 -c "import json,sys; d=json.load(open(sys.argv[1])); l=d['latency']; assert len(l)==10 and all(x[2]['received']>0 for x in l)" "$OUT/cmp/compare.json"
 n_curves=$(grep -c "<polyline" "$OUT/cmp/latency.svg" 2>/dev/null || true)

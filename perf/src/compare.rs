@@ -61,9 +61,25 @@ pub struct CompareArgs {
     #[arg(long, default_value_t = 3)]
     reps: u32,
     /// Scenarios: 64 (64-byte UDP, max rate), frag (1514-byte DF-clear UDP,
-    /// fragmented at MTU 1400), latency, flood.
-    #[arg(long, default_value = "64,frag,latency,flood")]
+    /// fragmented at MTU 1400), latency, flood, ndr (the no-drop rate of
+    /// 64-byte UDP: the highest offered rate lost at most
+    /// --loss-tolerance, by binary search, RFC 2544 §26.1 style).
+    #[arg(long, default_value = "64,frag,latency,flood,ndr")]
     scenarios: String,
+    /// Loss tolerated by the no-drop rate search, as a fraction (0: none,
+    /// RFC 2544's no-drop rate; 0.001: 0.1 %).
+    #[arg(long, default_value_t = 0.0)]
+    loss_tolerance: f64,
+    /// Seconds of each trial of the no-drop rate search.
+    #[arg(long, default_value_t = 3.0)]
+    ndr_duration: f64,
+    /// The search stops when the bracket [pass, fail] is narrower than
+    /// this fraction of the failing rate, or after --ndr-trials trials.
+    #[arg(long, default_value_t = 0.03)]
+    ndr_precision: f64,
+    /// Most trials of one no-drop rate search (the first runs flat out).
+    #[arg(long, default_value_t = 10)]
+    ndr_trials: u32,
     /// Placements: confined, natural.
     #[arg(long, default_value = "confined,natural")]
     placements: String,
@@ -234,6 +250,81 @@ pub struct Throughput {
     pub load1: f64,
 }
 
+/// The bracket of a no-drop rate search: the highest offered rate that
+/// passed and the lowest asked rate that failed.
+#[derive(Debug, Clone, Copy)]
+struct Bracket {
+    pass: f64,
+    fail: Option<f64>,
+    precision: f64,
+}
+
+impl Bracket {
+    /// After the flat-out trial, which offered `offered` and passed or not.
+    fn new(offered: f64, passed: bool, precision: f64) -> Bracket {
+        if passed {
+            Bracket {
+                pass: offered,
+                fail: None,
+                precision,
+            }
+        } else {
+            Bracket {
+                pass: 0.0,
+                fail: Some(offered),
+                precision,
+            }
+        }
+    }
+
+    /// The rate of the next trial, or `None` when the search is done
+    /// (flat out passed, or the bracket is within the precision).
+    fn next(&self) -> Option<f64> {
+        let f = self.fail?;
+        ((f - self.pass) > self.precision * f).then(|| (self.pass + f) / 2.0)
+    }
+
+    /// A trial asked for `asked` and offered `offered`. A generator that
+    /// falls short of the rate asked is judged by what it offered.
+    fn record(&mut self, asked: f64, offered: f64, passed: bool) {
+        if passed {
+            self.pass = self.pass.max(offered.min(asked));
+        } else if let Some(f) = &mut self.fail {
+            *f = f.min(asked);
+        }
+    }
+}
+
+/// One trial of a no-drop rate search.
+#[derive(Debug, Clone, Serialize)]
+pub struct NdrTrial {
+    /// Rate asked of the generator (`None`: flat out).
+    pub asked_pps: Option<f64>,
+    /// What it offered (completed frames per second).
+    pub offered_pps: f64,
+    /// Datagrams lost, as a fraction.
+    pub loss: f64,
+    /// Whether the loss was within the tolerance.
+    pub pass: bool,
+}
+
+/// The no-drop rate of one system in one placement (64-byte UDP).
+#[derive(Debug, Clone, Serialize)]
+pub struct Ndr {
+    /// Placement.
+    pub placement: Placement,
+    /// System.
+    pub system: System,
+    /// Loss tolerated, as a fraction.
+    pub tolerance: f64,
+    /// The highest offered rate that passed (0 if none did).
+    pub ndr_pps: f64,
+    /// The lowest offered rate that failed (`None`: flat out passed).
+    pub fail_pps: Option<f64>,
+    /// Every trial, in order.
+    pub trials: Vec<NdrTrial>,
+}
+
 /// One flood measurement.
 #[derive(Debug, Clone, Serialize)]
 pub struct Flood {
@@ -272,6 +363,9 @@ pub struct Report {
     pub latency: Vec<(Placement, System, LatencySummary)>,
     /// Flood runs.
     pub flood: Vec<Flood>,
+    /// No-drop rates.
+    #[serde(default)]
+    pub ndr: Vec<Ndr>,
 }
 
 /// The lab: namespaces and commands in them.
@@ -687,6 +781,19 @@ impl Ctx {
         system: System,
         rep: u32,
     ) -> Result<Throughput> {
+        self.traffic(scenario, placement, system, rep, None, self.duration())
+    }
+
+    /// One generator run of `scenario` for `secs`, flat out or at `rate`.
+    fn traffic(
+        &self,
+        scenario: &str,
+        placement: Placement,
+        system: System,
+        rep: u32,
+        rate: Option<f64>,
+        secs: f64,
+    ) -> Result<Throughput> {
         let lab = &self.lab;
         let (profile, frags) = match scenario {
             "64" => ("udp64", 1.0),
@@ -703,9 +810,12 @@ impl Ctx {
         let c0 = lab.counters("client", "eth0", &["tx_packets", "tx_dropped"])?;
         let d0 = lab.counters("dut", "in0", &["rx_packets"])?;
         let s0 = lab.counters("server", "eth0", &["rx_packets"])?;
-        let out = self
-            .gen_cmd(system, "gen")?
-            .args(["-p", profile, "-d", &self.duration().to_string()])
+        let mut gen = self.gen_cmd(system, "gen")?;
+        gen.args(["-p", profile, "-d", &secs.to_string()]);
+        if let Some(r) = rate {
+            gen.args(["--rate", &format!("{r:.0}")]);
+        }
+        let out = gen
             .arg("--json")
             .arg(&json)
             .output()
@@ -739,6 +849,65 @@ impl Ctx {
                 f64::NAN
             },
             load1: load,
+        })
+    }
+
+    /// The no-drop rate of `system` (set up and started by the caller):
+    /// a first trial flat out, then a binary search on the offered rate
+    /// between the highest rate that passed and the lowest that failed.
+    fn ndr(&self, placement: Placement, system: System) -> Result<Ndr> {
+        let tol = self.a.loss_tolerance;
+        let secs = if self.a.short {
+            1.0
+        } else {
+            self.a.ndr_duration
+        };
+        let mut trials = Vec::new();
+        let mut trial = |rate: Option<f64>, n: u32| -> Result<NdrTrial> {
+            let t = self.traffic("64", placement, system, 1000 + n, rate, secs)?;
+            let r = NdrTrial {
+                asked_pps: rate,
+                offered_pps: t.offered_pps,
+                loss: t.loss,
+                pass: t.loss <= tol,
+            };
+            eprintln!(
+                "compare: ndr {:9} {:40} asked {:>9} offered {:>8.0} pps loss {:.4} % {}",
+                placement.name(),
+                system.label(),
+                rate.map_or("flat out".into(), |r| format!("{r:.0}")),
+                r.offered_pps,
+                r.loss * 100.0,
+                if r.pass { "pass" } else { "FAIL" }
+            );
+            trials.push(r.clone());
+            Ok(r)
+        };
+        // CI (--short): a flat-out trial and two halvings.
+        let max_trials = if self.a.short {
+            self.a.ndr_trials.min(3)
+        } else {
+            self.a.ndr_trials
+        };
+        let first = trial(None, 0)?;
+        let mut b = Bracket::new(first.offered_pps, first.pass, self.a.ndr_precision);
+        let mut n = 1;
+        while let Some(mid) = b.next() {
+            if n >= max_trials {
+                break;
+            }
+            self.check_stop()?;
+            let t = trial(Some(mid), n)?;
+            n += 1;
+            b.record(mid, t.offered_pps, t.pass);
+        }
+        Ok(Ndr {
+            placement,
+            system,
+            tolerance: tol,
+            ndr_pps: b.pass,
+            fail_pps: b.fail,
+            trials,
         })
     }
 
@@ -926,9 +1095,21 @@ impl Ctx {
                     .ports
                     .get("inside")
                     .context("mtugate's final stats have no port \"inside\"")?;
+                // The XDP stage polices SYNs before the copy: what it did
+                // not grant (dropped at a source's or the appliance's
+                // budget, or passed unclamped over it).
+                let x = s
+                    .xdp
+                    .iter()
+                    .find(|x| x.port == "inside")
+                    .map(|x| x.run)
+                    .unwrap_or_default();
                 (
                     inside.mss_clamped[family::V4] as f64,
-                    inside.syn_limited as f64,
+                    (inside.syn_limited
+                        + x.syn_source_limited
+                        + x.syn_over_dropped
+                        + x.syn_over_passed) as f64,
                 )
             }
             None => ((after - before) as f64, 0.0),
@@ -981,8 +1162,8 @@ pub fn run(a: CompareArgs) -> Result<()> {
         .collect::<Result<_>>()?;
     let scenarios: Vec<String> = a.scenarios.split(',').map(str::to_owned).collect();
     for s in &scenarios {
-        if !matches!(s.as_str(), "64" | "frag" | "latency" | "flood") {
-            bail!("unknown scenario {s:?} (64, frag, latency, flood)");
+        if !matches!(s.as_str(), "64" | "frag" | "latency" | "flood" | "ndr") {
+            bail!("unknown scenario {s:?} (64, frag, latency, flood, ndr)");
         }
     }
     if systems.contains(&System::Mtugate) && !mtugate.exists() {
@@ -1057,6 +1238,7 @@ pub fn run(a: CompareArgs) -> Result<()> {
         throughput: Vec::new(),
         latency: Vec::new(),
         flood: Vec::new(),
+        ndr: Vec::new(),
     };
 
     // 1. Throughput: 64-byte and fragmentation, systems interleaved.
@@ -1158,6 +1340,23 @@ pub fn run(a: CompareArgs) -> Result<()> {
                 chosen.label =
                     format!("{} [p99 of the runs: {}]", chosen.label, all_p99.join(", "));
                 report.latency.push((placement, system, chosen));
+            }
+        }
+    }
+
+    // 2b. The no-drop rate of every system in every placement.
+    if scenarios.iter().any(|s| s == "ndr") {
+        for &placement in &placements {
+            for &system in &systems {
+                let mtu = if system == System::Raw { 1500 } else { 1400 };
+                ctx.prepare(system, mtu)?;
+                let tag = format!("ndr-{}-{:?}", placement.name(), system);
+                let dut = ctx.start(system, placement, &tag, true)?;
+                let r = ctx.ndr(placement, system);
+                if let Some(d) = dut {
+                    d.stop()?;
+                }
+                report.ndr.push(r?);
             }
         }
     }
@@ -1401,6 +1600,35 @@ pub fn markdown(r: &Report, systems: &[System], placements: &[Placement], reps: 
         );
     }
 
+    if !r.ndr.is_empty() {
+        let tol = r.ndr[0].tolerance;
+        let _ = writeln!(
+            o,
+            "\nNo-drop rate, 64-byte UDP: the highest offered rate that lost at most {:.3} % (a flat-out trial, then a binary search on the generator's rate):\n\n| placement | system | no-drop rate (kpps) | × kernel router | lowest failing rate (kpps) | trials |\n|---|---|---|---|---|---|",
+            tol * 100.0
+        );
+        for n in &r.ndr {
+            let k = r
+                .ndr
+                .iter()
+                .find(|x| x.placement == n.placement && x.system == System::Router)
+                .map_or(f64::NAN, |x| x.ndr_pps);
+            let _ = writeln!(
+                o,
+                "| {} | {} | {:.0} | {} | {} | {} |",
+                n.placement.name(),
+                n.system.label(),
+                n.ndr_pps / 1e3,
+                fmt_ratio(n.ndr_pps, k),
+                n.fail_pps.map_or("— (flat out passed)".into(), |f| format!(
+                    "{:.0}",
+                    f / 1e3
+                )),
+                n.trials.len()
+            );
+        }
+    }
+
     // Goals.
     let _ = writeln!(
         o,
@@ -1532,6 +1760,7 @@ mod tests {
             throughput: Vec::new(),
             latency: Vec::new(),
             flood: Vec::new(),
+            ndr: Vec::new(),
         };
         for p in pl {
             for (s, v) in all.iter().zip([1200e3, 600e3, 500e3, 300e3, 650e3]) {
@@ -1561,6 +1790,65 @@ mod tests {
         assert!(md.contains(
             "| mtugate fast path / all via AF_XDP (today's datapath), fragmented datagrams/s ≥ 1× | natural | 2.00× | yes |"
         ));
+    }
+
+    /// Against a system that loses nothing up to 412 kpps and a generator
+    /// whose flat out is 1 Mpps, the search converges within its precision
+    /// from below, in few trials.
+    #[test]
+    fn ndr_search_brackets_the_true_rate() {
+        let truth = 412_000.0;
+        let mut b = Bracket::new(1e6, false, 0.01);
+        let mut n = 0;
+        while let Some(mid) = b.next() {
+            n += 1;
+            assert!(n < 20, "no convergence");
+            b.record(mid, mid, mid <= truth);
+        }
+        assert!(b.pass <= truth && b.pass >= truth * 0.98, "{b:?}");
+        assert!(b.fail.unwrap() > truth, "{b:?}");
+        assert!(n <= 8, "{n} trials");
+        // Flat out passing ends the search at once.
+        let b = Bracket::new(5e5, true, 0.01);
+        assert_eq!((b.next(), b.pass), (None, 5e5));
+        // A generator short of the rate asked is credited with what it
+        // offered, not with the rate asked.
+        let mut b = Bracket::new(1e6, false, 0.01);
+        b.record(5e5, 4e5, true);
+        assert_eq!(b.pass, 4e5);
+    }
+
+    #[test]
+    fn ndr_table() {
+        let ndr = |p, s, pps, fail| Ndr {
+            placement: p,
+            system: s,
+            tolerance: 0.0,
+            ndr_pps: pps,
+            fail_pps: fail,
+            trials: Vec::new(),
+        };
+        let r = Report {
+            meta: BTreeMap::new(),
+            throughput: Vec::new(),
+            latency: Vec::new(),
+            flood: Vec::new(),
+            ndr: vec![
+                ndr(Placement::Confined, System::Mtugate, 600e3, Some(620e3)),
+                ndr(Placement::Confined, System::Router, 300e3, None),
+            ],
+        };
+        let md = markdown(
+            &r,
+            &[System::Mtugate, System::Router],
+            &[Placement::Confined],
+            1,
+        );
+        assert!(
+            md.contains("| confined | mtugate, fast path (1 worker) | 600 | 2.00× | 620 | 0 |"),
+            "{md}"
+        );
+        assert!(md.contains("| 300 | 1.00× | — (flat out passed) |"), "{md}");
     }
 
     #[test]

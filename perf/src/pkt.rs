@@ -396,6 +396,13 @@ impl Builder {
                             if mask != 0 && (host == 0 || host == mask) {
                                 host = 2.min(mask);
                             }
+                            // Nor the legitimate client's own address: the
+                            // flood shares its prefix, it does not spoof it
+                            // (a source's budget is its own; a flood in its
+                            // name would spend it, by design).
+                            if mask >= 3 && host == base & mask {
+                                host = if host == 2 { 3 } else { 2 };
+                            }
                             let a = (base & !mask) | host;
                             out[src..src + 4].copy_from_slice(&a.to_be_bytes());
                         }
@@ -724,14 +731,16 @@ mod tests {
         let p = Profile::parse("syn-flood", None).unwrap();
         let mut b = Builder::new(&p, &ep, 3).unwrap();
         let mut srcs = std::collections::HashSet::new();
-        for i in 0..200 {
+        for i in 0..5000 {
             b.fill(&mut buf, i, 0);
             let a = Ipv4Addr::new(buf[26], buf[27], buf[28], buf[29]);
             assert_eq!(a.octets()[..3], [192, 0, 2]);
             assert!(a.octets()[3] != 0 && a.octets()[3] != 255);
+            // The client's own address (192.0.2.1) is never spoofed.
+            assert_ne!(a.octets()[3], 1);
             srcs.insert(a);
         }
-        assert!(srcs.len() > 100, "{}", srcs.len());
+        assert!(srcs.len() > 200, "{}", srcs.len());
         let p = Profile::parse("syn-legit", None).unwrap();
         let mut b = Builder::new(&p, &ep, 3).unwrap();
         b.fill(&mut buf, 0, 0);
