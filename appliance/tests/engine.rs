@@ -303,3 +303,74 @@ fn published_counters_match_what_the_worker_did() {
     assert_eq!(c.busy_polls, 1);
     assert_eq!(w.finish().conservation_error, None);
 }
+
+/// The ICMP error budget is the appliance's: 1, 2 and 4 workers, each on
+/// its own queue and thread, offered 400 frames that each deserve an error,
+/// send the same number in all (the burst, plus what the rate earns while
+/// they run), not one budget per worker. Errors are counted as the frames
+/// that came out, parsed by etherparse.
+#[test]
+fn one_two_and_four_workers_share_one_icmp_budget() {
+    use mtugate::engine::Shared;
+    const OFFERED: u16 = 400;
+    const BURST: u64 = 40;
+    let cfg = {
+        let mut s = Settings {
+            port_mtu: vec![1500, 1400],
+            ..Settings::default()
+        };
+        s.icmp.limit = Some(mtugate_datapath::pipeline::Rate {
+            per_sec: 10,
+            burst: BURST,
+        });
+        Arc::new(Config::new(s).unwrap())
+    };
+    let sent_by = |workers: u16| -> u64 {
+        let shared = Shared::new(&cfg);
+        let per = OFFERED / workers;
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                let (cfg, shared) = (cfg.clone(), shared.clone());
+                std::thread::spawn(move || {
+                    let q = Queue::new(
+                        MemBackend::new(&["inside", "tunnel"], MemConfig::default()),
+                        u32::from(w),
+                        16,
+                        32,
+                    );
+                    let mut wk =
+                        Worker::sharing(q, cfg, 1, WorkerLink::detached(), Idle::Spin, &shared);
+                    wk.round();
+                    let mut errors = 0u64;
+                    for i in 0..per {
+                        wk.queue_mut()
+                            .backend_mut()
+                            .inject(0, &udp(true, 1472, i))
+                            .unwrap();
+                        wk.round();
+                        for f in std::mem::take(wk.queue_mut().backend_mut().sent(0)) {
+                            let p = SlicedPacket::from_ethernet(&f).unwrap();
+                            assert!(matches!(p.transport, Some(TransportSlice::Icmpv4(_))));
+                            errors += 1;
+                        }
+                    }
+                    let r = wk.finish();
+                    assert_eq!(r.conservation_error, None);
+                    errors
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    };
+    let one = sent_by(1);
+    // The runs take milliseconds: at 10/s the rate adds at most a few.
+    assert!((BURST..=BURST + 5).contains(&one), "1 worker: {one}");
+    for workers in [2, 4] {
+        let n = sent_by(workers);
+        let ratio = n as f64 / one as f64;
+        assert!(
+            (0.9..=1.1).contains(&ratio),
+            "{workers} workers sent {n} errors, 1 worker {one}: the budget multiplied"
+        );
+    }
+}
