@@ -48,7 +48,7 @@ for s in $SETTINGS; do
     for _ in $(seq 100); do grep -q "mtugate running" "$WORK/err" && break; sleep 0.1; done
     $S timeout 30 tcpdump -B 131072 -i eth0 -nn -w "$WORK/cap.pcap" 'tcp[tcpflags] & tcp-syn != 0' 2>"$WORK/td" &
     T=$!
-    for _ in $(seq 100); do grep -q "listening on" "$WORK/td" && break; sleep 0.05; done
+    for _ in $(seq 100); do grep -q "listening on" "$WORK/td" 2>/dev/null && break; sleep 0.05; done
     taskset -c 1 timeout 10 sh -c 'while :; do :; done' &
     H=$!
     sleep 0.3

@@ -75,7 +75,7 @@ bash deploy/lab.sh down >/dev/null 2>&1
 
 # --- compare, short -----------------------------------------------------------
 start=$(date +%s)
-if timeout 260 "$PERF" compare --short --prefix "$LAB_PREFIX" --out "$OUT/cmp" --mtugate "$MTG" >"$OUT/compare.out" 2>"$OUT/compare.err"; then
+if timeout 300 "$PERF" compare --short --prefix "$LAB_PREFIX" --out "$OUT/cmp" --mtugate "$MTG" >"$OUT/compare.out" 2>"$OUT/compare.err"; then
   ok "compare --short ran ($(($(date +%s) - start)) s)"
 else
   bad "compare --short failed:"
