@@ -250,12 +250,19 @@ pub struct Throughput {
     pub load1: f64,
 }
 
-/// The bracket of a no-drop rate search: the highest offered rate that
-/// passed and the lowest asked rate that failed.
+/// The bracket of a no-drop rate search on the generator's rate: the
+/// highest rate asked that passed, the lowest that failed, and the highest
+/// rate actually offered by a passing trial (what is reported: a generator
+/// can fall short of the rate asked, and a rate it did not offer was not
+/// shown to pass).
 #[derive(Debug, Clone, Copy)]
 struct Bracket {
-    pass: f64,
+    /// Highest asked rate that passed (the search's lower bound).
+    lo: f64,
+    /// Lowest asked (or, flat out, offered) rate that failed.
     fail: Option<f64>,
+    /// Highest offered rate of a passing trial.
+    pass: f64,
     precision: f64,
 }
 
@@ -264,14 +271,16 @@ impl Bracket {
     fn new(offered: f64, passed: bool, precision: f64) -> Bracket {
         if passed {
             Bracket {
-                pass: offered,
+                lo: offered,
                 fail: None,
+                pass: offered,
                 precision,
             }
         } else {
             Bracket {
-                pass: 0.0,
+                lo: 0.0,
                 fail: Some(offered),
+                pass: 0.0,
                 precision,
             }
         }
@@ -281,13 +290,13 @@ impl Bracket {
     /// (flat out passed, or the bracket is within the precision).
     fn next(&self) -> Option<f64> {
         let f = self.fail?;
-        ((f - self.pass) > self.precision * f).then(|| (self.pass + f) / 2.0)
+        ((f - self.lo) > self.precision * f).then(|| (self.lo + f) / 2.0)
     }
 
-    /// A trial asked for `asked` and offered `offered`. A generator that
-    /// falls short of the rate asked is judged by what it offered.
+    /// A trial asked for `asked` and offered `offered`.
     fn record(&mut self, asked: f64, offered: f64, passed: bool) {
         if passed {
+            self.lo = self.lo.max(asked);
             self.pass = self.pass.max(offered.min(asked));
         } else if let Some(f) = &mut self.fail {
             *f = f.min(asked);
@@ -1812,10 +1821,11 @@ mod tests {
         let b = Bracket::new(5e5, true, 0.01);
         assert_eq!((b.next(), b.pass), (None, 5e5));
         // A generator short of the rate asked is credited with what it
-        // offered, not with the rate asked.
+        // offered, not with the rate asked; the search still moves on.
         let mut b = Bracket::new(1e6, false, 0.01);
         b.record(5e5, 4e5, true);
         assert_eq!(b.pass, 4e5);
+        assert_eq!(b.next(), Some(7.5e5));
     }
 
     #[test]
