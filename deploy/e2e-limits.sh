@@ -227,9 +227,13 @@ check "... clamped $clamped <= (500 + 1000 × ${elapsed}s) × 1.1, and at least 
 passed=$(final "sum(x['run']['syn_over_passed'] for x in d['xdp'])")
 check "... the unclamped ones were passed by the XDP stage over the budget ($passed)" test "$passed" -eq "$unclamped"
 
-# 3. A flood from the client's own /24 (not its address): the client's SYNs
-#    are clamped, the flood dropped before the copy.
-gen syn "$WORK/flood.pcap" --dst 192.0.2.2 --sources 100 --per-source 200 --src-net 192.0.2.0 --first-host 100
+# 3. A flood from the client's own /24 (not its address) at the port the
+#    server listens on: the client's SYNs are clamped, the flood dropped
+#    before the copy, and the server's SYN-ACKs to the flood (it answers:
+#    static neighbours for the flood's addresses) spend the flooders'
+#    budgets, not its own or its real client's.
+gen syn "$WORK/flood.pcap" --dst 192.0.2.2 --dport 5201 --sources 100 --per-source 200 --src-net 192.0.2.0 --first-host 100
+for h in $(seq 100 199); do $S ip neigh replace "192.0.2.$h" lladdr "$CMAC" dev eth0; done
 config "$WORK/flood.toml"
 start_mtugate "$WORK/flood.toml"
 $S timeout 40 nc -lk 5201 >/dev/null 2>&1 &
@@ -253,6 +257,8 @@ check "flood from the client's /24: the client's 5 connections open ($conns)" te
 check "... every SYN of the client reaches the server clamped to 1360 ($client_clamped of $client)" \
   test "$client" -ge 5 -a "$client_clamped" -eq "$client"
 check "... the flood was dropped by the XDP stage at its sources' budgets ($limited SYNs)" test "$limited" -gt 10000
+synacks=$(final "[x['run']['syn_granted'] for x in d['xdp'] if x['port'] == 'outside'][0]")
+check "... the server answered the flood: $synacks SYN-ACKs granted on the outside port" test "$synacks" -gt 100
 
 # 4. Tiny rings: the loss is said everywhere.
 gen udp "$WORK/udp.pcap" --src 192.0.2.1 --dst 192.0.2.2 --count 20000 --size 100 --flows 16

@@ -20,8 +20,10 @@
  * SYNs that the pipeline would clamp are policed here, before they cost a
  * copy into user space (the SYN flood that MSS rewriting invites):
  *
- *   1. each source (an IPv4 address, an IPv6 /64) has a budget of its own;
- *      a SYN over it is dropped, without touching anybody else's budget;
+ *   1. each host (an IPv4 address, an IPv6 /64) has a budget of its own,
+ *      spent by the SYNs it sends and the SYN-ACKs it receives (the host
+ *      that opens a connection pays for both halves of the handshake); a
+ *      SYN over it is dropped, without touching anybody else's budget;
  *   2. a SYN within its source's budget takes a token from the one global
  *      budget (shared by every port and CPU) and goes to the pipeline to be
  *      clamped; with the global budget spent it is dropped or forwarded
@@ -99,8 +101,9 @@ enum verdict { FAST, SLOW, SYN };
 
 /* What classify found out about a SYN. */
 struct syn_info {
-	struct mtg_src_key key;
-	int fits; /* the L3 packet fits the egress MTU */
+	struct mtg_src_key key; /* whose budget it spends */
+	int fits;  /* the L3 packet fits the egress MTU */
+	int ack;   /* a SYN-ACK */
 };
 
 #define IP6_HBH 0
@@ -116,12 +119,13 @@ struct syn_info {
  * pipeline clamps), FAST if it is any other segment, SLOW if it cannot be
  * read.
  */
-static __always_inline enum verdict tcp_check(void *l4, void *end)
+static __always_inline enum verdict tcp_check(void *l4, void *end, struct syn_info *info)
 {
 	struct tcphdr *t = l4;
 
 	if ((void *)(t + 1) > end)
 		return SLOW;
+	info->ack = t->ack;
 	return (t->syn && !t->rst) ? SYN : FAST;
 }
 
@@ -167,10 +171,16 @@ static __always_inline enum verdict classify(struct xdp_md *ctx, const struct mt
 		if (ip->protocol == IPPROTO_TCP && !(ip->frag_off & bpf_htons(0x1fff))) {
 			if (ihl > 60)
 				return SLOW;
-			v = tcp_check(l3 + ihl, end);
+			v = tcp_check(l3 + ihl, end, info);
 			if (v == SYN) {
+				/*
+				 * Charged to the host that opened the connection: a
+				 * SYN's source, a SYN-ACK's destination. A server
+				 * answering a flood then spends the flooders'
+				 * budgets, never its own clients'.
+				 */
 				info->key.family = 4;
-				__builtin_memcpy(info->key.addr, &ip->saddr, 4);
+				__builtin_memcpy(info->key.addr, info->ack ? &ip->daddr : &ip->saddr, 4);
 				return SYN;
 			}
 			if (v == SLOW)
@@ -222,10 +232,10 @@ static __always_inline enum verdict classify(struct xdp_md *ctx, const struct mt
 		}
 		switch (next) {
 		case IPPROTO_TCP:
-			v = tcp_check(l4, end);
+			v = tcp_check(l4, end, info);
 			if (v == SYN) {
 				info->key.family = 6;
-				__builtin_memcpy(info->key.addr, &ip6->saddr, 8);
+				__builtin_memcpy(info->key.addr, info->ack ? &ip6->daddr : &ip6->saddr, 8);
 				return SYN;
 			}
 			if (v == SLOW || ext)
