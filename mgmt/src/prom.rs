@@ -163,9 +163,13 @@ pub fn render(stats: &Stats, latency: &[(u32, &LatencyHists)]) -> String {
     o.family(
         "mtugate_build_info",
         "gauge",
-        "Always 1; the version is a label.",
+        "Always 1; the version and the source revision (git) are labels.",
     );
-    o.sample("mtugate_build_info", &[("version", &stats.version)], 1);
+    o.sample(
+        "mtugate_build_info",
+        &[("version", &stats.version), ("revision", &stats.revision)],
+        1,
+    );
     o.family(
         "mtugate_uptime_seconds",
         "gauge",
