@@ -40,3 +40,6 @@ echo "== wire-mode e2e, [xsk] steer = \"all\", debug build (frame ownership trac
 STEER=all bash deploy/e2e.sh target/debug/mtugate
 bash deploy/e2e-mgmt.sh target/release/mtugate
 bash deploy/e2e-perf.sh target/release/mtugate-perf target/release/mtugate
+# The Debian package: built from these release binaries, linted, installed,
+# run as its system user with only its capabilities, purged.
+bash deploy/e2e-package.sh
