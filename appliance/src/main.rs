@@ -766,7 +766,10 @@ fn xdp_text(
 
 fn detach(path: &Path) -> Result<()> {
     if idle::is_unconfigured(path) {
-        println!("{}: no [[port]] configured: nothing to detach", path.display());
+        println!(
+            "{}: no [[port]] configured: nothing to detach",
+            path.display()
+        );
         return Ok(());
     }
     let v = FileConfig::load(path)?.validate()?;
