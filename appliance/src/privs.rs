@@ -446,6 +446,39 @@ mod tests {
         assert_eq!(fstype_of(mi, Path::new("/etc")).as_deref(), Some("ext4"));
     }
 
+    /// The package's unit grants exactly what the preflight asks for.
+    #[test]
+    fn the_unit_grants_exactly_run_caps() {
+        let unit = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../deploy/mtugate.service"
+        ))
+        .unwrap();
+        let mut want: Vec<&str> = RUN_CAPS.map(Cap::name).to_vec();
+        want.sort_unstable();
+        for key in ["AmbientCapabilities=", "CapabilityBoundingSet="] {
+            let line = unit.lines().find_map(|l| l.strip_prefix(key));
+            let mut got: Vec<&str> = line.unwrap_or_default().split_whitespace().collect();
+            got.sort_unstable();
+            assert_eq!(got, want, "{key}");
+        }
+    }
+
+    #[test]
+    fn a_refusal_is_explained_by_what_is_missing_or_where_else_to_look() {
+        let e = anyhow::anyhow!("loading the XDP program: Operation not permitted (os error 1)");
+        let text = format!("{:#}", explain_for(e, &needs(1)));
+        // Whoever runs the test: it names missing capabilities, or says
+        // none is missing and where to look instead.
+        assert!(
+            text.starts_with("permission denied: mtugate run needs CAP_")
+                || text
+                    .starts_with("the kernel refused, though this process holds every capability"),
+            "{text}"
+        );
+        assert!(text.ends_with("(os error 1)"), "{text}");
+    }
+
     #[test]
     fn refusals_are_recognised_in_io_errors_and_in_text() {
         let io = anyhow::Error::new(std::io::Error::from_raw_os_error(1)).context("binding");

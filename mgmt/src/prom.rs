@@ -393,6 +393,30 @@ mod tests {
     }
 
     #[test]
+    fn build_info_carries_version_and_revision() {
+        let (mut a, _) = sample();
+        let line = |a: &Aggregator| {
+            render(&a.stats(), &a.queue_latency())
+                .lines()
+                .find(|l| l.starts_with("mtugate_build_info{"))
+                .map(str::to_owned)
+        };
+        let v = env!("CARGO_PKG_VERSION");
+        assert_eq!(
+            line(&a).as_deref(),
+            Some(format!("mtugate_build_info{{version=\"{v}\",revision=\"unknown\"}} 1").as_str())
+        );
+        a.set_revision("0123456789ab-dirty".into());
+        assert_eq!(
+            line(&a).as_deref(),
+            Some(
+                format!("mtugate_build_info{{version=\"{v}\",revision=\"0123456789ab-dirty\"}} 1")
+                    .as_str()
+            )
+        );
+    }
+
+    #[test]
     fn every_family_has_help_and_type_before_its_samples() {
         let (a, _) = sample();
         let text = render(&a.stats(), &a.queue_latency());
