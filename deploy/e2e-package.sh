@@ -126,7 +126,7 @@ check "binaries, conffile, unit, man pages, completions, rules, dashboard, examp
   /usr/bin/mtugate /usr/bin/mtugate-perf "$CONF" /lib/systemd/system/mtugate.service \
   /usr/share/man/man1/mtugate.1.gz /usr/share/man/man1/mtugate-run.1.gz /usr/share/man/man1/mtugate-perf.1.gz \
   /usr/share/bash-completion/completions/mtugate /usr/share/zsh/vendor-completions/_mtugate \
-  /usr/share/fish/vendor_completions.d/mtugate.fish \
+  /usr/share/fish/vendor_completions.d/mtugate.fish /usr/lib/tmpfiles.d/mtugate.conf \
   /usr/share/mtugate/prometheus/mtugate-rules.yml /usr/share/mtugate/grafana/mtugate.json \
   /usr/share/doc/mtugate/examples/ipsec-gateway.toml /usr/share/doc/mtugate/copyright
 check "$CONF is a conffile" grep -qx "$CONF" <(dpkg-query -W -f='${Conffiles}\n' mtugate | awk '{print $1}')
@@ -158,8 +158,8 @@ check "promtool test rules (deploy/prometheus/mtugate-rules.test.yml)" \
 # --- 3. the installed binary, as the service runs it, in the lab -------------------
 
 bash deploy/lab.sh up wire >/dev/null 2>&1
-# The pin directory: a bpffs of its own, owned by mtugate (the unit's
-# ExecStartPre=+install -d -o mtugate /sys/fs/bpf/mtugate).
+# The pin directory: a bpffs of its own, owned by mtugate (what
+# /usr/lib/tmpfiles.d/mtugate.conf makes of /sys/fs/bpf/mtugate).
 mkdir -p "$WORK/bpffs" "$WORK/out"
 mount -t bpf mtgd-pkg "$WORK/bpffs"
 chown mtugate:mtugate "$WORK/bpffs" "$WORK/out"

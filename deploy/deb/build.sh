@@ -12,6 +12,7 @@
 #   /usr/bin/mtugate, /usr/bin/mtugate-perf        stripped release binaries
 #   /etc/mtugate/mtugate.toml                      conffile; names no port yet
 #   /lib/systemd/system/mtugate.service            deploy/mtugate.service
+#   /usr/lib/tmpfiles.d/mtugate.conf               the pin directory /sys/fs/bpf/mtugate
 #   /usr/share/man/man1/mtugate*.1.gz              generated from the CLI (clap_mangen)
 #   /usr/share/bash-completion/completions/        generated (clap_complete), also
 #   /usr/share/zsh/vendor-completions/             zsh and fish
@@ -60,6 +61,8 @@ done
 
 install -m 0644 deploy/deb/mtugate.toml "$root/etc/mtugate/mtugate.toml"
 install -m 0644 deploy/mtugate.service "$root/lib/systemd/system/mtugate.service"
+install -d -m 0755 "$root/usr/lib/tmpfiles.d"
+install -m 0644 deploy/deb/mtugate.tmpfiles "$root/usr/lib/tmpfiles.d/mtugate.conf"
 
 gen=$out/gen
 rm -rf "$gen"
