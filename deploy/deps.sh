@@ -22,6 +22,8 @@ PKGS=(
   # adduser / deb-systemd-helper, setpriv (util-linux), man for
   # `systemd-analyze verify`'s Documentation= check
   dpkg-dev lintian systemd adduser init-system-helpers util-linux man-db
+  # deploy/e2e-systemd.sh: the unit under a live systemd, in a container
+  systemd-container
 )
 
 missing=()

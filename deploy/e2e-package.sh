@@ -21,7 +21,9 @@
 #     `mtugate run` fails naming it, both at the preflight and (with the
 #     preflight skipped) when the kernel itself refuses;
 #  5. removes (the conffile stays, as policy says) and purges the package:
-#     no file of it, no unit, no user or group left.
+#     no file of it, no unit, no user or group left;
+#  6. has systemd itself run the package's unit (deploy/e2e-systemd.sh: the
+#     machine's OS booted in a throwaway container).
 #
 # Usage: deploy/e2e-package.sh [path/to/mtugate.deb]   (as root)
 # Prints one line per check and "N passed, M failed"; exits 1 on a failure.
@@ -420,6 +422,15 @@ getent passwd mtugate >/dev/null && left+=("user mtugate")
 getent group mtugate >/dev/null && left+=("group mtugate")
 dpkg-query -W mtugate >/dev/null 2>&1 && left+=("dpkg database entry")
 check "after dpkg --purge nothing is left: no file, unit link, user or group (left: ${left[*]:-nothing})" test ${#left[@]} -eq 0
+
+# --- 6. the unit under a live systemd ------------------------------------------------
+
+# This machine's systemd is not PID 1: deploy/e2e-systemd.sh boots its OS in
+# a throwaway container and has systemd run the package there (after the
+# purge above, so the container starts from a machine without it).
+if bash deploy/e2e-systemd.sh "$DEB" >"$WORK/systemd.txt" 2>&1; then rc=0; else rc=$?; fi
+sed 's/^/         | /' "$WORK/systemd.txt"
+check "the unit under a live systemd (deploy/e2e-systemd.sh: $(tail -1 "$WORK/systemd.txt" | sed 's/^e2e-systemd: //'))" test "$rc" -eq 0
 
 echo "e2e-package: $PASS passed, $FAIL failed in $((SECONDS - T0)) s"
 [[ $FAIL -eq 0 ]]

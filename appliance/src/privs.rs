@@ -143,6 +143,9 @@ pub struct RunNeeds {
     /// Whether `[xsk] bpffs` is a bpffs mount already (else mtugate mounts
     /// one, which takes `CAP_SYS_ADMIN`).
     pub bpffs_mounted: bool,
+    /// Why `[xsk] bpffs` cannot be reached, when it exists but a directory
+    /// on the way refuses this user (not a capability: a path to grant).
+    pub bpffs_unreachable: Option<String>,
 }
 
 impl RunNeeds {
@@ -150,13 +153,19 @@ impl RunNeeds {
     /// under `bpffs` (looked up in this process's mount table).
     pub fn new(queues: usize, frames: u32, frame_size: u32, bpffs: &Path) -> RunNeeds {
         // mtugate mounts one where the path is missing or no bpffs.
-        let mounted = bpffs.is_dir()
+        let meta = std::fs::metadata(bpffs);
+        let mounted = meta.as_ref().is_ok_and(|m| m.is_dir())
             && std::fs::read_to_string("/proc/self/mountinfo")
                 .is_ok_and(|m| fstype_of(&m, bpffs).as_deref() == Some("bpf"));
+        let unreachable = match meta {
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Some(e.to_string()),
+            _ => None,
+        };
         RunNeeds {
             umem_bytes: queues as u64 * u64::from(frames) * u64::from(frame_size),
             bpffs: bpffs.to_path_buf(),
             bpffs_mounted: mounted,
+            bpffs_unreachable: unreachable,
         }
     }
 }
@@ -220,7 +229,9 @@ pub fn missing(p: &Privileges, n: &RunNeeds) -> Vec<Missing> {
             out.push(Missing { cap, why });
         }
     };
-    if !n.bpffs_mounted {
+    // A bpffs path that exists but cannot be reached is a path to grant,
+    // not a capability: the preflight says so on its own.
+    if !n.bpffs_mounted && n.bpffs_unreachable.is_none() {
         need(
             Cap::SysAdmin,
             format!(
@@ -260,6 +271,12 @@ pub fn preflight(n: RunNeeds) -> anyhow::Result<()> {
     let n = NEEDS.get_or_init(|| n);
     if std::env::var_os("MTUGATE_SKIP_PREFLIGHT").is_some_and(|v| v == "1") {
         return Ok(());
+    }
+    if let Some(why) = &n.bpffs_unreachable {
+        anyhow::bail!(
+            "[xsk] bpffs {}: {why}: the user mtugate runs as must be able to reach it (the package's unit shows the service an empty /sys/fs/bpf with only /sys/fs/bpf/mtugate bound in; /usr/lib/tmpfiles.d/mtugate.conf makes that directory)",
+            n.bpffs.display()
+        );
     }
     let p = Privileges::current()?;
     let m = missing(&p, n);
@@ -348,6 +365,7 @@ mod tests {
             umem_bytes: umem,
             bpffs: "/sys/fs/bpf/mtugate".into(),
             bpffs_mounted: true,
+            bpffs_unreachable: None,
         }
     }
 
@@ -419,6 +437,19 @@ mod tests {
         let m = missing(&privs(&RUN_CAPS, LIMITS_INF, "40"), &n);
         assert_eq!(names(&m), ["CAP_SYS_ADMIN"]);
         assert!(m[0].why.contains("/sys/fs/bpf/mtugate"), "{}", m[0].why);
+    }
+
+    #[test]
+    fn an_unreachable_bpffs_is_no_capability() {
+        let mut n = needs(1);
+        n.bpffs_mounted = false;
+        n.bpffs_unreachable = Some("Permission denied (os error 13)".into());
+        assert!(missing(&privs(&RUN_CAPS, LIMITS_INF, "40"), &n).is_empty());
+        // As the process sees it: a directory it may not search.
+        let n = RunNeeds::new(1, 1, 1, Path::new("/proc/1/root/nonexistent"));
+        if Privileges::current().is_ok_and(|p| !p.has(Cap::SysAdmin)) {
+            assert!(n.bpffs_unreachable.is_some(), "{n:?}");
+        }
     }
 
     #[test]
