@@ -432,5 +432,6 @@ if bash deploy/e2e-systemd.sh "$DEB" >"$WORK/systemd.txt" 2>&1; then rc=0; else 
 sed 's/^/         | /' "$WORK/systemd.txt"
 check "the unit under a live systemd (deploy/e2e-systemd.sh: $(tail -1 "$WORK/systemd.txt" | sed 's/^e2e-systemd: //'))" test "$rc" -eq 0
 
-echo "e2e-package: $PASS passed, $FAIL failed in $((SECONDS - T0)) s"
+echo "e2e-package: took $((SECONDS - T0)) s"
+echo "e2e-package: $PASS passed, $FAIL failed"
 [[ $FAIL -eq 0 ]]

@@ -173,5 +173,6 @@ ct test -e /lib/systemd/system/mtugate.service && left+=("the unit")
 ct systemctl cat mtugate >/dev/null 2>&1 && left+=("a unit systemd still knows")
 check "after the purge nothing is left (left: ${left[*]:-nothing})" test ${#left[@]} -eq 0
 
-echo "e2e-systemd: $PASS passed, $FAIL failed in $((SECONDS - T0)) s"
+echo "e2e-systemd: took $((SECONDS - T0)) s"
+echo "e2e-systemd: $PASS passed, $FAIL failed"
 [[ $FAIL -eq 0 ]]
