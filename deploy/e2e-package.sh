@@ -108,7 +108,7 @@ fi
 check "the package builds ($(basename "$DEB"))" test -s "$DEB"
 
 t=$SECONDS
-lintian --tag-display-limit 0 --info --pedantic "$DEB" >"$WORK/lintian.txt" 2>&1 || true
+lintian --tag-display-limit 0 --display-info --display-experimental --pedantic "$DEB" >"$WORK/lintian.txt" 2>&1 || true
 grep -v -e "^running with root privileges" "$WORK/lintian.txt" | sed 's/^/         | /' || true
 nerr=$(grep -c "^E: " "$WORK/lintian.txt" || true)
 nwarn=$(grep -c "^W: " "$WORK/lintian.txt" || true)
