@@ -17,6 +17,13 @@ PKGS=(
   # benchmarks (mtugate-perf compare): the kernel's TCPMSS rule, and the
   # kernel headers the sink's tc program is built against (clang, above)
   iptables linux-libc-dev
+  # the Debian package (deploy/deb/build.sh, deploy/e2e-package.sh):
+  # dpkg-shlibdeps, lintian, systemd-analyze, the maintainer scripts'
+  # adduser / deb-systemd-helper, setpriv (util-linux), man for
+  # `systemd-analyze verify`'s Documentation= check
+  dpkg-dev lintian systemd adduser init-system-helpers util-linux man-db
+  # deploy/e2e-systemd.sh: the unit under a live systemd, in a container
+  systemd-container
 )
 
 missing=()

@@ -42,3 +42,6 @@ echo "== SYN policing, shared budgets, bursts, lost frames, two workers on two q
 bash deploy/e2e-limits.sh target/release/mtugate
 bash deploy/e2e-mgmt.sh target/release/mtugate
 bash deploy/e2e-perf.sh target/release/mtugate-perf target/release/mtugate
+# The Debian package: built from these release binaries, linted, installed,
+# run as its system user with only its capabilities, purged.
+bash deploy/e2e-package.sh

@@ -4,7 +4,22 @@
 #![deny(unsafe_code)]
 
 pub mod config;
+pub mod docs;
 pub mod engine;
+pub mod idle;
 pub mod nic;
+pub mod privs;
 pub mod reload;
 pub mod report;
+
+/// The git revision of this build (`build.rs`): the abbreviated commit,
+/// `-dirty` if the tree had changes, or `unknown` outside git.
+pub const REVISION: &str = env!("MTUGATE_REVISION");
+
+/// What `mtugate --version` prints after the name: `0.1.0 (rev 1a2b3c4d5e6f)`.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (rev ",
+    env!("MTUGATE_REVISION"),
+    ")"
+);

@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use mtugate::config::{FileConfig, Validated, XskModeName, DEFAULT_RUN_DIR};
 use mtugate::nic::NicBaseline;
 use mtugate::reload::FileReloader;
-use mtugate::{engine, report};
+use mtugate::{engine, idle, privs, report};
 use mtugate_datapath::pipeline::Config;
 use mtugate_datapath::pipeline::PortId;
 use mtugate_mgmt::client::{self, ClientError, Endpoint};
@@ -35,7 +35,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// tunnel MTU (fragment, or drop with ICMP "fragmentation needed" / ICMPv6
 /// "packet too big"), at line rate, with every drop counted.
 #[derive(Parser, Debug)]
-#[command(name = "mtugate", version, about, long_about = None)]
+#[command(name = "mtugate", version = mtugate::VERSION, about, long_about = None)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -114,6 +114,12 @@ enum Cmd {
         #[command(flatten)]
         target: Target,
     },
+    /// Write the man pages and shell completions into DIR (packaging).
+    #[command(hide = true)]
+    Generate {
+        /// The output directory (man/ and completions/ go under it).
+        dir: PathBuf,
+    },
 }
 
 /// Which latency histogram.
@@ -162,6 +168,8 @@ fn main() {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        // No colour codes in the journal (systemd: stderr is no terminal).
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
     let cli = Cli::parse();
@@ -171,7 +179,9 @@ fn main() {
             force_copy,
             force_zerocopy,
             final_stats,
-        } => run(&config, force_copy, force_zerocopy, final_stats.as_deref()),
+        } => {
+            run(&config, force_copy, force_zerocopy, final_stats.as_deref()).map_err(privs::explain)
+        }
         Cmd::CheckConfig { file } => check_config(&file),
         Cmd::Stats {
             once,
@@ -187,6 +197,7 @@ fn main() {
         },
         Cmd::Reload { target } => reload(&target),
         Cmd::Detach { config } => detach(&config),
+        Cmd::Generate { dir } => generate(&dir),
     };
     if let Err(e) = r {
         // One line: the chain of causes, outermost first.
@@ -290,6 +301,11 @@ fn plan(v: &Validated) -> Result<Plan> {
 }
 
 fn check_config(path: &Path) -> Result<()> {
+    if idle::is_unconfigured(path) {
+        idle::validate(path)?;
+        println!("{}: ok\n  {}", path.display(), idle::notice(path));
+        return Ok(());
+    }
     let v = FileConfig::load(path)?.validate()?;
     let p = plan(&v)?;
     let cfg = Config::new(v.settings.clone())?;
@@ -440,11 +456,21 @@ fn run(
     force_zerocopy: bool,
     final_stats: Option<&Path>,
 ) -> Result<()> {
+    if idle::is_unconfigured(path) {
+        let stop = stop_flag_on_signals().context("installing SIGINT/SIGTERM handlers")?;
+        return Ok(idle::wait(path, stop)?);
+    }
     let v = FileConfig::load(path)?.validate()?;
     let p = plan(&v)?;
     let cfg = Arc::new(Config::new(v.worker_settings())?);
     let xcfg = xsk_config(&v, force_copy, force_zerocopy);
     xcfg.validate()?;
+    privs::preflight(privs::RunNeeds::new(
+        p.queues.len(),
+        xcfg.frame_count,
+        xcfg.frame_size,
+        &v.restart.xsk.bpffs,
+    ))?;
     let ifaces: Vec<&str> = v.restart.ports.iter().map(|p| p.iface.as_str()).collect();
     let specs: Vec<PortSpec> = ifaces.iter().map(|i| PortSpec::new(i)).collect();
     let stop = stop_flag_on_signals().context("installing SIGINT/SIGTERM handlers")?;
@@ -485,6 +511,7 @@ fn run(
             })
             .collect(),
         sighup: true,
+        revision: mtugate::REVISION.to_owned(),
         xdp: Some({
             let (cell, nic) = (xdp_cell.clone(), nic.clone());
             Arc::new(move || {
@@ -772,6 +799,13 @@ fn xdp_text(
 }
 
 fn detach(path: &Path) -> Result<()> {
+    if idle::is_unconfigured(path) {
+        println!(
+            "{}: no [[port]] configured: nothing to detach",
+            path.display()
+        );
+        return Ok(());
+    }
     let v = FileConfig::load(path)?.validate()?;
     let o = attach_options(&v, path);
     for port in &v.restart.ports {
@@ -782,6 +816,15 @@ fn detach(path: &Path) -> Result<()> {
         } else {
             println!("{}: no pinned XDP stage", port.iface);
         }
+    }
+    Ok(())
+}
+
+/// The hidden `mtugate generate DIR`: man pages and completions.
+fn generate(dir: &Path) -> Result<()> {
+    use clap::CommandFactory;
+    for f in mtugate::docs::generate(Cli::command(), dir)? {
+        println!("{}", f.display());
     }
     Ok(())
 }

@@ -52,6 +52,7 @@ pub struct Aggregator {
     merged_interval: LatencyHists,
     merged_total: LatencyHists,
     xdp: Vec<PortStage>,
+    revision: String,
     stats: Stats,
 }
 
@@ -117,6 +118,7 @@ impl Aggregator {
             merged_interval: LatencyHists::new(),
             merged_total: LatencyHists::new(),
             xdp: Vec::new(),
+            revision: "unknown".to_owned(),
             stats: Stats::default(),
         };
         a.stats = a.build(Duration::ZERO, 0.0);
@@ -166,6 +168,12 @@ impl Aggregator {
     pub fn set_generation(&mut self, generation: u64) {
         self.generation = generation;
         self.stats.config_generation = generation;
+    }
+
+    /// The source revision the binary was built from (`mtugate_build_info`).
+    pub fn set_revision(&mut self, revision: String) {
+        self.revision = revision;
+        self.stats.revision = self.revision.clone();
     }
 
     /// Reload outcome counters.
@@ -320,6 +328,7 @@ impl Aggregator {
         };
         Stats {
             version: env!("CARGO_PKG_VERSION").to_string(),
+            revision: self.revision.clone(),
             uptime_s: uptime.as_secs_f64(),
             interval_ms: self.interval.as_millis() as u64,
             seq: self.seq,

@@ -363,6 +363,9 @@ pub struct Reloads {
 pub struct Stats {
     /// mtugate's version.
     pub version: String,
+    /// The source revision it was built from (git), or `unknown`.
+    #[serde(default)]
+    pub revision: String,
     /// Seconds since the management thread started, at this aggregation.
     pub uptime_s: f64,
     /// The aggregation interval.

@@ -163,9 +163,13 @@ pub fn render(stats: &Stats, latency: &[(u32, &LatencyHists)]) -> String {
     o.family(
         "mtugate_build_info",
         "gauge",
-        "Always 1; the version is a label.",
+        "Always 1; the version and the source revision (git) are labels.",
     );
-    o.sample("mtugate_build_info", &[("version", &stats.version)], 1);
+    o.sample(
+        "mtugate_build_info",
+        &[("version", &stats.version), ("revision", &stats.revision)],
+        1,
+    );
     o.family(
         "mtugate_uptime_seconds",
         "gauge",
@@ -421,6 +425,30 @@ mod tests {
                 .push((l, value.parse().unwrap()));
         }
         m
+    }
+
+    #[test]
+    fn build_info_carries_version_and_revision() {
+        let (mut a, _) = sample();
+        let line = |a: &Aggregator| {
+            render(&a.stats(), &a.queue_latency())
+                .lines()
+                .find(|l| l.starts_with("mtugate_build_info{"))
+                .map(str::to_owned)
+        };
+        let v = env!("CARGO_PKG_VERSION");
+        assert_eq!(
+            line(&a).as_deref(),
+            Some(format!("mtugate_build_info{{version=\"{v}\",revision=\"unknown\"}} 1").as_str())
+        );
+        a.set_revision("0123456789ab-dirty".into());
+        assert_eq!(
+            line(&a).as_deref(),
+            Some(
+                format!("mtugate_build_info{{version=\"{v}\",revision=\"0123456789ab-dirty\"}} 1")
+                    .as_str()
+            )
+        );
     }
 
     #[test]

@@ -64,6 +64,8 @@ pub struct MgmtOptions {
     pub sighup: bool,
     /// The XDP stage's counters, if there is one.
     pub xdp: Option<XdpSource>,
+    /// The source revision of the binary, for `mtugate_build_info`.
+    pub revision: String,
 }
 
 impl std::fmt::Debug for MgmtOptions {
@@ -77,6 +79,7 @@ impl std::fmt::Debug for MgmtOptions {
             .field("queues", &self.queues)
             .field("sighup", &self.sighup)
             .field("xdp", &self.xdp.is_some())
+            .field("revision", &self.revision)
             .finish()
     }
 }
@@ -603,7 +606,11 @@ impl Mgmt {
         }
         let interval = opts.interval.unwrap_or(Duration::ZERO);
         let shared = Arc::new(Shared {
-            agg: Mutex::new(Aggregator::new(opts.port_names, opts.queues, interval)),
+            agg: Mutex::new({
+                let mut a = Aggregator::new(opts.port_names, opts.queues, interval);
+                a.set_revision(opts.revision);
+                a
+            }),
             control: Mutex::new(Control {
                 reloader,
                 workers,
@@ -744,6 +751,7 @@ mod tests {
             summary: None,
             port_names: vec!["inside".into(), "outside".into()],
             xdp: None,
+            revision: "0123456789ab".into(),
             queues: vec![
                 QueueInfo {
                     queue: 0,

@@ -101,6 +101,12 @@ enum Mode {
     /// The lab comparison: mtugate vs kernel router vs kernel bridge vs raw
     /// AF_XDP, two CPU placements, Markdown + JSON + SVG.
     Compare(compare::CompareArgs),
+    /// Write the man pages and shell completions into DIR (packaging).
+    #[command(hide = true)]
+    Generate {
+        /// The output directory (man/ and completions/ go under it).
+        dir: std::path::PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -144,7 +150,28 @@ fn run(mode: Mode) -> Result<()> {
         }
         Mode::Latency(a) => latency::run(a),
         Mode::Compare(a) => compare::run(a),
+        Mode::Generate { dir } => generate(&dir),
     }
+}
+
+/// Man pages (one per mode) and bash/zsh/fish completions, from the clap
+/// definition itself (clap_mangen, clap_complete), for the Debian package.
+fn generate(dir: &std::path::Path) -> Result<()> {
+    use clap::CommandFactory;
+    let (man, completions) = (dir.join("man"), dir.join("completions"));
+    std::fs::create_dir_all(&man)?;
+    std::fs::create_dir_all(&completions)?;
+    clap_mangen::generate_to(Cli::command(), &man)?;
+    let mut cmd = Cli::command();
+    for shell in [
+        clap_complete::Shell::Bash,
+        clap_complete::Shell::Zsh,
+        clap_complete::Shell::Fish,
+    ] {
+        let f = clap_complete::generate_to(shell, &mut cmd, "mtugate-perf", &completions)?;
+        println!("{}", f.display());
+    }
+    Ok(())
 }
 
 fn gen(tool: &'static str, a: GenArgs) -> Result<()> {
