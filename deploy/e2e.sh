@@ -285,7 +285,8 @@ ok &= all(q["conservation_error"] is None for q in j["queues"])
 steer = sys.argv[2]
 for i, x in enumerate(j["xdp"]):
     r = x["run"]
-    outcomes = r["fast"] + r["steered"] + r["bypassed"] + r["blocked"] + r["redirect_errors"] + r["passed"]
+    outcomes = (r["fast"] + r["steered"] + r["bypassed"] + r["blocked"] + r["redirect_errors"] + r["passed"]
+                + r["syn_source_limited"] + r["syn_over_dropped"])
     rx = sum(q["io"][i]["rx_frames"] for q in j["queues"])
     lost = sum((q["io"][i]["kernel_rx_dropped"] or 0) + (q["io"][i]["kernel_rx_ring_full"] or 0) for q in j["queues"])
     print(f"  XDP {x['iface']}: seen {r['seen']} = fast {r['fast']} + steered {r['steered']} + other {outcomes - r['fast'] - r['steered']};"
