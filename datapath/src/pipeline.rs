@@ -33,7 +33,11 @@ use crate::ops::frag::{self, FragError};
 use crate::ops::icmp;
 use crate::ops::mss::{self, ClampParams, Plan};
 use crate::ops::{L3Ctx, MacRewrite};
-use crate::wire::{ethernet, ipv4, ipv6, tcp, WireError};
+use crate::pmtu::{Learner, PmtuCounters, PmtuSettings, Seen};
+use crate::prf::IdGen;
+use crate::rules::{Addrs, RuleCounters, RuleError, RuleSettings, Rules};
+use crate::wire::{checksum, ethernet, ipv4, ipv6, tcp, WireError};
+use std::sync::Arc;
 
 pub use crate::ops::frag::ExtraFrames;
 
@@ -182,6 +186,16 @@ pub struct Settings {
     pub icmp: IcmpSettings,
     /// SYN rewrite limits.
     pub syn_limit: SynLimitSettings,
+    /// Rules, in order: the first that matches a SYN chooses its clamp,
+    /// the first that matches a packet too big its DF policy
+    /// ([`crate::rules`]). Empty: `mss` and `df` for everything.
+    pub rules: Vec<RuleSettings>,
+    /// Learned path MTUs ([`crate::pmtu`]).
+    pub pmtu: PmtuSettings,
+    /// Give an IPv4 packet fragmented despite DF (by the DF policy) a fresh,
+    /// unpredictable ID first, as OpenBSD pf's `scrub random-id` does: hosts
+    /// that send ID 0 with DF would otherwise collide in reassembly.
+    pub df_random_id: bool,
 }
 
 impl Default for Settings {
@@ -219,6 +233,9 @@ impl Default for Settings {
                 }),
                 over_limit: OverLimit::Pass,
             },
+            rules: Vec::new(),
+            pmtu: PmtuSettings::default(),
+            df_random_id: false,
         }
     }
 }
@@ -252,6 +269,17 @@ pub enum SettingsError {
     /// A rate with a zero burst, which could never grant anything.
     #[error("{0} burst must be at least 1")]
     ZeroBurst(&'static str),
+    /// A rule that cannot be compiled.
+    #[error(transparent)]
+    Rule(#[from] RuleError),
+    /// A learned-PMTU floor below the IPv4 minimum, or no expiry.
+    #[error("pmtu: min_mtu {min_mtu} must be at least 68 and expires {expires} at least 1 s")]
+    Pmtu {
+        /// The floor given.
+        min_mtu: u16,
+        /// The expiry given, in seconds.
+        expires: u64,
+    },
     /// Not two ports (wire mode), or per-port lists of different lengths.
     #[error("wire mode needs exactly 2 ports: {mtus} MTUs and {clamp_flags} clamp flags given")]
     PortCount {
@@ -269,6 +297,8 @@ pub struct Config {
     /// What a frame arriving on each port needs, by ingress port: one
     /// bounds check and one cache line per frame.
     plans: Vec<PortPlan>,
+    /// The rules, compiled (swapped with the rest on a reload).
+    rules: Rules,
 }
 
 /// Everything the pipeline reads per frame about its ingress port.
@@ -314,6 +344,14 @@ impl Config {
                 return Err(SettingsError::ZeroBurst(name));
             }
         }
+        let p = settings.pmtu;
+        if p.min_mtu_v4 < ipv4::MIN_MTU || p.expires_secs == 0 {
+            return Err(SettingsError::Pmtu {
+                min_mtu: p.min_mtu_v4,
+                expires: p.expires_secs,
+            });
+        }
+        let rules = Rules::compile(&settings.rules, &settings.port_mtu)?;
         let min_mtu = settings.port_mtu.iter().copied().min().unwrap_or(0);
         let mut clamp = [vec![None; nports], vec![None; nports]];
         let families = [
@@ -360,7 +398,16 @@ impl Config {
                 }
             })
             .collect();
-        Ok(Config { settings, plans })
+        Ok(Config {
+            settings,
+            plans,
+            rules,
+        })
+    }
+
+    /// The compiled rules.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
     }
 
     /// Number of ports.
@@ -539,6 +586,12 @@ crate::counter_table! {
             help: "IPv4 packets fragmented despite DF, by the DF policy.",
             text: "df overridden",
         },
+        /// Of those, the ones given a fresh IPv4 ID first (`random_id`).
+        df_random_id: u64 {
+            metric: "mtugate_df_random_id_total",
+            help: "IPv4 packets fragmented despite DF that were given a fresh random IPv4 ID first (df.random_id).",
+            text: "df random id",
+        },
         /// ICMP errors sent, by family (Fragmentation Needed, Packet Too Big).
         icmp_sent: [u64; 2] {
             metric: "mtugate_icmp_errors_sent_total",
@@ -616,6 +669,63 @@ pub struct State {
     pub bad_port: u64,
     syn: Option<SourceLimiter>,
     icmp: TokenBucket,
+    policy: Policy,
+}
+
+/// The worker's state for rules, learned path MTUs and `random_id`.
+#[derive(Debug, Clone)]
+struct Policy {
+    /// The names of the rules `rules` counts for (the configuration's).
+    names: Arc<[String]>,
+    /// Per rule, in the configuration's order.
+    rules: Vec<RuleCounters>,
+    /// Flow and path MTU tables, built when learning is first turned on.
+    learner: Option<Learner>,
+    /// Counters of learning kept while it is off (and before it starts).
+    pmtu_off: PmtuCounters,
+    ids: IdGen,
+    seed: u64,
+}
+
+impl Policy {
+    fn new(seed: u64) -> Policy {
+        Policy {
+            names: Arc::from(Vec::new()),
+            rules: Vec::new(),
+            learner: None,
+            pmtu_off: PmtuCounters::default(),
+            ids: IdGen::new(seed),
+            seed,
+        }
+    }
+
+    /// Follows a new configuration: rule counters keep their values by
+    /// rule name (a renamed or new rule starts at zero); the tables are
+    /// built the first time learning is on and kept (with what they
+    /// learned) while it is off.
+    fn reconfigure(&mut self, cfg: &Config) {
+        let names = cfg.rules.names();
+        if !Arc::ptr_eq(names, &self.names) && names[..] != self.names[..] {
+            let old = std::mem::take(&mut self.rules);
+            self.rules = names
+                .iter()
+                .map(|n| {
+                    self.names
+                        .iter()
+                        .position(|o| o == n)
+                        .and_then(|i| old.get(i).copied())
+                        .unwrap_or_default()
+                })
+                .collect();
+        }
+        self.names = Arc::clone(names);
+        self.rules.resize(names.len(), RuleCounters::default());
+        if cfg.settings.pmtu.learn && self.learner.is_none() {
+            let mut l = Learner::new(self.seed);
+            l.counters = self.pmtu_off;
+            self.learner = Some(l);
+        }
+    }
 }
 
 impl State {
@@ -627,6 +737,7 @@ impl State {
             bad_port: 0,
             syn: None,
             icmp: TokenBucket::unlimited(),
+            policy: Policy::new(seed),
         };
         s.build_syn_limiter(cfg, now, seed);
         s.reconfigure(cfg, now);
@@ -653,6 +764,7 @@ impl State {
         // A port count never changes live (it needs a restart); keep the
         // counters indexable if a caller does it anyway.
         self.counters.resize(cfg.port_count(), Counters::default());
+        self.policy.reconfigure(cfg);
         match cfg.settings.icmp.limit {
             Some(r) => self.icmp.set_rate(r.per_sec, r.burst, now),
             None => self.icmp.set_unlimited(),
@@ -661,6 +773,26 @@ impl State {
             (None, _) => self.syn = None,
             (Some((g, p)), Some(l)) => l.set_rates(g.per_sec, g.burst, p.per_sec, p.burst, now),
             (Some(_), None) => self.build_syn_limiter(cfg, now, now ^ 0x9e37_79b9_7f4a_7c15),
+        }
+    }
+}
+
+impl State {
+    /// The rules' names and their counters, in the configuration's order.
+    pub fn rule_counters(&self) -> (&Arc<[String]>, &[RuleCounters]) {
+        (&self.policy.names, &self.policy.rules)
+    }
+
+    /// Learning's counters, its `entries` gauge brought up to date at `now`
+    /// (expired entries are dropped: off the packet path, the worker calls
+    /// it before publishing).
+    pub fn pmtu_counters(&mut self, cfg: &Config, now: u64) -> PmtuCounters {
+        match &mut self.policy.learner {
+            Some(l) => {
+                l.refresh(now, &cfg.settings.pmtu);
+                l.counters
+            }
+            None => self.policy.pmtu_off,
         }
     }
 }
@@ -754,6 +886,7 @@ pub fn process_frame<E: ExtraFrames>(
         bad_port,
         syn,
         icmp,
+        policy,
     } = state;
     let (Some(plan), Some(c)) = (
         cfg.plans.get(ingress.index()),
@@ -771,6 +904,8 @@ pub fn process_frame<E: ExtraFrames>(
         counters: c,
         syn,
         icmp,
+        ingress,
+        policy,
     };
     let verdict = classify(buf, len, now, &mut parts, extra);
     let c = parts.counters;
@@ -795,6 +930,8 @@ struct Parts<'b> {
     counters: &'b mut Counters,
     syn: &'b mut Option<SourceLimiter>,
     icmp: &'b mut TokenBucket,
+    ingress: PortId,
+    policy: &'b mut Policy,
 }
 
 #[inline]
@@ -817,10 +954,15 @@ fn classify<E: ExtraFrames>(
         }
         Err(_) => return Verdict::Drop(DropReason::Truncated),
     };
+    // The outer VLAN id, for rules that name VLANs.
+    let vlan = (l2.vlan_tags > 0).then(|| {
+        u16::from_be_bytes([buf[ethernet::HEADER_LEN], buf[ethernet::HEADER_LEN + 1]]) & 0x0fff
+    });
     let mut ctx = Ctx {
         buf,
         len,
         l2: l2.header_len,
+        vlan,
         now,
         p: parts,
     };
@@ -839,8 +981,19 @@ struct Ctx<'a, 'b, 'c> {
     buf: &'a mut [u8],
     len: usize,
     l2: usize,
+    vlan: Option<u16>,
     now: u64,
     p: &'c mut Parts<'b>,
+}
+
+/// The clamp chosen for a TCP segment, and by what.
+struct Choice {
+    /// The clamp (`None`: none).
+    params: Option<ClampParams>,
+    /// The rule that matched it, if any.
+    rule: Option<usize>,
+    /// Whether a learned path MTU lowered it.
+    by_pmtu: bool,
 }
 
 /// What the SYN step did to the frame.
@@ -878,9 +1031,14 @@ impl Ctx<'_, '_, '_> {
         let first_frag = ip.frag_offset() == 0;
         let can_grow = !ip.is_fragment();
         let src = ip.src();
+        let addrs = Addrs::V4 { src, dst: ip.dst() };
+        let mut rule = None;
         if proto == ipv4::protocol::TCP && first_frag {
-            if let Some(p) = self.p.plan.clamp[family::V4] {
+            let choice = self.choose_clamp(l2 + hl, l2 + tl, &addrs);
+            rule = choice.rule;
+            if let Some(p) = choice.params {
                 let key = source_key_v4(src);
+                let before = self.rewrites(family::V4);
                 match self.syn(l2 + hl, l2 + tl, &p, key, family::V4, can_grow) {
                     SynOutcome::Drop => return Verdict::Drop(DropReason::SynLimit),
                     SynOutcome::Continue { grew: 0 } => {}
@@ -891,6 +1049,16 @@ impl Ctx<'_, '_, '_> {
                         self.len = l2 + tl;
                     }
                 }
+                self.count_rewrite(family::V4, before, &choice);
+            }
+        } else if proto == ipv4::protocol::ICMP && !ip.is_fragment() && self.learning() {
+            let Addrs::V4 { dst, .. } = addrs else {
+                unreachable!()
+            };
+            let (toward, now) = (self.p.plan.egress, self.now);
+            let set = &self.p.cfg.settings.pmtu;
+            if let Some(l) = self.p.policy.learner.as_mut() {
+                l.icmp_v4(&self.buf[l2 + hl..l2 + tl], dst, toward, now, set);
             }
         }
         let mtu = self.egress_mtu();
@@ -908,18 +1076,50 @@ impl Ctx<'_, '_, '_> {
         // its length as the SYN step left it), never the bare frame. Built
         // only here, off the forwarding path.
         let l3 = L3Ctx::ipv4(l2, &ip);
+        let mut policy = self.p.cfg.settings.df;
+        if !self.p.cfg.rules.is_empty() {
+            // Not a handshake: the packet matches a rule either way round.
+            if rule.is_none() {
+                let (ing, eg) = (self.p.ingress, self.p.plan.egress);
+                rule = self.p.cfg.rules.first_either(&addrs, ing, eg, self.vlan);
+                if let Some(c) = rule.and_then(|i| self.p.policy.rules.get_mut(i)) {
+                    c.matched += 1;
+                }
+            }
+            if let Some(d) = rule.and_then(|i| self.p.cfg.rules.action(i)?.df) {
+                policy = d;
+            }
+        }
         let may_fragment = !df
-            || match self.p.cfg.settings.df {
+            || match policy {
                 DfPolicy::Respect => false,
                 DfPolicy::ClearUdp => proto == ipv4::protocol::UDP,
                 DfPolicy::ClearAll => true,
             };
         if may_fragment {
+            let fresh_id = df && self.p.cfg.settings.df_random_id;
+            if fresh_id {
+                // random-id: the fragments of a packet whose DF we override
+                // get an ID the sender did not choose (it may send ID 0 with
+                // DF, trusting that nobody fragments). The checksum follows
+                // (RFC 1624); the fragmenter writes each fragment's anyway.
+                let id = self.p.policy.ids.next_id();
+                let mut ip = ipv4::Packet::new_unchecked(&mut self.buf[l2..self.len]);
+                let (old, sum) = (ip.ident(), ip.checksum());
+                ip.set_ident(id);
+                ip.set_checksum(checksum::update16(sum, old, id));
+            }
             // Wire mode: every fragment continues on the input's way.
             return match frag::fragment_ipv4(self.buf, &l3, mtu, MacRewrite::Keep, extra) {
                 Ok(f) => {
+                    if let Some(c) = rule.and_then(|i| self.p.policy.rules.get_mut(i)) {
+                        c.fragmented += 1;
+                    }
                     if df {
                         self.counters().df_overridden += 1;
+                    }
+                    if fresh_id {
+                        self.counters().df_random_id += 1;
                     }
                     Verdict::Fragments {
                         first_len: f.first_len,
@@ -948,12 +1148,15 @@ impl Ctx<'_, '_, '_> {
         };
         let mut tl = ip.total_len();
         let src = ip.src();
+        let dst = ip.dst();
         let upper = ip.upper_layer();
         match upper {
             Ok(u) if u.protocol == ipv4::protocol::TCP && u.has_header() => {
-                if let Some(p) = self.p.plan.clamp[family::V6] {
+                let choice = self.choose_clamp(l2 + u.offset, l2 + tl, &Addrs::V6 { src, dst });
+                if let Some(p) = choice.params {
                     let key = source_key_v6(&src);
                     let can_grow = u.fragment.is_none();
+                    let before = self.rewrites(family::V6);
                     match self.syn(l2 + u.offset, l2 + tl, &p, key, family::V6, can_grow) {
                         SynOutcome::Drop => return Verdict::Drop(DropReason::SynLimit),
                         SynOutcome::Continue { grew: 0 } => {}
@@ -964,6 +1167,25 @@ impl Ctx<'_, '_, '_> {
                             self.len = l2 + tl;
                         }
                     }
+                    self.count_rewrite(family::V6, before, &choice);
+                }
+            }
+            Ok(u)
+                if u.protocol == ipv4::protocol::ICMPV6
+                    && u.fragment.is_none()
+                    && self.learning() =>
+            {
+                let (toward, now) = (self.p.plan.egress, self.now);
+                let set = &self.p.cfg.settings.pmtu;
+                if let Some(l) = self.p.policy.learner.as_mut() {
+                    l.icmp_v6(
+                        &self.buf[l2 + u.offset..l2 + tl],
+                        &src,
+                        &dst,
+                        toward,
+                        now,
+                        set,
+                    );
                 }
             }
             Ok(_) => {}
@@ -987,6 +1209,105 @@ impl Ctx<'_, '_, '_> {
                 icmp::build_packet_too_big(buf, l3, macs, src, u32::from(mtu), max)
             },
         )
+    }
+
+    /// Whether path MTUs are being learned.
+    #[inline]
+    fn learning(&self) -> bool {
+        self.p.cfg.settings.pmtu.learn
+    }
+
+    /// MSS rewrites (clamps and insertions) of family `fam` so far.
+    #[inline]
+    fn rewrites(&mut self, fam: usize) -> u64 {
+        let c = self.counters();
+        c.mss_clamped[fam] + c.mss_inserted[fam]
+    }
+
+    /// After the SYN step: credits a rewrite to the rule and the learned
+    /// path MTU that chose its clamp.
+    #[inline]
+    fn count_rewrite(&mut self, fam: usize, before: u64, choice: &Choice) {
+        if choice.rule.is_none() && !choice.by_pmtu || self.rewrites(fam) == before {
+            return;
+        }
+        let pol = &mut *self.p.policy;
+        if let Some(c) = choice.rule.and_then(|i| pol.rules.get_mut(i)) {
+            c.clamped += 1;
+        }
+        if let (true, Some(l)) = (choice.by_pmtu, pol.learner.as_mut()) {
+            l.counters.clamped += 1;
+        }
+    }
+
+    /// The clamp of the TCP segment at `buf[start..end]`: its ingress
+    /// port's (`[mss]`), unless it is a SYN or SYN-ACK that a rule matches
+    /// (the rule's) or toward a destination with a learned path MTU (that
+    /// MTU's, if lower). Also records the SYN or SYN-ACK in the flow table
+    /// when learning. Without rules or learning, the port's at once.
+    #[inline]
+    fn choose_clamp(&mut self, start: usize, end: usize, addrs: &Addrs) -> Choice {
+        let fam = addrs.family();
+        let mut choice = Choice {
+            params: self.p.plan.clamp[fam],
+            rule: None,
+            by_pmtu: false,
+        };
+        let cfg = self.p.cfg;
+        if cfg.rules.is_empty() && !cfg.settings.pmtu.learn {
+            return choice;
+        }
+        let seg = &self.buf[start..end];
+        // Not a SYN (or too short to say): the SYN step decides and counts.
+        if seg.len() < tcp::MIN_HEADER_LEN
+            || seg[13] & (tcp::flags::SYN | tcp::flags::RST) != tcp::flags::SYN
+        {
+            return choice;
+        }
+        let (ingress, egress) = (self.p.ingress, self.p.plan.egress);
+        let pol = &mut *self.p.policy;
+        if !cfg.rules.is_empty() {
+            // A SYN-ACK is matched as the SYN it answers (came in on the
+            // port this one leaves by, addresses swapped).
+            choice.rule = if seg[13] & tcp::flags::ACK != 0 {
+                cfg.rules.first_reply(addrs, egress, self.vlan)
+            } else {
+                cfg.rules.first(addrs, ingress, self.vlan)
+            };
+            if let Some(i) = choice.rule {
+                choice.params = cfg.rules.action(i).and_then(|a| a.clamp[fam]);
+                if let Some(c) = pol.rules.get_mut(i) {
+                    c.matched += 1;
+                }
+            }
+        }
+        if let (true, Some(l)) = (cfg.settings.pmtu.learn, pol.learner.as_mut()) {
+            let (src, dst): (&[u8], &[u8]) = match addrs {
+                Addrs::V4 { src, dst } => (src, dst),
+                Addrs::V6 { src, dst } => (src, dst),
+            };
+            let seen = Seen {
+                fam,
+                src,
+                dst,
+                ports: [seg[0], seg[1], seg[2], seg[3]],
+            };
+            l.record_flow(&seen, ingress, self.now);
+            if let Some(m) = l.clamp_for(&seen, self.now, &cfg.settings.pmtu) {
+                match choice.params {
+                    Some(p) if p.clamp <= m => {}
+                    p => {
+                        choice.params = Some(ClampParams {
+                            clamp: m,
+                            range: None,
+                            insert_default: p.and_then(|p| p.insert_default),
+                        });
+                        choice.by_pmtu = true;
+                    }
+                }
+            }
+        }
+        choice
     }
 
     /// Drops a packet too big to forward and, if the rules and the ICMP
