@@ -259,6 +259,13 @@ impl<B: Backend> Worker<B> {
         s.busy_polls = self.poller.busy_rounds;
         s.frames_in_flight = q.frames_in_flight() as u64;
         s.frames_total = q.frame_count() as u64;
+        let (names, rules) = self.pipe.state.rule_counters();
+        if !Arc::ptr_eq(&s.rule_names, names) {
+            s.rule_names = Arc::clone(names);
+        }
+        s.rules.clear();
+        s.rules.extend_from_slice(rules);
+        s.pmtu = self.pipe.state.pmtu_counters(&self.pipe.cfg, self.pipe.now);
     }
 
     /// What the management thread asked for: a new configuration (applied

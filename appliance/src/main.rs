@@ -556,15 +556,13 @@ fn run(
         "mtugate running"
     );
 
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0x5eed);
     let mut handles = Vec::new();
     for (i, (qp, link)) in pairs.into_iter().zip(links).enumerate() {
         let core = p.cores[i];
         let cfg = cfg.clone();
-        let worker_seed = seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        // Each worker's secret: it keys the per-source SYN limiter, the
+        // learned-PMTU tables and random-id, so it must not be guessable.
+        let worker_seed = random_seed().context("reading /dev/urandom for a worker's seed")?;
         let h = std::thread::Builder::new()
             .name(format!("mtugate-q{}", p.queues[i]))
             .spawn(move || {
@@ -752,4 +750,14 @@ fn detach(path: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// 64 bits from the kernel's random source (`/dev/urandom` never blocks
+/// once the kernel's pool is initialised, which it is long before mtugate
+/// starts).
+fn random_seed() -> std::io::Result<u64> {
+    use std::io::Read;
+    let mut b = [0u8; 8];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
+    Ok(u64::from_le_bytes(b))
 }

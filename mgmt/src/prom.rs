@@ -18,6 +18,8 @@ use crate::model::{IoStats, KernelSocketStats, PortStats, QueueStats, Stats};
 use hdrhistogram::Histogram;
 use mtugate_datapath::counters::CounterTable;
 use mtugate_datapath::pipeline::Counters;
+use mtugate_datapath::pmtu::PmtuCounters;
+use mtugate_datapath::rules::RuleCounters;
 use std::fmt::Write;
 
 /// Upper bounds of the latency histogram buckets, in nanoseconds
@@ -201,6 +203,27 @@ pub fn render(stats: &Stats, latency: &[(u32, &LatencyHists)]) -> String {
         for (qid, q) in &qs {
             for p in &q.ports {
                 o.sample(name, &[("port", &p.port), ("queue", qid)], f(p));
+            }
+        }
+    }
+    // Per rule, labelled by the rule's name only: as many series as rules.
+    if !stats.rules.is_empty() {
+        for (i, d) in RuleCounters::TABLE.iter().enumerate() {
+            o.family(d.metric, d.kind.as_str(), d.help);
+            for r in &stats.rules {
+                o.sample(d.metric, &[("rule", &r.rule)], r.counters.0.values(i)[0]);
+            }
+        }
+    }
+    for (i, d) in PmtuCounters::TABLE.iter().enumerate() {
+        o.family(d.metric, d.kind.as_str(), d.help);
+        let v = stats.pmtu.0.values(i);
+        match d.label {
+            None => o.sample(d.metric, &[], v[0]),
+            Some(l) => {
+                for (lv, n) in l.values.iter().zip(v) {
+                    o.sample(d.metric, &[(l.name, lv)], n);
+                }
             }
         }
     }

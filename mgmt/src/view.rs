@@ -209,6 +209,38 @@ pub fn render(s: &Stats) -> String {
             ("tx ring full".into(), compact(ring_full as f64)),
         ],
     ));
+    if !s.rules.is_empty() {
+        let items: Vec<(String, String)> = s
+            .rules
+            .iter()
+            .map(|r| {
+                let c = &r.counters.0;
+                (
+                    r.rule.clone(),
+                    format!(
+                        "{}/{}/{}",
+                        compact(c.matched as f64),
+                        compact(c.clamped as f64),
+                        compact(c.fragmented as f64)
+                    ),
+                )
+            })
+            .collect();
+        bottom.extend(pack("rules m/c/f ", &items));
+    }
+    let p = &s.pmtu.0;
+    bottom.extend(pack(
+        "pmtu     ",
+        &[
+            ("entries".into(), compact(p.entries as f64)),
+            ("learned".into(), compact(p.learned as f64)),
+            (
+                "rejected".into(),
+                compact(p.rejected.iter().sum::<u64>() as f64),
+            ),
+            ("clamped".into(), compact(p.clamped as f64)),
+        ],
+    ));
     if !s.xdp.is_empty() {
         let mut x = mtugate_xsk::XdpStats::default();
         for p in &s.xdp {
