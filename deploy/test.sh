@@ -39,4 +39,6 @@ STEER=exceptions bash deploy/e2e.sh target/release/mtugate
 echo "== wire-mode e2e, [xsk] steer = \"all\", debug build (frame ownership tracker on)"
 STEER=all bash deploy/e2e.sh target/debug/mtugate
 bash deploy/e2e-mgmt.sh target/release/mtugate
+echo "== rules and learned path MTUs e2e (issue 12)"
+bash deploy/e2e-rules.sh target/release/mtugate
 bash deploy/e2e-perf.sh target/release/mtugate-perf target/release/mtugate

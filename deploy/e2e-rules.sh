@@ -1,0 +1,285 @@
+#!/usr/bin/env bash
+# End-to-end tests of rules and learned path MTUs (issue 12), judged by real
+# Linux hosts and tshark.
+#
+#   mtgr-client           mtgr-dut              mtgr-server                  mtgr-far
+#   eth0 192.0.2.1 <-> in0 [mtugate] out0 <-> eth0 192.0.2.2, .3      eth1 ---- eth0
+#                                              (a router: forwards     MTU 1300   198.51.100.2
+#                                               198.51.100.0/24)       198.51.100.1
+#
+# 1. Rules: [mss] is off; one rule clamps only what goes to the server's
+#    first address (192.0.2.2 / 2001:db8:1::2). The server's capture shows the
+#    client's SYN with MSS 1360 toward .2 and 1460 toward .3, the client's
+#    capture the SYN-ACKs likewise (IPv6: 1340 and 1440).
+# 2. A real PMTU black hole: the server routes to a far host over a 1300-byte
+#    link and answers 1500-byte packets with a real ICMP Fragmentation Needed;
+#    the client drops every ICMP (iptables). Without [pmtu] learn, the far
+#    host's SYN gets MSS 1460 and an upload stalls; with learn (a live
+#    reload), the ICMP of a stalled upload is learned, the next SYN toward the
+#    far host carries MSS 1260 and the upload completes (sha256 match).
+# 3. A forged Fragmentation Needed from scapy (a quote of no connection that
+#    crossed) changes nothing and is counted (no_flow).
+#
+# Usage: deploy/e2e-rules.sh [path/to/mtugate]   (as root)
+# Its own lab prefix (mtgr); everything it creates is removed on exit, also
+# on failure. Every wait and every transfer is bounded.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "e2e-rules: needs root (network namespaces, XDP)" >&2
+  exit 1
+fi
+
+BIN=${1:-}
+if [[ -z "$BIN" ]]; then
+  cargo build --release -p mtugate --locked >&2
+  BIN=target/release/mtugate
+fi
+BIN=$(readlink -f "$BIN")
+export LAB_PREFIX=mtgr
+WORK=$(mktemp -d /tmp/mtgr-e2e.XXXXXX)
+NS_FAR=$LAB_PREFIX-far
+C="ip netns exec $LAB_PREFIX-client"
+S="ip netns exec $LAB_PREFIX-server"
+D="ip netns exec $LAB_PREFIX-dut"
+F="ip netns exec $NS_FAR"
+# scapy from Debian's python3-scapy (deploy/deps.sh), whatever python3 PATH finds.
+PY=/usr/bin/python3
+PASS=0
+FAIL=0
+MTG_PID=""
+T0=$SECONDS
+
+cleanup() {
+  set +e
+  stop_mtugate KILL
+  pkill -f "ip netns exec $LAB_PREFIX-" 2>/dev/null
+  if ip netns list 2>/dev/null | grep -qw "$NS_FAR"; then
+    ip netns pids "$NS_FAR" 2>/dev/null | xargs -r kill 2>/dev/null
+    ip netns del "$NS_FAR"
+  fi
+  bash deploy/lab.sh down >/dev/null 2>&1
+  rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+ok() { PASS=$((PASS + 1)); echo "ok     - $*"; }
+bad() { FAIL=$((FAIL + 1)); echo "FAILED - $*"; }
+check() { # check "name" cmd...
+  local name=$1; shift
+  if "$@"; then ok "$name"; else bad "$name"; fi
+}
+
+# --- the lab -----------------------------------------------------------------
+
+OUT_MTU=1500 bash deploy/lab.sh up wire >/dev/null
+# A second address on the server, for a prefix no rule names.
+$S ip addr add 192.0.2.3/24 dev eth0
+$S ip addr add 2001:db8:1::3/64 dev eth0 nodad
+# The far host, behind the server acting as a router over a 1300-byte link.
+ip netns add "$NS_FAR"
+$F ip link set lo up
+ip link add eth1 netns "$LAB_PREFIX-server" mtu 1300 type veth peer name eth0 netns "$NS_FAR" mtu 1500
+$S ethtool -K eth1 tx off >/dev/null
+$F ethtool -K eth0 tx off >/dev/null
+$S ip addr add 198.51.100.1/24 dev eth1
+$F ip addr add 198.51.100.2/24 dev eth0
+$S ip link set eth1 up
+$F ip link set eth0 up
+$F ip route add default via 198.51.100.1
+$S sysctl -qw net.ipv4.ip_forward=1
+$C ip route add 198.51.100.0/24 via 192.0.2.2
+# The black hole: the client's firewall drops every ICMP.
+$C iptables -A INPUT -p icmp -j DROP
+
+cfg() { # cfg STEER LEARN > file
+  cat <<EOF
+mode = "wire"
+[[port]]
+name = "inside"
+iface = "in0"
+mtu = 1500
+[[port]]
+name = "outside"
+iface = "out0"
+mtu = 1500
+[mss]
+ipv4 = "off"    # only what a rule (or a learned path MTU) says
+ipv6 = "off"
+[[rule]]
+name = "first-server"
+from = "inside"
+dst = ["192.0.2.2/32", "2001:db8:1::2/128"]
+mss = { ipv4 = 1360, ipv6 = 1340 }
+[pmtu]
+learn = $2
+[workers]
+queues = [0]
+cores = [1]
+[xsk]
+steer = "$1"
+bpffs = "/run/mtugate/bpffs"
+[mgmt]
+listen = "127.0.0.1:9090"
+interval_ms = 200
+run_dir = "/run/mtugate-$LAB_PREFIX"
+EOF
+}
+
+start_mtugate() { # start_mtugate CONFIG
+  : >"$WORK/mtg.err"
+  $D "$BIN" run --config "$1" >"$WORK/mtg.out" 2>"$WORK/mtg.err" &
+  MTG_PID=$!
+  disown "$MTG_PID"
+  for _ in $(seq 100); do
+    grep -q "mtugate running" "$WORK/mtg.err" && return 0
+    kill -0 "$MTG_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "mtugate did not start:" >&2
+  cat "$WORK/mtg.err" >&2
+  return 1
+}
+
+stop_mtugate() { # stop_mtugate [TERM|KILL]
+  [[ -n "$MTG_PID" ]] || return 0
+  kill "-${1:-TERM}" "$MTG_PID" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "$MTG_PID" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$MTG_PID" 2>/dev/null || true
+  MTG_PID=""
+}
+
+CAPS=()
+capture() { # capture NS-CMD IFACE FILE FILTER...
+  local ns=$1 dev=$2 file=$3; shift 3
+  $ns timeout 30 tcpdump --immediate-mode -i "$dev" -nn -U -w "$file" "$@" 2>"$file.log" &
+  CAPS+=($!)
+  for _ in $(seq 100); do
+    grep -q "listening on" "$file.log" 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "tcpdump did not start: $(cat "$file.log")" >&2
+  return 1
+}
+capture_stop() {
+  sleep 0.3
+  kill -INT "${CAPS[@]}" 2>/dev/null || true
+  wait "${CAPS[@]}" 2>/dev/null || true
+  CAPS=()
+}
+
+# MSS and checksum status of the first SYN (ack 0) or SYN-ACK (ack 1).
+syn_mss() { # syn_mss FILE ACK
+  tshark -r "$1" -o tcp.check_checksum:TRUE -Y "tcp.flags.syn == 1 && tcp.flags.ack == $2" \
+    -T fields -e tcp.options.mss_val -e tcp.checksum.status 2>/dev/null | head -1 | tr '\t' ' '
+}
+
+metric() { # metric NAME-WITH-LABELS: its value in /metrics (0 if absent)
+  sleep 0.5 # two statistics intervals
+  $D curl -sS -m 5 http://127.0.0.1:9090/metrics | awk -v m="$1" '$1 == m {print $2; found = 1} END {if (!found) print 0}'
+}
+
+# --- 1. rules: one prefix clamped, the other not, both directions ----------
+
+test_rule() { # test_rule 4|6 ADDR PORT WANT
+  local fam=$1 addr=$2 port=$3 want=$4
+  capture "$S" eth0 "$WORK/s$port.pcap" tcp port "$port"
+  capture "$C" eth0 "$WORK/c$port.pcap" tcp port "$port"
+  $S timeout 4 nc "-$fam" -l -p "$port" >/dev/null &
+  sleep 0.3
+  echo hello | $C timeout 3 nc "-$fam" -q 1 "$addr" "$port" || true
+  capture_stop
+  local syn synack
+  syn=$(syn_mss "$WORK/s$port.pcap" 0)
+  synack=$(syn_mss "$WORK/c$port.pcap" 1)
+  check "IPv$fam to $addr: the server receives the SYN with MSS $want (tshark: ${syn:-none}; checksum status 1 = good)" \
+    test "$syn" = "$want 1"
+  check "IPv$fam from $addr: the client receives the SYN-ACK with MSS $want (tshark: ${synack:-none})" \
+    test "$synack" = "$want 1"
+}
+
+cfg exceptions false >"$WORK/rules.toml"
+start_mtugate "$WORK/rules.toml"
+test_rule 4 192.0.2.2 7101 1360
+test_rule 4 192.0.2.3 7102 1460
+test_rule 6 2001:db8:1::2 7103 1340
+test_rule 6 2001:db8:1::3 7104 1440
+m=$(metric 'mtugate_rule_clamped_total{rule="first-server"}')
+check "/metrics counts the rule's clamps by name: mtugate_rule_clamped_total{rule=\"first-server\"} = $m (2 SYNs + 2 SYN-ACKs)" \
+  test "$m" = 4
+stop_mtugate
+
+# --- 2. a real PMTU black hole ----------------------------------------------
+
+# An upload of 2 MiB from the client to the far host. Prints the bytes the
+# far host received and leaves a capture of the far host's side.
+upload() { # upload PORT SECONDS
+  local port=$1 secs=$2
+  head -c $((2 * 1024 * 1024)) /dev/urandom >"$WORK/up.bin"
+  rm -f "$WORK/up.rcv"
+  capture "$F" eth0 "$WORK/far$port.pcap" tcp port "$port" and 'tcp[tcpflags] & tcp-syn != 0'
+  capture "$C" eth0 "$WORK/cli$port.pcap" tcp port "$port" and 'tcp[tcpflags] & tcp-syn != 0'
+  $F timeout $((secs + 2)) nc -l -p "$port" >"$WORK/up.rcv" &
+  local srv=$!
+  sleep 0.3
+  $C timeout "$secs" nc -q 1 198.51.100.2 "$port" <"$WORK/up.bin" >/dev/null 2>&1 || true
+  wait $srv 2>/dev/null || true
+  capture_stop
+  stat -c %s "$WORK/up.rcv" 2>/dev/null || echo 0
+}
+intact() { test "$(sha256sum <"$WORK/up.bin" | cut -d' ' -f1)" = "$(sha256sum <"$WORK/up.rcv" | cut -d' ' -f1)"; }
+
+$C ip route flush cache
+cfg all false >"$WORK/pmtu.toml"
+start_mtugate "$WORK/pmtu.toml"
+got=$(upload 7201 5)
+syn=$(syn_mss "$WORK/far7201.pcap" 0)
+check "without [pmtu] learn: the far host's SYN carries MSS 1460 (${syn:-none}) and the upload stalls in the black hole ($got of 2097152 bytes in 5 s)" \
+  test "$syn" = "1460 1" -a "$got" -lt 2097152
+got=$(upload 7202 5)
+check "without learn the next connection stalls too ($got of 2097152 bytes)" test "$got" -lt 2097152
+
+sed -i 's/^learn = false/learn = true/' "$WORK/pmtu.toml"
+out=$("$BIN" reload --config "$WORK/pmtu.toml" 2>&1) && rc=0 || rc=$?
+check "mtugate reload turns learning on live (exit $rc: $out)" test "$rc" = 0
+$C ip route flush cache
+got=$(upload 7203 4)
+learned=$(metric mtugate_pmtu_learned_total)
+check "with learn: the router's real Fragmentation Needed (mtu 1300) crossing toward the client is learned (mtugate_pmtu_learned_total = $learned; that upload stalled at $got bytes)" \
+  test "${learned%.*}" -ge 1
+got=$(upload 7204 20)
+syn=$(syn_mss "$WORK/far7204.pcap" 0)
+synack=$(syn_mss "$WORK/cli7204.pcap" 1)
+check "the next SYN toward the far host carries MSS 1260 (far host's tshark: ${syn:-none})" test "$syn" = "1260 1"
+check "and its SYN-ACK reaches the client with MSS 1260 (client's tshark: ${synack:-none})" test "$synack" = "1260 1"
+check "the upload completes: $got of 2097152 bytes, sha256 match" intact
+m=$(metric mtugate_pmtu_entries)
+check "mtugate_pmtu_entries = $m" test "$m" = 1
+
+# --- 3. a forged ICMP --------------------------------------------------------
+
+before=$(metric 'mtugate_pmtu_rejected_total{reason="no_flow"}')
+$S "$PY" - <<'EOF' >/dev/null 2>&1
+from scapy.all import IP, ICMP, TCP, send
+# "Fragmentation needed, mtu 600" for a 1500-byte packet client -> .3 on
+# ports no connection used: a quote of nothing that crossed mtugate.
+q = IP(src="192.0.2.1", dst="192.0.2.3", len=1500, flags="DF") / TCP(sport=40999, dport=9, flags="A")
+send(IP(src="192.0.2.2", dst="192.0.2.1") / ICMP(type=3, code=4, nexthopmtu=600) / bytes(q)[:28], count=3, verbose=0)
+EOF
+after=$(metric 'mtugate_pmtu_rejected_total{reason="no_flow"}')
+# (At least 3: the stalled uploads' orphaned sockets may still be
+# retransmitting, and their ICMP errors are of flows whose SYN crossed
+# before learning was on: no_flow too.)
+check "a forged Fragmentation Needed (scapy, wrong quote, sent 3 times) is counted: rejected{no_flow} $before -> $after" \
+  test "$((after - before))" -ge 3
+test_rule 4 192.0.2.3 7301 1460
+m=$(metric mtugate_pmtu_entries)
+check "and changes nothing: still $m learned entry; the SYN to 192.0.2.3 kept MSS 1460 (above)" test "$m" = 1
+stats=$($D "$BIN" stats --run-dir "/run/mtugate-$LAB_PREFIX" --once 2>&1 || true)
+check "mtugate stats shows the rule and the learned path MTUs" \
+  bash -c 'grep -q "first-server" <<<"$1" && grep -q "pmtu .*entries 1" <<<"$1"' sh "$stats"
+stop_mtugate
+
+echo "$PASS passed, $FAIL failed ($((SECONDS - T0)) s)"
+[[ $FAIL -eq 0 ]]
