@@ -1539,6 +1539,66 @@ mtu = 1400
     }
 
     #[test]
+    fn rules_and_pmtu_read_and_refuse_naming_the_key() {
+        let rule = |body: &str| format!("{LAB}\n[[rule]]\nname = \"t\"\n{body}\n");
+        let v = validated(&rule(
+            "from = \"inside\"\ndst = [\"10.8.0.0/16\", \"fd08::/32\"]\nvlan = [100]\nmss = { ipv4 = 1300 }\ndf = \"clear-udp\"",
+        ));
+        let r = &v.settings.rules[0];
+        assert_eq!(r.from, Some(PortId::new(0)));
+        assert_eq!(r.dst.len(), 2);
+        assert_eq!((r.mss.ipv4, r.mss.ipv6), (Clamp::Fixed(1300), Clamp::Auto));
+        assert_eq!(r.df, Some(DfPolicy::ClearUdp));
+        // One word or number sets both families, and reads back as a table:
+        // the two spellings are no change to a reload.
+        let a = validated(&rule("mss = \"off\""));
+        assert_eq!(a.settings.rules[0].mss.ipv6, Clamp::Off);
+        let b = validated(&rule("mss = { ipv4 = \"off\", ipv6 = \"off\" }"));
+        assert_eq!(a.reload_to(&b), ReloadPlan::Unchanged);
+        assert_eq!(
+            validated(&rule("mss = 1200")).settings.rules[0].mss.ipv6,
+            Clamp::Fixed(1200)
+        );
+        for (body, key) in [
+            ("dst = [\"10.8.0.0/16\", \"10.8.0.1/16\"]", "rule[0].dst[1]"),
+            ("src = [\"nonsense\"]", "rule[0].src[0]"),
+            ("from = \"elsewhere\"", "rule[0].from"),
+            ("vlan = [4095]", "rule[0].vlan"),
+            ("mss = { ipv4 = 1400 }", "rule[0].mss.ipv4"),
+            ("[[rule]]\nname = \"t\"", "rule[1].name"),
+            ("[[rule]]\nname = \"a b\"", "rule[1].name"),
+        ] {
+            let (k, m) = invalid_err(&rule(body));
+            assert_eq!(k, key, "{body}: {m}");
+        }
+        for (body, want) in [
+            (
+                "mss = \"sometimes\"",
+                "rule.mss: \"sometimes\" is not an MSS",
+            ),
+            (
+                "mss = { ipv4 = \"x\" }",
+                "rule.mss.ipv4: \"x\" is not an MSS",
+            ),
+            ("df = \"never\"", "rule.df: \"never\" is not a DF policy"),
+            ("mss = { ipv5 = 1 }", "unknown field `ipv5`"),
+        ] {
+            let e = parse_err(&rule(body));
+            assert!(e.contains(want), "{body}: {e}");
+        }
+        // Learning needs the ICMP errors in the workers.
+        let (k, m) = invalid_err(&format!("{LAB}\n[pmtu]\nlearn = true\n"));
+        assert_eq!(k, "pmtu.learn", "{m}");
+        let v = validated(&format!(
+            "{LAB}\n[pmtu]\nlearn = true\nmin_mtu = 576\n[xsk]\nsteer = \"all\"\n"
+        ));
+        assert!(v.settings.pmtu.learn);
+        assert_eq!(v.settings.pmtu.min_mtu_v4, 576);
+        let (k, _) = invalid_err(&format!("{LAB}\n[pmtu]\nmin_mtu = 67\n"));
+        assert_eq!(k, "pmtu.min_mtu");
+    }
+
+    #[test]
     fn icmp_rate_zero_sends_none() {
         let v = FileConfig::parse(&format!("{LAB}\n[icmp]\nrate_pps = 0\n"))
             .unwrap()

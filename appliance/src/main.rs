@@ -304,6 +304,42 @@ fn check_config(path: &Path) -> Result<()> {
                 .map_or("off".into(), |v| v.to_string()),
         );
     }
+    let rules = cfg.rules();
+    for (i, r) in v.live.rules.iter().enumerate() {
+        let Some(a) = rules.action(i) else { continue };
+        let mss = |f: usize| a.clamp[f].map_or("off".into(), |c| c.clamp.to_string());
+        println!(
+            "  rule {} {}: from {}, src {}, dst {}, vlan {}: IPv4 SYNs clamped to {}, IPv6 to {}, DF {}",
+            i + 1,
+            r.name,
+            r.from.as_deref().unwrap_or("any port"),
+            if r.src.is_empty() { "any".into() } else { r.src.join(" ") },
+            if r.dst.is_empty() { "any".into() } else { r.dst.join(" ") },
+            if r.vlan.is_empty() {
+                "any".into()
+            } else {
+                format!("{:?}", r.vlan)
+            },
+            mss(0),
+            mss(1),
+            a.df.map_or("as [df]".into(), |d| format!("{d:?}")),
+        );
+    }
+    if !rules.is_empty() {
+        println!("  (first match wins; a SYN-ACK is matched as its SYN; no match: [mss] and [df])");
+    }
+    let pm = &v.settings.pmtu;
+    println!(
+        "  learned path MTUs: {}",
+        if pm.learn {
+            format!(
+                "on (floor {} / 1280, kept {} s)",
+                pm.min_mtu_v4, pm.expires_secs
+            )
+        } else {
+            "off".into()
+        }
+    );
     for (q, c) in p.queues.iter().zip(&p.cores) {
         println!("  queue {q} -> worker on core {c}");
     }
