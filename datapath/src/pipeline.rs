@@ -312,6 +312,9 @@ struct PortPlan {
     ingress_mtu: u16,
     /// Clamp parameters per family (0 = IPv4, 1 = IPv6).
     clamp: [Option<ClampParams>; 2],
+    /// Rules or learning are in force: a TCP segment's clamp is chosen by
+    /// `Ctx::choose_clamp`; else it is `clamp`, with nothing more to do.
+    policy: bool,
 }
 
 impl Config {
@@ -395,6 +398,7 @@ impl Config {
                     egress_mtu: settings.port_mtu[egress.index()],
                     ingress_mtu: settings.port_mtu[i],
                     clamp: [clamp[0][i], clamp[1][i]],
+                    policy: !rules.is_empty() || settings.pmtu.learn,
                 }
             })
             .collect();
@@ -954,16 +958,12 @@ fn classify<E: ExtraFrames>(
         }
         Err(_) => return Verdict::Drop(DropReason::Truncated),
     };
-    // The outer VLAN id, for rules that name VLANs.
-    let vlan = (l2.vlan_tags > 0).then(|| {
-        u16::from_be_bytes([buf[ethernet::HEADER_LEN], buf[ethernet::HEADER_LEN + 1]]) & 0x0fff
-    });
     let mut ctx = Ctx {
         buf,
         len,
         l2: l2.header_len,
-        vlan,
         now,
+        choice: Choice::NONE,
         p: parts,
     };
     match l2.ethertype {
@@ -981,19 +981,33 @@ struct Ctx<'a, 'b, 'c> {
     buf: &'a mut [u8],
     len: usize,
     l2: usize,
-    vlan: Option<u16>,
     now: u64,
+    choice: Choice,
     p: &'c mut Parts<'b>,
 }
 
-/// The clamp chosen for a TCP segment, and by what.
+/// What chose a SYN's clamp (when rules or learning are in force): kept in
+/// the frame's context, so that the path without them carries nothing.
+#[derive(Clone, Copy)]
 struct Choice {
-    /// The clamp (`None`: none).
-    params: Option<ClampParams>,
-    /// The rule that matched it, if any.
-    rule: Option<usize>,
+    /// The rule that matched it ([`Choice::NO_RULE`]: none).
+    rule: u8,
     /// Whether a learned path MTU lowered it.
     by_pmtu: bool,
+}
+
+impl Choice {
+    /// No rule matched (rules are fewer than [`crate::rules::MAX_RULES`]).
+    const NO_RULE: u8 = u8::MAX;
+    /// Nothing chose anything.
+    const NONE: Choice = Choice {
+        rule: Choice::NO_RULE,
+        by_pmtu: false,
+    };
+
+    fn rule(self) -> Option<usize> {
+        (self.rule != Choice::NO_RULE).then_some(usize::from(self.rule))
+    }
 }
 
 /// What the SYN step did to the frame.
@@ -1031,30 +1045,25 @@ impl Ctx<'_, '_, '_> {
         let first_frag = ip.frag_offset() == 0;
         let can_grow = !ip.is_fragment();
         let src = ip.src();
-        let addrs = Addrs::V4 { src, dst: ip.dst() };
-        let mut rule = None;
         if proto == ipv4::protocol::TCP && first_frag {
-            let choice = self.choose_clamp(l2 + hl, l2 + tl, &addrs);
-            rule = choice.rule;
-            if let Some(p) = choice.params {
+            if self.p.plan.policy {
+                // Rules or learning: chosen out of line (the path without
+                // them stays exactly as it was).
+                let addrs = Addrs::V4 { src, dst: ip.dst() };
+                match self.policy_syn(l2 + hl, tl, &addrs, can_grow) {
+                    Ok(t) => tl = t,
+                    Err(v) => return v,
+                }
+            } else if let Some(p) = self.p.plan.clamp[family::V4] {
                 let key = source_key_v4(src);
-                let before = self.rewrites(family::V4);
                 match self.syn(l2 + hl, l2 + tl, &p, key, family::V4, can_grow) {
                     SynOutcome::Drop => return Verdict::Drop(DropReason::SynLimit),
                     SynOutcome::Continue { grew: 0 } => {}
-                    SynOutcome::Continue { grew } => {
-                        tl += grew;
-                        let mut ip = ipv4::Packet::new_unchecked(&mut self.buf[l2..]);
-                        ip.update_total_len(tl as u16);
-                        self.len = l2 + tl;
-                    }
+                    SynOutcome::Continue { grew } => tl = self.grown(family::V4, tl + grew),
                 }
-                self.count_rewrite(family::V4, before, &choice);
             }
         } else if proto == ipv4::protocol::ICMP && !ip.is_fragment() && self.learning() {
-            let Addrs::V4 { dst, .. } = addrs else {
-                unreachable!()
-            };
+            let dst = ip.dst();
             let (toward, now) = (self.p.plan.egress, self.now);
             let set = &self.p.cfg.settings.pmtu;
             if let Some(l) = self.p.policy.learner.as_mut() {
@@ -1079,11 +1088,17 @@ impl Ctx<'_, '_, '_> {
         let mut policy = self.p.cfg.settings.df;
         if !self.p.cfg.rules.is_empty() {
             // Not a handshake: the packet matches a rule either way round.
+            let mut rule = self.choice.rule();
             if rule.is_none() {
                 let (ing, eg) = (self.p.ingress, self.p.plan.egress);
-                rule = self.p.cfg.rules.first_either(&addrs, ing, eg, self.vlan);
-                if let Some(c) = rule.and_then(|i| self.p.policy.rules.get_mut(i)) {
-                    c.matched += 1;
+                let addrs = Addrs::V4 { src, dst: ip.dst() };
+                rule = self.p.cfg.rules.first_either(&addrs, ing, eg, self.vlan());
+                if let Some(i) = rule {
+                    // At most MAX_RULES (64): fits.
+                    self.choice.rule = i as u8;
+                    if let Some(c) = self.p.policy.rules.get_mut(i) {
+                        c.matched += 1;
+                    }
                 }
             }
             if let Some(d) = rule.and_then(|i| self.p.cfg.rules.action(i)?.df) {
@@ -1112,6 +1127,7 @@ impl Ctx<'_, '_, '_> {
             // Wire mode: every fragment continues on the input's way.
             return match frag::fragment_ipv4(self.buf, &l3, mtu, MacRewrite::Keep, extra) {
                 Ok(f) => {
+                    let rule = self.choice.rule();
                     if let Some(c) = rule.and_then(|i| self.p.policy.rules.get_mut(i)) {
                         c.fragmented += 1;
                     }
@@ -1148,26 +1164,23 @@ impl Ctx<'_, '_, '_> {
         };
         let mut tl = ip.total_len();
         let src = ip.src();
-        let dst = ip.dst();
         let upper = ip.upper_layer();
         match upper {
             Ok(u) if u.protocol == ipv4::protocol::TCP && u.has_header() => {
-                let choice = self.choose_clamp(l2 + u.offset, l2 + tl, &Addrs::V6 { src, dst });
-                if let Some(p) = choice.params {
+                let can_grow = u.fragment.is_none();
+                if self.p.plan.policy {
+                    let addrs = Addrs::V6 { src, dst: ip.dst() };
+                    match self.policy_syn(l2 + u.offset, tl, &addrs, can_grow) {
+                        Ok(t) => tl = t,
+                        Err(v) => return v,
+                    }
+                } else if let Some(p) = self.p.plan.clamp[family::V6] {
                     let key = source_key_v6(&src);
-                    let can_grow = u.fragment.is_none();
-                    let before = self.rewrites(family::V6);
                     match self.syn(l2 + u.offset, l2 + tl, &p, key, family::V6, can_grow) {
                         SynOutcome::Drop => return Verdict::Drop(DropReason::SynLimit),
                         SynOutcome::Continue { grew: 0 } => {}
-                        SynOutcome::Continue { grew } => {
-                            tl += grew;
-                            let pl = (tl - ipv6::HEADER_LEN) as u16;
-                            ipv6::Packet::new_unchecked(&mut self.buf[l2..]).set_payload_len(pl);
-                            self.len = l2 + tl;
-                        }
+                        SynOutcome::Continue { grew } => tl = self.grown(family::V6, tl + grew),
                     }
-                    self.count_rewrite(family::V6, before, &choice);
                 }
             }
             Ok(u)
@@ -1175,6 +1188,7 @@ impl Ctx<'_, '_, '_> {
                     && u.fragment.is_none()
                     && self.learning() =>
             {
+                let dst = ip.dst();
                 let (toward, now) = (self.p.plan.egress, self.now);
                 let set = &self.p.cfg.settings.pmtu;
                 if let Some(l) = self.p.policy.learner.as_mut() {
@@ -1211,6 +1225,64 @@ impl Ctx<'_, '_, '_> {
         )
     }
 
+    /// The IP packet grew to `tl` bytes (an MSS option inserted): its
+    /// length field and the frame's length follow. Returns `tl`.
+    #[inline]
+    fn grown(&mut self, fam: usize, tl: usize) -> usize {
+        let l2 = self.l2;
+        if fam == family::V4 {
+            ipv4::Packet::new_unchecked(&mut self.buf[l2..]).update_total_len(tl as u16);
+        } else {
+            let pl = (tl - ipv6::HEADER_LEN) as u16;
+            ipv6::Packet::new_unchecked(&mut self.buf[l2..]).set_payload_len(pl);
+        }
+        self.len = l2 + tl;
+        tl
+    }
+
+    /// The SYN step with rules or learning in force, for the TCP segment
+    /// at `start` of an IP packet of `tl` bytes with `addrs`: the clamp
+    /// chosen ([`Ctx::choose_clamp`]), the segment clamped, the rewrite
+    /// credited to what chose it. The new IP packet length, or the verdict
+    /// of a SYN dropped over the limit.
+    #[inline(never)]
+    fn policy_syn(
+        &mut self,
+        start: usize,
+        tl: usize,
+        addrs: &Addrs,
+        can_grow: bool,
+    ) -> Result<usize, Verdict> {
+        let fam = addrs.family();
+        let end = self.l2 + tl;
+        let Some(p) = self.choose_clamp(start, end, addrs) else {
+            return Ok(tl);
+        };
+        let key = match addrs {
+            Addrs::V4 { src, .. } => source_key_v4(*src),
+            Addrs::V6 { src, .. } => source_key_v6(src),
+        };
+        let before = self.rewrites(fam);
+        let tl = match self.syn(start, end, &p, key, fam, can_grow) {
+            SynOutcome::Drop => return Err(Verdict::Drop(DropReason::SynLimit)),
+            SynOutcome::Continue { grew: 0 } => tl,
+            SynOutcome::Continue { grew } => self.grown(fam, tl + grew),
+        };
+        self.count_rewrite(fam, before);
+        Ok(tl)
+    }
+
+    /// The outer VLAN id, for rules that name VLANs.
+    #[inline]
+    fn vlan(&self) -> Option<u16> {
+        (self.l2 > ethernet::HEADER_LEN).then(|| {
+            u16::from_be_bytes([
+                self.buf[ethernet::HEADER_LEN],
+                self.buf[ethernet::HEADER_LEN + 1],
+            ]) & 0x0fff
+        })
+    }
+
     /// Whether path MTUs are being learned.
     #[inline]
     fn learning(&self) -> bool {
@@ -1227,12 +1299,13 @@ impl Ctx<'_, '_, '_> {
     /// After the SYN step: credits a rewrite to the rule and the learned
     /// path MTU that chose its clamp.
     #[inline]
-    fn count_rewrite(&mut self, fam: usize, before: u64, choice: &Choice) {
-        if choice.rule.is_none() && !choice.by_pmtu || self.rewrites(fam) == before {
+    fn count_rewrite(&mut self, fam: usize, before: u64) {
+        let choice = self.choice;
+        if choice.rule().is_none() && !choice.by_pmtu || self.rewrites(fam) == before {
             return;
         }
         let pol = &mut *self.p.policy;
-        if let Some(c) = choice.rule.and_then(|i| pol.rules.get_mut(i)) {
+        if let Some(c) = choice.rule().and_then(|i| pol.rules.get_mut(i)) {
             c.clamped += 1;
         }
         if let (true, Some(l)) = (choice.by_pmtu, pol.learner.as_mut()) {
@@ -1243,39 +1316,37 @@ impl Ctx<'_, '_, '_> {
     /// The clamp of the TCP segment at `buf[start..end]`: its ingress
     /// port's (`[mss]`), unless it is a SYN or SYN-ACK that a rule matches
     /// (the rule's) or toward a destination with a learned path MTU (that
-    /// MTU's, if lower). Also records the SYN or SYN-ACK in the flow table
-    /// when learning. Without rules or learning, the port's at once.
+    /// MTU's, if lower); what chose it goes to `self.choice`. Also records
+    /// the SYN or SYN-ACK in the flow table when learning. Called only when
+    /// rules or learning are in force (`PortPlan::policy`), out of line: the
+    /// path without them stays as it was.
     #[inline]
-    fn choose_clamp(&mut self, start: usize, end: usize, addrs: &Addrs) -> Choice {
+    fn choose_clamp(&mut self, start: usize, end: usize, addrs: &Addrs) -> Option<ClampParams> {
         let fam = addrs.family();
-        let mut choice = Choice {
-            params: self.p.plan.clamp[fam],
-            rule: None,
-            by_pmtu: false,
-        };
+        let mut params = self.p.plan.clamp[fam];
         let cfg = self.p.cfg;
-        if cfg.rules.is_empty() && !cfg.settings.pmtu.learn {
-            return choice;
-        }
         let seg = &self.buf[start..end];
         // Not a SYN (or too short to say): the SYN step decides and counts.
         if seg.len() < tcp::MIN_HEADER_LEN
             || seg[13] & (tcp::flags::SYN | tcp::flags::RST) != tcp::flags::SYN
         {
-            return choice;
+            return params;
         }
-        let (ingress, egress) = (self.p.ingress, self.p.plan.egress);
+        let mut choice = Choice::NONE;
+        let (ingress, egress, vlan) = (self.p.ingress, self.p.plan.egress, self.vlan());
         let pol = &mut *self.p.policy;
         if !cfg.rules.is_empty() {
             // A SYN-ACK is matched as the SYN it answers (came in on the
             // port this one leaves by, addresses swapped).
-            choice.rule = if seg[13] & tcp::flags::ACK != 0 {
-                cfg.rules.first_reply(addrs, egress, self.vlan)
+            let rule = if seg[13] & tcp::flags::ACK != 0 {
+                cfg.rules.first_reply(addrs, egress, vlan)
             } else {
-                cfg.rules.first(addrs, ingress, self.vlan)
+                cfg.rules.first(addrs, ingress, vlan)
             };
-            if let Some(i) = choice.rule {
-                choice.params = cfg.rules.action(i).and_then(|a| a.clamp[fam]);
+            if let Some(i) = rule {
+                // At most MAX_RULES (64): fits.
+                choice.rule = i as u8;
+                params = cfg.rules.action(i).and_then(|a| a.clamp[fam]);
                 if let Some(c) = pol.rules.get_mut(i) {
                     c.matched += 1;
                 }
@@ -1294,10 +1365,10 @@ impl Ctx<'_, '_, '_> {
             };
             l.record_flow(&seen, ingress, self.now);
             if let Some(m) = l.clamp_for(&seen, self.now, &cfg.settings.pmtu) {
-                match choice.params {
+                match params {
                     Some(p) if p.clamp <= m => {}
                     p => {
-                        choice.params = Some(ClampParams {
+                        params = Some(ClampParams {
                             clamp: m,
                             range: None,
                             insert_default: p.and_then(|p| p.insert_default),
@@ -1307,7 +1378,8 @@ impl Ctx<'_, '_, '_> {
                 }
             }
         }
-        choice
+        self.choice = choice;
+        params
     }
 
     /// Drops a packet too big to forward and, if the rules and the ICMP

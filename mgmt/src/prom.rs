@@ -462,7 +462,7 @@ mod tests {
         assert_eq!(j["rules"][0]["rule"], "into-tunnel");
         assert_eq!(j["rules"][0]["counters"]["clamped"], 8);
         assert_eq!(j["pmtu"]["rejected"]["no_flow"], 18);
-        let back: crate::model::Stats = serde_json::from_value(j).unwrap();
+        let back: Stats = serde_json::from_value(j).unwrap();
         assert_eq!(back, a.stats());
         // mtugate stats: a line each.
         let screen = crate::view::render(&a.stats());
