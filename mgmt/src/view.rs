@@ -226,7 +226,21 @@ pub fn render(s: &Stats) -> String {
                 )
             })
             .collect();
-        bottom.extend(pack("rules m/c/f ", &items));
+        // At most two lines of rules: the rest is in --json.
+        let mut lines = pack("rules m/c/f ", &items);
+        if lines.len() > 2 {
+            let shown: usize = lines[..2]
+                .iter()
+                .map(|l| l.split("  ").filter(|x| !x.trim().is_empty()).count())
+                .sum();
+            lines.truncate(2);
+            let more = format!("  +{} more", items.len().saturating_sub(shown));
+            let last = &mut lines[1];
+            let keep = WIDTH.saturating_sub(more.len()).min(last.len());
+            last.truncate(keep);
+            last.push_str(&more);
+        }
+        bottom.extend(lines);
     }
     let p = &s.pmtu.0;
     bottom.extend(pack(
@@ -365,6 +379,23 @@ mod tests {
         assert!(screen.contains("more rows"), "{screen}");
         assert!(screen.contains("all "), "the total row stays: {screen}");
         assert!(screen.contains("dwell"), "{screen}");
+    }
+
+    #[test]
+    fn many_rules_take_two_lines() {
+        let mut s = stats(1, 5);
+        s.rules = (0..64)
+            .map(|i| crate::model::RuleStats {
+                rule: format!("customer-{i}"),
+                ..Default::default()
+            })
+            .collect();
+        let screen = render(&s);
+        assert_fits(&screen);
+        assert!(screen.matches("customer-").count() > 4, "{screen}");
+        assert!(screen.contains("more"), "{screen}");
+        assert!(screen.contains("pmtu "), "{screen}");
+        assert!(screen.contains("kernel "), "{screen}");
     }
 
     #[test]
