@@ -12,8 +12,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use mtugate::config::{FileConfig, Validated, XskModeName, DEFAULT_RUN_DIR};
 use mtugate::reload::FileReloader;
 use mtugate::{engine, report};
-use mtugate_datapath::pipeline::Config;
 use mtugate_datapath::pipeline::PortId;
+use mtugate_datapath::pipeline::{Config, DfPolicy};
 use mtugate_mgmt::client::{self, ClientError, Endpoint};
 use mtugate_mgmt::{final_stats::FinalXdp, model::Stats, view, Mgmt, MgmtOptions, QueueInfo};
 use mtugate_xsk::{
@@ -322,7 +322,12 @@ fn check_config(path: &Path) -> Result<()> {
             },
             mss(0),
             mss(1),
-            a.df.map_or("as [df]".into(), |d| format!("{d:?}")),
+            match a.df {
+                None => "as [df]",
+                Some(DfPolicy::Respect) => "respect",
+                Some(DfPolicy::ClearUdp) => "clear-udp",
+                Some(DfPolicy::ClearAll) => "clear-all",
+            },
         );
     }
     if !rules.is_empty() {
