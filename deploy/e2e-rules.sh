@@ -10,7 +10,8 @@
 # 1. Rules: [mss] is off; one rule clamps only what goes to the server's
 #    first address (192.0.2.2 / 2001:db8:1::2). The server's capture shows the
 #    client's SYN with MSS 1360 toward .2 and 1460 toward .3, the client's
-#    capture the SYN-ACKs likewise (IPv6: 1340 and 1440).
+#    capture the SYN-ACKs likewise (IPv6: 1340 and 1440); /metrics counts by
+#    rule name and passes promtool; a live reload moves the rule to .3.
 # 2. A real PMTU black hole: the server routes to a far host over a 1300-byte
 #    link and answers 1500-byte packets with a real ICMP Fragmentation Needed;
 #    the client drops every ICMP (iptables). Without [pmtu] learn, the far
@@ -208,6 +209,17 @@ test_rule 6 2001:db8:1::3 7104 1440
 m=$(metric 'mtugate_rule_clamped_total{rule="first-server"}')
 check "/metrics counts the rule's clamps by name: mtugate_rule_clamped_total{rule=\"first-server\"} = $m (2 SYNs + 2 SYN-ACKs)" \
   test "$m" = 4
+if command -v promtool >/dev/null; then
+  $D curl -sS -m 5 http://127.0.0.1:9090/metrics >"$WORK/metrics.txt"
+  check "/metrics with rules passes promtool check metrics" \
+    sh -c 'promtool check metrics <"$1" >/dev/null 2>&1' sh "$WORK/metrics.txt"
+fi
+# Rules reload live: the rule now names the second address instead.
+sed -i 's|^dst = .*|dst = ["192.0.2.3/32", "2001:db8:1::3/128"]|' "$WORK/rules.toml"
+out=$("$BIN" reload --config "$WORK/rules.toml" 2>&1) && rc=0 || rc=$?
+check "mtugate reload moves the rule to 192.0.2.3 (exit $rc: $out)" test "$rc" = 0
+test_rule 4 192.0.2.3 7105 1360
+test_rule 4 192.0.2.2 7106 1460
 stop_mtugate
 
 # --- 2. a real PMTU black hole ----------------------------------------------
