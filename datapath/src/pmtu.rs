@@ -86,14 +86,15 @@ impl Default for PmtuSettings {
 #[repr(u8)]
 pub enum Reject {
     /// Truncated, wrong checksum, or a quote that is not an IP packet with
-    /// TCP ports.
+    /// at least 4 bytes after its header.
     Malformed = 0,
     /// The MTU is below the floor (or 0).
     BelowFloor,
     /// The quoted packet's source is not the ICMP's destination, or it was
     /// not larger than the MTU reported.
     BadQuote,
-    /// No connection with the quoted addresses and ports crossed mtugate.
+    /// No connection with the quoted addresses and ports crossed mtugate
+    /// (or the quote is not of TCP: only TCP connections are recorded).
     NoFlow,
     /// The connection crossed from the side the ICMP came from.
     WrongSide,
@@ -373,8 +374,13 @@ impl Learner {
             return self.reject(Reject::Malformed);
         };
         let hl = ip.header_len();
-        if ip.protocol() != ipv4::protocol::TCP || ip.frag_offset() != 0 || q.len() < hl + 4 {
+        if q.len() < hl + 4 {
             return self.reject(Reject::Malformed);
+        }
+        // Only TCP connections are recorded (their SYNs are what we clamp);
+        // a non-first fragment quotes no ports.
+        if ip.protocol() != ipv4::protocol::TCP || ip.frag_offset() != 0 {
+            return self.reject(Reject::NoFlow);
         }
         if mtu < set.min_mtu_v4.max(ipv4::MIN_MTU) {
             return self.reject(Reject::BelowFloor);
@@ -412,8 +418,12 @@ impl Learner {
         let m = icmp::Message::new_unchecked(msg);
         let mtu = m.mtu32();
         let q = m.body();
-        if q.len() < ipv6::HEADER_LEN + 4 || q[0] >> 4 != 6 || q[6] != ipv4::protocol::TCP {
+        if q.len() < ipv6::HEADER_LEN + 4 || q[0] >> 4 != 6 {
             return self.reject(Reject::Malformed);
+        }
+        // TCP right after the header: what a SYN we recorded looks like.
+        if q[6] != ipv4::protocol::TCP {
+            return self.reject(Reject::NoFlow);
         }
         if mtu < u32::from(ipv6::MIN_MTU) {
             return self.reject(Reject::BelowFloor);

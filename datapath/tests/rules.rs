@@ -590,6 +590,21 @@ fn forged_icmp_changes_nothing_and_is_counted() {
             "case {i}"
         );
     }
+    // A quote of UDP: no connection of ours (only TCP is recorded).
+    let mut udp = frag_needed(ROUTER, CLIENT, 1300, flow, 1500);
+    udp[14 + 20 + 8 + 9] = 17;
+    let h = etherparse::Ipv4Header::from_slice(&udp[14 + 28..])
+        .unwrap()
+        .0;
+    udp[14 + 28 + 10..14 + 28 + 12].copy_from_slice(&h.calc_header_checksum().to_be_bytes());
+    let sum = etherparse::checksum::Sum16BitWords::new()
+        .add_slice(&udp[14 + 20..14 + 22])
+        .add_slice(&udp[14 + 24..])
+        .ones_complement()
+        .to_be();
+    udp[14 + 22..14 + 24].copy_from_slice(&sum.to_be_bytes());
+    d.run(&udp, OUTSIDE);
+    assert_eq!(d.pmtu().rejected[Reject::NoFlow as usize], 2);
     // Quoted source is not the ICMP's destination.
     let mut q = frag_needed(ROUTER, [192, 0, 2, 9], 1300, flow, 1500);
     d.run(&q, OUTSIDE);
