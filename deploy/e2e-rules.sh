@@ -12,6 +12,8 @@
 #    client's SYN with MSS 1360 toward .2 and 1460 toward .3, the client's
 #    capture the SYN-ACKs likewise (IPv6: 1340 and 1440); /metrics counts by
 #    rule name and passes promtool; a live reload moves the rule to .3.
+#    random-id: DF datagrams the client sends with ID 0 are fragmented by
+#    clear-udp for the 1400-byte outside port with fresh IDs.
 # 2. A real PMTU black hole: the server routes to a far host over a 1300-byte
 #    link and answers 1500-byte packets with a real ICMP Fragmentation Needed;
 #    the client drops every ICMP (iptables). Without [pmtu] learn, the far
@@ -94,7 +96,7 @@ $C ip route add 198.51.100.0/24 via 192.0.2.2
 # The black hole: the client's firewall drops every ICMP.
 $C iptables -A INPUT -p icmp -j DROP
 
-cfg() { # cfg STEER LEARN > file
+cfg() { # cfg STEER LEARN OUTSIDE-MTU > file
   cat <<EOF
 mode = "wire"
 [[port]]
@@ -104,10 +106,13 @@ mtu = 1500
 [[port]]
 name = "outside"
 iface = "out0"
-mtu = 1500
+mtu = $3
 [mss]
 ipv4 = "off"    # only what a rule (or a learned path MTU) says
 ipv6 = "off"
+[df]
+policy = "clear-udp"
+random_id = true
 [[rule]]
 name = "first-server"
 from = "inside"
@@ -180,6 +185,10 @@ metric() { # metric NAME-WITH-LABELS: its value in /metrics (0 if absent)
   sleep 0.5 # two statistics intervals
   $D curl -sS -m 5 http://127.0.0.1:9090/metrics | awk -v m="$1" '$1 == m {print $2; found = 1} END {if (!found) print 0}'
 }
+metric_sum() { # metric_sum NAME: the sum of its series (every port and queue)
+  sleep 0.5
+  $D curl -sS -m 5 http://127.0.0.1:9090/metrics | awk -v m="$1" 'index($1, m "{") == 1 || $1 == m {s += $2} END {print s + 0}'
+}
 
 # --- 1. rules: one prefix clamped, the other not, both directions ----------
 
@@ -200,7 +209,7 @@ test_rule() { # test_rule 4|6 ADDR PORT WANT
     test "$synack" = "$want 1"
 }
 
-cfg exceptions false >"$WORK/rules.toml"
+cfg exceptions false 1400 >"$WORK/rules.toml"
 start_mtugate "$WORK/rules.toml"
 test_rule 4 192.0.2.2 7101 1360
 test_rule 4 192.0.2.3 7102 1460
@@ -214,6 +223,45 @@ if command -v promtool >/dev/null; then
   check "/metrics with rules passes promtool check metrics" \
     sh -c 'promtool check metrics <"$1" >/dev/null 2>&1' sh "$WORK/metrics.txt"
 fi
+# random-id: the client sends DF datagrams of 1500 bytes from an unconnected
+# UDP socket, which Linux gives IPv4 ID 0 (it trusts DF: nobody fragments).
+# clear-udp fragments them for the 1400-byte outside port; each must get a
+# fresh ID of its own, and the server must reassemble all three.
+capture "$S" eth0 "$WORK/ids.pcap" udp port 7000 or "ip[6:2] & 0x1fff != 0"
+capture "$C" eth0 "$WORK/ids-c.pcap" udp port 7000
+$S timeout 10 python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("192.0.2.2", 7000)); s.settimeout(2)
+open(sys.argv[1], "w").close()
+n = 0
+try:
+    while True:
+        d, _ = s.recvfrom(4096); n += len(d) == 1472
+except OSError:
+    pass
+print(n)' "$WORK/udp.ready" >"$WORK/udp.count" &
+srv=$!
+for _ in $(seq 100); do [[ -e "$WORK/udp.ready" ]] && break; sleep 0.05; done
+$C python3 -c '
+import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, 10, 3)  # IP_MTU_DISCOVER = IP_PMTUDISC_PROBE: DF
+for _ in range(3):
+    s.sendto(b"x" * 1472, ("192.0.2.2", 7000)); time.sleep(0.1)'
+wait $srv 2>/dev/null || true
+capture_stop
+ids=$(tshark -r "$WORK/ids.pcap" -Y "ip.src == 192.0.2.1" -T fields -e ip.id 2>/dev/null | sort -u | tr '\n' ' ')
+frags=$(tshark -r "$WORK/ids.pcap" -Y "ip.src == 192.0.2.1" 2>/dev/null | wc -l)
+sent=$(tshark -r "$WORK/ids-c.pcap" -T fields -e ip.id -e ip.flags.df 2>/dev/null | sort | uniq -c | tr -s ' \t\n' ' ')
+check "random-id: the server reassembles all 3 DF datagrams fragmented by clear-udp ($(cat "$WORK/udp.count") of 3, $frags fragments)" \
+  test "$(cat "$WORK/udp.count")" = 3 -a "$frags" -eq 6
+check "random-id: the client sent 3 datagrams with DF and ID 0 (client's tshark, count id df: $sent)" \
+  test "$sent" = " 3 0x0000 1 "
+check "random-id: the fragments carry 3 fresh IDs, one per datagram (server's tshark: $ids)" \
+  sh -c 'set -- $1; test $# -eq 3 && ! echo "$*" | grep -qw 0x0000' sh "$ids"
+m=$(metric_sum mtugate_df_random_id_total)
+check "/metrics: mtugate_df_random_id_total = $m" test "$m" = 3
 # Rules reload live: the rule now names the second address instead.
 sed -i 's|^dst = .*|dst = ["192.0.2.3/32", "2001:db8:1::3/128"]|' "$WORK/rules.toml"
 out=$("$BIN" reload --config "$WORK/rules.toml" 2>&1) && rc=0 || rc=$?
@@ -243,7 +291,7 @@ upload() { # upload PORT SECONDS
 intact() { test "$(sha256sum <"$WORK/up.bin" | cut -d' ' -f1)" = "$(sha256sum <"$WORK/up.rcv" | cut -d' ' -f1)"; }
 
 $C ip route flush cache
-cfg all false >"$WORK/pmtu.toml"
+cfg all false 1500 >"$WORK/pmtu.toml"
 start_mtugate "$WORK/pmtu.toml"
 got=$(upload 7201 5)
 syn=$(syn_mss "$WORK/far7201.pcap" 0)
