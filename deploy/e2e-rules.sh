@@ -20,6 +20,7 @@
 #    host's SYN gets MSS 1460 and an upload stalls; with learn (a live
 #    reload), the ICMP of a stalled upload is learned, the next SYN toward the
 #    far host carries MSS 1260 and the upload completes (sha256 match).
+#    The same over IPv6 with the router's real Packet Too Big (MSS 1240).
 # 3. A forged Fragmentation Needed from scapy (a quote of no connection that
 #    crossed) changes nothing and is counted (no_flow).
 #
@@ -93,8 +94,16 @@ $F ip link set eth0 up
 $F ip route add default via 198.51.100.1
 $S sysctl -qw net.ipv4.ip_forward=1
 $C ip route add 198.51.100.0/24 via 192.0.2.2
-# The black hole: the client's firewall drops every ICMP.
+# The same for IPv6: 2001:db8:2::/64 behind the server.
+$S ip addr add 2001:db8:2::1/64 dev eth1 nodad
+$F ip addr add 2001:db8:2::2/64 dev eth0 nodad
+$F ip -6 route add default via 2001:db8:2::1
+$S sysctl -qw net.ipv6.conf.all.forwarding=1
+$C ip -6 route add 2001:db8:2::/64 via 2001:db8:1::2
+# The black hole: the client's firewall drops every ICMP (and ICMPv6 Packet
+# Too Big: the rest of ICMPv6 is neighbour discovery, which it needs).
 $C iptables -A INPUT -p icmp -j DROP
+$C ip6tables -A INPUT -p icmpv6 --icmpv6-type packet-too-big -j DROP
 
 cfg() { # cfg STEER LEARN OUTSIDE-MTU > file
   cat <<EOF
@@ -274,16 +283,18 @@ stop_mtugate
 
 # An upload of 2 MiB from the client to the far host. Prints the bytes the
 # far host received and leaves a capture of the far host's side.
-upload() { # upload PORT SECONDS
-  local port=$1 secs=$2
+upload() { # upload PORT SECONDS [4|6]
+  local port=$1 secs=$2 fam=${3:-4} addr=198.51.100.2
+  [[ $fam == 4 ]] || addr=2001:db8:2::2
   head -c $((2 * 1024 * 1024)) /dev/urandom >"$WORK/up.bin"
   rm -f "$WORK/up.rcv"
-  capture "$F" eth0 "$WORK/far$port.pcap" tcp port "$port" and 'tcp[tcpflags] & tcp-syn != 0'
-  capture "$C" eth0 "$WORK/cli$port.pcap" tcp port "$port" and 'tcp[tcpflags] & tcp-syn != 0'
-  $F timeout $((secs + 2)) nc -l -p "$port" >"$WORK/up.rcv" &
+  # (tcpdump's tcp[] does not reach into IPv6: the SYNs are picked by tshark.)
+  capture "$F" eth0 "$WORK/far$port.pcap" "ip$([[ $fam == 4 ]] || echo 6)" and tcp port "$port" and less 200
+  capture "$C" eth0 "$WORK/cli$port.pcap" "ip$([[ $fam == 4 ]] || echo 6)" and tcp port "$port" and less 200
+  $F timeout $((secs + 2)) nc "-$fam" -l -p "$port" >"$WORK/up.rcv" &
   local srv=$!
   sleep 0.3
-  $C timeout "$secs" nc -q 1 198.51.100.2 "$port" <"$WORK/up.bin" >/dev/null 2>&1 || true
+  $C timeout "$secs" nc "-$fam" -q 1 "$addr" "$port" <"$WORK/up.bin" >/dev/null 2>&1 || true
   wait $srv 2>/dev/null || true
   capture_stop
   stat -c %s "$WORK/up.rcv" 2>/dev/null || echo 0
@@ -317,6 +328,20 @@ check "the upload completes: $got of 2097152 bytes, sha256 match" intact
 m=$(metric mtugate_pmtu_entries)
 check "mtugate_pmtu_entries = $m" test "$m" = 1
 
+# IPv6: the router's real Packet Too Big (mtu 1300), the client dropping it.
+got=$(upload 7205 4 6)
+learned6=$(metric mtugate_pmtu_learned_total)
+check "IPv6: the router's Packet Too Big for a stalled upload ($got bytes) is learned (mtugate_pmtu_learned_total $learned -> $learned6)" \
+  test "${learned6%.*}" -gt "${learned%.*}"
+got=$(upload 7206 20 6)
+syn=$(syn_mss "$WORK/far7206.pcap" 0)
+synack=$(syn_mss "$WORK/cli7206.pcap" 1)
+if intact; then whole=sha256-match; else whole=damaged; fi
+check "IPv6: the next SYN carries MSS 1240 (far host: ${syn:-none}), its SYN-ACK too (client: ${synack:-none}), and the upload completes ($got bytes, $whole)" \
+  test "$syn" = "1240 1" -a "$synack" = "1240 1" -a "$whole" = sha256-match
+m=$(metric mtugate_pmtu_entries)
+check "mtugate_pmtu_entries = $m (one per family's far host)" test "$m" = 2
+
 # --- 3. a forged ICMP --------------------------------------------------------
 
 before=$(metric 'mtugate_pmtu_rejected_total{reason="no_flow"}')
@@ -335,10 +360,10 @@ check "a forged Fragmentation Needed (scapy, wrong quote, sent 3 times) is count
   test "$((after - before))" -ge 3
 test_rule 4 192.0.2.3 7301 1460
 m=$(metric mtugate_pmtu_entries)
-check "and changes nothing: still $m learned entry; the SYN to 192.0.2.3 kept MSS 1460 (above)" test "$m" = 1
+check "and changes nothing: still $m learned entries; the SYN to 192.0.2.3 kept MSS 1460 (above)" test "$m" = 2
 stats=$($D "$BIN" stats --run-dir "/run/mtugate-$LAB_PREFIX" --once 2>&1 || true)
 check "mtugate stats shows the rule and the learned path MTUs" \
-  bash -c 'grep -q "first-server" <<<"$1" && grep -q "pmtu .*entries 1" <<<"$1"' sh "$stats"
+  bash -c 'grep -q "first-server" <<<"$1" && grep -q "pmtu .*entries 2" <<<"$1"' sh "$stats"
 stop_mtugate
 
 echo "$PASS passed, $FAIL failed ($((SECONDS - T0)) s)"
