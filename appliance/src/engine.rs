@@ -27,6 +27,7 @@
 //! both go into HdrHistograms.
 
 use mtugate_datapath::pipeline::{process_frame, Config, ExtraFrames, PortId, State, Verdict};
+use mtugate_datapath::pmtu::LearnTables;
 use mtugate_mgmt::{WorkerCounters, WorkerLink};
 use mtugate_xsk::{ring::Backend, Frame, FrameCounts, Handler, Idle, Poller, Queue};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -240,6 +241,12 @@ impl<B: Backend> Worker<B> {
             },
             q,
         }
+    }
+
+    /// Learns path MTUs into `tables`, shared with the other workers
+    /// ([`State::share_learning`]).
+    pub fn share_learning(&mut self, tables: Arc<LearnTables>) {
+        self.pipe.state.share_learning(tables);
     }
 
     /// Everything this worker counts, for the management thread.

@@ -14,6 +14,7 @@ use mtugate::reload::FileReloader;
 use mtugate::{engine, report};
 use mtugate_datapath::pipeline::PortId;
 use mtugate_datapath::pipeline::{Config, DfPolicy};
+use mtugate_datapath::pmtu::LearnTables;
 use mtugate_mgmt::client::{self, ClientError, Endpoint};
 use mtugate_mgmt::{final_stats::FinalXdp, model::Stats, view, Mgmt, MgmtOptions, QueueInfo};
 use mtugate_xsk::{
@@ -597,12 +598,18 @@ fn run(
         "mtugate running"
     );
 
+    // One set of learned-PMTU tables for every worker: the ICMP error about
+    // a connection may arrive on another queue than its SYN.
+    let learn_tables = Arc::new(LearnTables::new(
+        random_seed().context("reading /dev/urandom for the learning tables' key")?,
+    ));
     let mut handles = Vec::new();
     for (i, (qp, link)) in pairs.into_iter().zip(links).enumerate() {
         let core = p.cores[i];
         let cfg = cfg.clone();
-        // Each worker's secret: it keys the per-source SYN limiter, the
-        // learned-PMTU tables and random-id, so it must not be guessable.
+        let learn_tables = Arc::clone(&learn_tables);
+        // Each worker's secret: it keys the per-source SYN limiter and
+        // random-id, so it must not be guessable.
         let worker_seed = random_seed().context("reading /dev/urandom for a worker's seed")?;
         let h = std::thread::Builder::new()
             .name(format!("mtugate-q{}", p.queues[i]))
@@ -610,7 +617,9 @@ fn run(
                 if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
                     tracing::warn!(core, "could not pin the worker to its core");
                 }
-                engine::Worker::new(qp, cfg, worker_seed, link, engine::IDLE).run(stop)
+                let mut w = engine::Worker::new(qp, cfg, worker_seed, link, engine::IDLE);
+                w.share_learning(learn_tables);
+                w.run(stop)
             })
             .context("spawning a worker thread")?;
         handles.push(h);

@@ -25,6 +25,7 @@ fn totals(reports: &[WorkerReport], ports: usize) -> Vec<Counters> {
 fn policy_totals(reports: &[WorkerReport]) -> (Vec<RuleStats>, PmtuCounters) {
     let mut rules: Vec<RuleStats> = Vec::new();
     let mut pmtu = PmtuCounters::default();
+    let mut entries = 0;
     for r in reports {
         let c = &r.counters;
         for (name, rc) in c.rule_names.iter().zip(&c.rules) {
@@ -37,7 +38,10 @@ fn policy_totals(reports: &[WorkerReport]) -> (Vec<RuleStats>, PmtuCounters) {
             }
         }
         pmtu.add(&c.pmtu);
+        entries = entries.max(c.pmtu.entries);
     }
+    // The tables are shared: every worker reports the same number.
+    pmtu.entries = entries;
     (rules, pmtu)
 }
 

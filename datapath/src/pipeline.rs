@@ -33,7 +33,7 @@ use crate::ops::frag::{self, FragError};
 use crate::ops::icmp;
 use crate::ops::mss::{self, ClampParams, Plan};
 use crate::ops::{L3Ctx, MacRewrite};
-use crate::pmtu::{Learner, PmtuCounters, PmtuSettings, Seen};
+use crate::pmtu::{LearnTables, Learner, PmtuCounters, PmtuSettings, Seen};
 use crate::prf::IdGen;
 use crate::rules::{Addrs, RuleCounters, RuleError, RuleSettings, Rules};
 use crate::wire::{checksum, ethernet, ipv4, ipv6, tcp, WireError};
@@ -683,8 +683,11 @@ struct Policy {
     names: Arc<[String]>,
     /// Per rule, in the configuration's order.
     rules: Vec<RuleCounters>,
-    /// Flow and path MTU tables, built when learning is first turned on.
+    /// Learning, set up when it is first turned on.
     learner: Option<Learner>,
+    /// The appliance's tables, shared with the other workers
+    /// ([`State::share_learning`]); `None`: this worker's own.
+    shared: Option<Arc<LearnTables>>,
     /// Counters of learning kept while it is off (and before it starts).
     pmtu_off: PmtuCounters,
     ids: IdGen,
@@ -697,6 +700,7 @@ impl Policy {
             names: Arc::from(Vec::new()),
             rules: Vec::new(),
             learner: None,
+            shared: None,
             pmtu_off: PmtuCounters::default(),
             ids: IdGen::new(seed),
             seed,
@@ -725,7 +729,11 @@ impl Policy {
         self.names = Arc::clone(names);
         self.rules.resize(names.len(), RuleCounters::default());
         if cfg.settings.pmtu.learn && self.learner.is_none() {
-            let mut l = Learner::new(self.seed);
+            let tables = match &self.shared {
+                Some(t) => Arc::clone(t),
+                None => Arc::new(LearnTables::new(self.seed)),
+            };
+            let mut l = Learner::new(tables);
             l.counters = self.pmtu_off;
             self.learner = Some(l);
         }
@@ -782,14 +790,26 @@ impl State {
 }
 
 impl State {
+    /// Learns into `tables`, shared with the other workers of the appliance
+    /// (give every worker a clone of one `Arc`): then a worker learns from
+    /// the ICMP error about a connection whose SYN another worker saw, and
+    /// all clamp by what any of them learned. Without it, each worker has
+    /// tables of its own.
+    pub fn share_learning(&mut self, tables: Arc<LearnTables>) {
+        if let Some(l) = &mut self.policy.learner {
+            l.set_tables(Arc::clone(&tables));
+        }
+        self.policy.shared = Some(tables);
+    }
+
     /// The rules' names and their counters, in the configuration's order.
     pub fn rule_counters(&self) -> (&Arc<[String]>, &[RuleCounters]) {
         (&self.policy.names, &self.policy.rules)
     }
 
     /// Learning's counters, its `entries` gauge brought up to date at `now`
-    /// (expired entries are dropped: off the packet path, the worker calls
-    /// it before publishing).
+    /// (a scan of the table: off the packet path, the worker calls it
+    /// before publishing).
     pub fn pmtu_counters(&mut self, cfg: &Config, now: u64) -> PmtuCounters {
         match &mut self.policy.learner {
             Some(l) => {

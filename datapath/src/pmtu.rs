@@ -23,7 +23,8 @@
 //!   crossed mtugate from the side the ICMP goes to, with the same
 //!   addresses and ports. Every SYN and SYN-ACK that crosses is recorded,
 //!   with the port it came in on, in a bounded table ([`FLOW_SLOTS`]
-//!   entries per worker; the oldest of a set is replaced). A forger outside
+//!   entries; a newer connection replaces an older one in its slot). A
+//!   forger outside
 //!   must therefore guess a live connection's four-tuple, as it must to
 //!   fool the host's own TCP (RFC 5927 §4.1).
 //!
@@ -33,30 +34,34 @@
 //! seconds (default 600, Linux's `mtu_expires`, P2). A larger MTU for a
 //! destination already known does not raise it before it expires (P5); the
 //! same or a smaller one renews it. The table is bounded ([`PMTU_SLOTS`]
-//! entries per worker, the oldest of a set replaced). A SYN or SYN-ACK
+//! entries, two per set, the older of a set replaced). A SYN or SYN-ACK
 //! whose source or destination has a learned MTU is clamped to that MTU
 //! minus 40 (IPv4) or 60 (IPv6), or to its rule's or `[mss]`'s clamp if
 //! that is lower.
 //!
-//! # Per worker
+//! # Shared by the workers
 //!
-//! The tables belong to one worker (no lock, no shared cache line on the
-//! packet path), like the rest of its state, and use the `now` the caller
-//! passes in. With several queues, a worker learns from the ICMP errors of
-//! its own queue only. Both tables are keyed by SipHash-1-3 under a
-//! per-worker secret key, so nobody outside can choose which entries
-//! collide.
+//! RSS puts a connection's SYN and the ICMP error about it on queues of
+//! their own (the error hashes on the router's address), so the tables
+//! ([`LearnTables`]) are one set for the whole appliance, each worker
+//! holding an `Arc` ([`crate::pipeline::State::share_learning`]): plain
+//! atomics, no lock, a store per SYN recorded and a load or two per
+//! lookup. The counters stay per worker.
+//! Both tables are keyed by SipHash-1-3 under a secret key, so nobody
+//! outside can choose which entries collide; time is the callers' `now`
+//! in whole seconds (the workers of one appliance start together).
 
 use crate::pipeline::PortId;
 use crate::prf::SipKey;
 use crate::wire::{checksum, icmp, ipv4, ipv6};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::Arc;
 
-/// Flow table entries per worker (SYNs and SYN-ACKs remembered).
-pub const FLOW_SLOTS: usize = 8192;
-/// Path MTU entries per worker (destinations remembered).
-pub const PMTU_SLOTS: usize = 2048;
-/// Entries per set: a key lives in one of the 4 slots of its set.
-const WAYS: usize = 4;
+/// Flow table entries (SYNs and SYN-ACKs remembered; a power of two).
+pub const FLOW_SLOTS: usize = 16384;
+/// Path MTU entries (destinations remembered; a power of two).
+pub const PMTU_SLOTS: usize = 4096;
 
 /// Learning settings (`[pmtu]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,7 +119,7 @@ impl Reject {
 }
 
 crate::counter_table! {
-    /// What learning did, per worker.
+    /// What learning did, per worker (`entries`: of the shared tables).
     #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
     pub struct PmtuCounters {
         /// Path MTUs learned (new, lowered or renewed).
@@ -146,77 +151,6 @@ crate::counter_table! {
     }
 }
 
-/// A bounded, set-associative table from `N`-byte keys to values, with
-/// the time each entry was last written.
-#[derive(Debug, Clone)]
-struct Table<const N: usize, V> {
-    slots: Vec<Option<Slot<N, V>>>,
-    /// `sets - 1` (sets is a power of two).
-    mask: usize,
-    key: SipKey,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Slot<const N: usize, V> {
-    key: [u8; N],
-    val: V,
-    at: u64,
-}
-
-impl<const N: usize, V: Copy> Table<N, V> {
-    fn new(slots: usize, key: SipKey) -> Self {
-        let sets = (slots / WAYS).next_power_of_two();
-        Table {
-            slots: vec![None; sets * WAYS],
-            mask: sets - 1,
-            key,
-        }
-    }
-
-    #[inline]
-    fn set(&self, k: &[u8; N]) -> std::ops::Range<usize> {
-        let s = (self.key.hash13(k) as usize & self.mask) * WAYS;
-        s..s + WAYS
-    }
-
-    #[inline]
-    fn get(&self, k: &[u8; N]) -> Option<(usize, &Slot<N, V>)> {
-        let r = self.set(k);
-        let start = r.start;
-        self.slots[r]
-            .iter()
-            .enumerate()
-            .find_map(|(i, s)| s.as_ref().filter(|s| s.key == *k).map(|s| (start + i, s)))
-    }
-
-    /// Writes `k`: over itself, else an empty slot, else the oldest of its set.
-    #[inline]
-    fn put(&mut self, k: [u8; N], val: V, now: u64) {
-        let r = self.set(&k);
-        let set = &mut self.slots[r];
-        let i = set
-            .iter()
-            .position(|s| s.as_ref().is_some_and(|s| s.key == k))
-            .or_else(|| set.iter().position(Option::is_none))
-            .unwrap_or_else(|| {
-                (0..WAYS)
-                    .min_by_key(|&i| set[i].as_ref().map_or(0, |s| s.at))
-                    .unwrap_or(0)
-            });
-        set[i] = Some(Slot {
-            key: k,
-            val,
-            at: now,
-        });
-    }
-
-    fn remove(&mut self, i: usize) {
-        if let Some(s) = self.slots.get_mut(i) {
-            *s = None;
-        }
-    }
-}
-
 /// A flow: family, source, destination (16 bytes each, IPv4 in the first
 /// 4), source port, destination port.
 type FlowKey = [u8; 37];
@@ -240,27 +174,148 @@ fn dest_key(fam: usize, a: &[u8]) -> DestKey {
     k
 }
 
-/// A learned path MTU.
-#[derive(Debug, Clone, Copy)]
-struct Learned {
-    mtu: u16,
+/// Nanoseconds per second.
+const NS: u64 = 1_000_000_000;
+
+/// The flow table and the path MTU table, shared by every worker of an
+/// appliance (each holds an `Arc`): a worker records the SYNs of its
+/// queue, and the worker that receives the ICMP error about one of those
+/// connections (RSS may well put it on another queue) finds it; every
+/// worker clamps by what any of them learned.
+///
+/// Plain atomics, no lock, nothing allocated after creation. An entry is
+/// a 64-bit fingerprint of its key (SipHash-1-3 under the tables' secret
+/// key), not the key: a false match needs a 2^-56 coincidence (flows) or
+/// 2^-63 (destinations). Writes are `Relaxed` stores; a reader that sees
+/// the two words of a destination from two different writes notices it
+/// (the value repeats 16 bits of the fingerprint) and takes the entry as
+/// absent. Time is kept in whole seconds of the callers' `now`.
+pub struct LearnTables {
+    key: SipKey,
+    /// Direct-mapped: `(fingerprint & !0xff) | (port + 1)`; 0 is empty.
+    flows: Box<[AtomicU64]>,
+    /// Two entries per set, two words per entry: `fingerprint | 1`, then
+    /// `tag << 48 | mtu << 32 | seconds`; 0 is empty.
+    paths: Box<[AtomicU64]>,
+    /// Whether anything was ever learned: until then a SYN skips the two
+    /// lookups.
+    any: AtomicBool,
 }
 
-/// One worker's learning state: the flow table, the path MTU table, and
-/// their counters.
+impl std::fmt::Debug for LearnTables {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LearnTables")
+            .field("flows", &self.flows.len())
+            .field("paths", &(self.paths.len() / 2))
+            .finish_non_exhaustive()
+    }
+}
+
+impl LearnTables {
+    /// Empty tables ([`FLOW_SLOTS`] flows, [`PMTU_SLOTS`] destinations)
+    /// under a key derived from `seed` (give it a secret one).
+    pub fn new(seed: u64) -> LearnTables {
+        let zeros = |n: usize| (0..n).map(|_| AtomicU64::new(0)).collect();
+        LearnTables {
+            key: SipKey::derive(seed, 0xf1),
+            flows: zeros(FLOW_SLOTS),
+            paths: zeros(2 * PMTU_SLOTS),
+            any: AtomicBool::new(false),
+        }
+    }
+
+    #[inline]
+    fn record(&self, k: &FlowKey, port: PortId) {
+        let h = self.key.hash13(k);
+        let side = (port.index() as u64 + 1).min(0xff);
+        self.flows[h as usize & (FLOW_SLOTS - 1)].store((h & !0xff) | side, Relaxed);
+    }
+
+    /// The port the connection's SYN (or SYN-ACK) came in on, if recorded.
+    #[inline]
+    fn flow_side(&self, k: &FlowKey) -> Option<PortId> {
+        let h = self.key.hash13(k);
+        let v = self.flows[h as usize & (FLOW_SLOTS - 1)].load(Relaxed);
+        (v != 0 && v & !0xff == h & !0xff).then(|| PortId::new((v & 0xff) as usize - 1))
+    }
+
+    /// The word index of each way of `k`'s set, and its fingerprint.
+    #[inline]
+    fn ways(&self, k: &DestKey) -> ([usize; 2], u64) {
+        let h = self.key.hash13(k);
+        let set = (h >> 8) as usize & (PMTU_SLOTS / 2 - 1);
+        ([4 * set, 4 * set + 2], h | 1)
+    }
+
+    /// The way's entry for fingerprint `fp`: (MTU, seconds written).
+    #[inline]
+    fn read(&self, w: usize, fp: u64) -> Option<(u16, u64)> {
+        if self.paths[w].load(Relaxed) != fp {
+            return None;
+        }
+        let v = self.paths[w + 1].load(Relaxed);
+        (v >> 48 == fp >> 48).then_some(((v >> 32) as u16, v & 0xffff_ffff))
+    }
+
+    /// The MTU learned toward `k`, if in force at `now_s` (seconds).
+    #[inline]
+    fn path(&self, k: &DestKey, now_s: u64, exp_s: u64) -> Option<u16> {
+        let (ways, fp) = self.ways(k);
+        ways.into_iter().find_map(|w| {
+            let (mtu, at) = self.read(w, fp)?;
+            (now_s.saturating_sub(at) < exp_s).then_some(mtu)
+        })
+    }
+
+    /// Remembers `mtu` toward `k` unless a lower one is in force (P5);
+    /// whether it did.
+    fn learn(&self, k: &DestKey, mtu: u16, now_s: u64, exp_s: u64) -> bool {
+        let (ways, fp) = self.ways(k);
+        let live = |w: usize| {
+            self.read(w, fp)
+                .filter(|&(_, at)| now_s.saturating_sub(at) < exp_s)
+        };
+        if ways
+            .iter()
+            .any(|&w| live(w).is_some_and(|(old, _)| mtu > old))
+        {
+            return false;
+        }
+        // Its own way, else an empty one, else the older.
+        let age = |w: usize| match self.paths[w].load(Relaxed) {
+            0 => 0,
+            _ => 1 + (self.paths[w + 1].load(Relaxed) & 0xffff_ffff),
+        };
+        let w = ways
+            .into_iter()
+            .find(|&w| self.read(w, fp).is_some())
+            .unwrap_or_else(|| ways.into_iter().min_by_key(|&w| age(w)).unwrap_or(ways[0]));
+        self.paths[w].store(fp, Relaxed);
+        let v = (fp >> 48) << 48 | u64::from(mtu) << 32 | (now_s & 0xffff_ffff);
+        self.paths[w + 1].store(v, Relaxed);
+        self.any.store(true, Relaxed);
+        true
+    }
+
+    /// Destinations whose learned MTU is in force at `now_s`.
+    fn live(&self, now_s: u64, exp_s: u64) -> u64 {
+        self.paths
+            .chunks_exact(2)
+            .filter(|e| {
+                let (f, v) = (e[0].load(Relaxed), e[1].load(Relaxed));
+                f != 0 && v >> 48 == f >> 48 && now_s.saturating_sub(v & 0xffff_ffff) < exp_s
+            })
+            .count() as u64
+    }
+}
+
+/// One worker's learning: the (shared) tables and its own counters.
 #[derive(Debug, Clone)]
 pub struct Learner {
-    flows: Table<37, PortId>,
-    paths: Table<17, Learned>,
-    /// Live entries in `paths` (some may have expired since: see
-    /// [`Learner::refresh`]).
-    paths_used: usize,
+    tables: Arc<LearnTables>,
     /// What learning did.
     pub counters: PmtuCounters,
 }
-
-/// Nanoseconds per second.
-const NS: u64 = 1_000_000_000;
 
 /// A TCP segment seen crossing: what the flow table and the clamp need.
 #[derive(Debug, Clone, Copy)]
@@ -276,46 +331,38 @@ pub struct Seen<'a> {
 }
 
 impl Learner {
-    /// Empty tables keyed from a worker's seed.
-    pub fn new(seed: u64) -> Learner {
+    /// Learning over `tables` (shared with the other workers, or not).
+    pub fn new(tables: Arc<LearnTables>) -> Learner {
         Learner {
-            flows: Table::new(FLOW_SLOTS, SipKey::derive(seed, 0xf1)),
-            paths: Table::new(PMTU_SLOTS, SipKey::derive(seed, 0x9a)),
-            paths_used: 0,
+            tables,
             counters: PmtuCounters::default(),
         }
     }
 
-    /// Records a SYN or SYN-ACK that came in on `port`.
-    #[inline]
-    pub fn record_flow(&mut self, s: &Seen<'_>, port: PortId, now: u64) {
-        let [a, b, c, d] = s.ports;
-        self.flows
-            .put(flow_key(s.fam, s.src, s.dst, [a, b], [c, d]), port, now);
+    /// Uses `tables` from now on (what was learned in the old ones is not
+    /// carried over).
+    pub fn set_tables(&mut self, tables: Arc<LearnTables>) {
+        self.tables = tables;
     }
 
-    /// The learned MTU toward `addr`, if one is in force at `now`.
+    /// Records a SYN or SYN-ACK that came in on `port`.
     #[inline]
-    fn path_mtu(&mut self, fam: usize, addr: &[u8], now: u64, expires: u64) -> Option<u16> {
-        let (i, s) = self.paths.get(&dest_key(fam, addr))?;
-        if now.saturating_sub(s.at) < expires {
-            return Some(s.val.mtu);
-        }
-        self.paths.remove(i);
-        self.paths_used = self.paths_used.saturating_sub(1);
-        None
+    pub fn record_flow(&mut self, s: &Seen<'_>, port: PortId, _now: u64) {
+        let [a, b, c, d] = s.ports;
+        self.tables
+            .record(&flow_key(s.fam, s.src, s.dst, [a, b], [c, d]), port);
     }
 
     /// The MSS a SYN or SYN-ACK between `s.src` and `s.dst` is limited to
     /// by a learned path MTU toward either of them.
     #[inline]
     pub fn clamp_for(&mut self, s: &Seen<'_>, now: u64, set: &PmtuSettings) -> Option<u16> {
-        if self.paths_used == 0 {
+        if !self.tables.any.load(Relaxed) {
             return None;
         }
-        let exp = set.expires_secs.saturating_mul(NS);
-        let a = self.path_mtu(s.fam, s.src, now, exp);
-        let b = self.path_mtu(s.fam, s.dst, now, exp);
+        let (now_s, exp_s) = (now / NS, set.expires_secs);
+        let a = self.tables.path(&dest_key(s.fam, s.src), now_s, exp_s);
+        let b = self.tables.path(&dest_key(s.fam, s.dst), now_s, exp_s);
         let mtu = match (a, b) {
             (Some(a), Some(b)) => a.min(b),
             (a, b) => a.or(b)?,
@@ -326,20 +373,12 @@ impl Learner {
     /// Remembers `mtu` toward `addr`: a new entry, a lower MTU, or the same
     /// one renewed; a higher one than in force is ignored (P5).
     fn learn(&mut self, fam: usize, addr: &[u8], mtu: u16, now: u64, set: &PmtuSettings) {
-        let k = dest_key(fam, addr);
-        if let Some(old) = self.path_mtu(fam, addr, now, set.expires_secs.saturating_mul(NS)) {
-            if mtu > old {
-                return;
-            }
-        } else {
-            let r = self.paths.set(&k);
-            let full = self.paths.slots[r].iter().all(Option::is_some);
-            if !full {
-                self.paths_used += 1;
-            }
+        if self
+            .tables
+            .learn(&dest_key(fam, addr), mtu, now / NS, set.expires_secs)
+        {
+            self.counters.learned += 1;
         }
-        self.paths.put(k, Learned { mtu }, now);
-        self.counters.learned += 1;
     }
 
     fn reject(&mut self, r: Reject) {
@@ -451,27 +490,18 @@ impl Learner {
         set: &PmtuSettings,
     ) {
         let k = flow_key(fam, src, dst, [ports[0], ports[1]], [ports[2], ports[3]]);
-        match self.flows.get(&k) {
+        match self.tables.flow_side(&k) {
             None => self.reject(Reject::NoFlow),
-            Some((_, s)) if s.val != toward => self.reject(Reject::WrongSide),
+            Some(side) if side != toward => self.reject(Reject::WrongSide),
             Some(_) => self.learn(fam, dst, mtu, now, set),
         }
     }
 
-    /// Drops the entries expired at `now` and sets the `entries` gauge.
-    /// Off the packet path (the worker calls it before publishing).
+    /// Sets the `entries` gauge: the destinations in force at `now` (in the
+    /// shared tables: every worker reports the same number). Off the packet
+    /// path: a scan of the table, before publishing.
     pub fn refresh(&mut self, now: u64, set: &PmtuSettings) {
-        let exp = set.expires_secs.saturating_mul(NS);
-        let mut used = 0;
-        for s in &mut self.paths.slots {
-            match s {
-                Some(e) if now.saturating_sub(e.at) >= exp => *s = None,
-                Some(_) => used += 1,
-                None => {}
-            }
-        }
-        self.paths_used = used;
-        self.counters.entries = used as u64;
+        self.counters.entries = self.tables.live(now / NS, set.expires_secs);
     }
 }
 

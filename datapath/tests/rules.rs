@@ -795,3 +795,37 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn workers_sharing_tables_learn_across_queues() {
+    use mtugate_datapath::pmtu::LearnTables;
+    use std::sync::Arc;
+    let tables = Arc::new(LearnTables::new(99));
+    let (mut a, mut b) = (Dut::new(learning()), Dut::new(learning()));
+    a.st.share_learning(Arc::clone(&tables));
+    b.st.share_learning(Arc::clone(&tables));
+    // Queue A sees the connection's SYN, queue B the ICMP error about it.
+    a.mss(&syn4(CLIENT, FAR, (40000, 443), false, None), INSIDE);
+    let icmp = frag_needed(ROUTER, CLIENT, 1300, (CLIENT, FAR, 40000, 443), 1500);
+    b.run(&icmp, OUTSIDE);
+    assert_eq!(b.pmtu().learned, 1);
+    assert_eq!(a.pmtu().learned, 0, "counters stay per worker");
+    // Either clamps the next connection.
+    assert_eq!(
+        a.mss(&syn4(CLIENT, FAR, (40001, 443), false, None), INSIDE),
+        Some(1260)
+    );
+    assert_eq!(
+        b.mss(&syn4(FAR, CLIENT, (443, 40002), true, None), OUTSIDE),
+        Some(1260)
+    );
+    assert_eq!(
+        (a.pmtu().entries, b.pmtu().entries),
+        (1, 1),
+        "one shared table"
+    );
+    // A worker with tables of its own never saw the SYN: no_flow.
+    let mut c = Dut::new(learning());
+    c.run(&icmp, OUTSIDE);
+    assert_eq!(c.pmtu().rejected[Reject::NoFlow as usize], 1);
+}

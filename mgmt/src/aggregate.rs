@@ -323,6 +323,7 @@ impl Aggregator {
         // in the order first seen; learning summed.
         let mut rules: Vec<RuleStats> = Vec::new();
         let mut pmtu: Tabled<mtugate_datapath::pmtu::PmtuCounters> = Tabled::default();
+        let mut entries = 0;
         for q in &self.queues {
             let c = &q.latest;
             for (name, rc) in c.rule_names.iter().zip(&c.rules) {
@@ -335,7 +336,10 @@ impl Aggregator {
                 }
             }
             pmtu.0.add(&c.pmtu);
+            entries = entries.max(c.pmtu.entries);
         }
+        // The tables are shared: every worker reports the same number.
+        pmtu.0.entries = entries;
         Stats {
             rules,
             pmtu,

@@ -424,7 +424,7 @@ mod tests {
     }
 
     #[test]
-    fn rules_by_name_and_learning_summed_over_workers() {
+    fn rules_by_name_and_learning_over_workers() {
         let (a, _) = sample();
         let m = parse(&render(&a.stats(), &a.queue_latency()));
         let rule = |metric: &str, name: &str| {
@@ -451,7 +451,10 @@ mod tests {
             "one series per rule"
         );
         assert_eq!(m["mtugate_pmtu_learned_total"][0].1, 4.0);
-        assert_eq!(m["mtugate_pmtu_entries"][0].1, 2.0);
+        assert_eq!(
+            m["mtugate_pmtu_entries"][0].1, 1.0,
+            "shared tables: every worker reports the same entries, not summed"
+        );
         let no_flow = m["mtugate_pmtu_rejected_total"]
             .iter()
             .find(|(l, _)| l["reason"] == "no_flow")
@@ -468,7 +471,7 @@ mod tests {
         let screen = crate::view::render(&a.stats());
         assert!(screen.contains("into-tunnel 11/8/2"), "{screen}");
         assert!(
-            screen.contains("pmtu     entries 2  learned 4  rejected 18"),
+            screen.contains("pmtu     entries 1  learned 4  rejected 18"),
             "{screen}"
         );
     }
