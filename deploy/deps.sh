@@ -10,6 +10,8 @@ PKGS=(
   linux-libc-dev libbpf-dev
   # the lab: namespaces, veth, traffic, and independent judges of our packets
   iproute2 iputils-ping ethtool tcpdump tshark iperf3 netcat-openbsd procps python3
+  # deploy/e2e-rules.sh: a forged ICMP (scapy), the client's ICMP firewall
+  python3-scapy iptables
   # management tests: Prometheus' own checker (promtool) and an HTTP client
   prometheus curl
   # deploy/bench-mgmt.sh: a 64-byte frame generator

@@ -41,6 +41,8 @@ STEER=all bash deploy/e2e.sh target/debug/mtugate
 echo "== SYN policing, shared budgets, bursts, lost frames, two workers on two queues"
 bash deploy/e2e-limits.sh target/release/mtugate
 bash deploy/e2e-mgmt.sh target/release/mtugate
+echo "== rules and learned path MTUs e2e (issue 12)"
+bash deploy/e2e-rules.sh target/release/mtugate
 bash deploy/e2e-perf.sh target/release/mtugate-perf target/release/mtugate
 # The Debian package: built from these release binaries, linted, installed,
 # run as its system user with only its capabilities, purged.

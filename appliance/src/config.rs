@@ -21,8 +21,10 @@
 //! ([`Validated::reload_to`]).
 
 use mtugate_datapath::pipeline::{
-    Clamp, DfPolicy, IcmpSettings, MssSettings, OverLimit, Rate, Settings, SynLimitSettings,
+    Clamp, DfPolicy, IcmpSettings, MssSettings, OverLimit, PortId, Rate, Settings, SynLimitSettings,
 };
+use mtugate_datapath::pmtu::PmtuSettings;
+use mtugate_datapath::rules::{Prefix, RuleError, RuleMss, RuleSettings, Rules};
 use mtugate_xsk::{FastPath, OnFailure, Steer, SynPolice};
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -178,10 +180,20 @@ readers! {
     read_mss_ipv6: Clamp = "mss.ipv6";
     read_df_policy: DfPolicy = "df.policy";
     read_over_limit: OverLimit = "syn_limit.over_limit";
+    read_rule_mss_ipv4: Clamp = "rule.mss.ipv4";
+    read_rule_mss_ipv6: Clamp = "rule.mss.ipv6";
 }
 
 fn read_mss_match<'de, D: Deserializer<'de>>(d: D) -> Result<Option<MssRange>, D::Error> {
     read_key(d, "mss.match").map(Some)
+}
+
+fn read_rule_df<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DfPolicy>, D::Error> {
+    read_key(d, "rule.df").map(Some)
+}
+
+fn read_rule_mss_match<'de, D: Deserializer<'de>>(d: D) -> Result<Option<MssRange>, D::Error> {
+    read_key(d, "rule.mss.match").map(Some)
 }
 
 fn spell<T: KeyValue, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
@@ -374,6 +386,140 @@ pub struct FileConfig {
     /// Management thread.
     #[serde(default)]
     pub mgmt: MgmtConfig,
+    /// `[[rule]]`: rules, in order (first match wins).
+    #[serde(default, rename = "rule", skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<RuleConfig>,
+    /// `[pmtu]`: learned path MTUs.
+    #[serde(default)]
+    pub pmtu: PmtuConfig,
+}
+
+/// One `[[rule]]`. Prefixes and the port are read as text here and checked
+/// by [`FileConfig::validate`], which names the rule and the entry.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// Its name: the `rule` label of its counters.
+    pub name: String,
+    /// The `[[port]]` name SYNs must arrive on; any when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Source prefixes (IPv4 and IPv6); any source when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub src: Vec<String>,
+    /// Destination prefixes; any destination when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dst: Vec<String>,
+    /// Outer VLAN ids; any frame (tagged or not) when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vlan: Vec<u16>,
+    /// The clamp: `"auto"`, `"off"`, a number (both families), or a table
+    /// `{ ipv4, ipv6, match, insert }`.
+    #[serde(default, deserialize_with = "read_rule_mss")]
+    pub mss: RuleMssConfig,
+    /// DF policy of the packets it matches; `[df] policy` when unset.
+    #[serde(
+        default,
+        deserialize_with = "read_rule_df",
+        serialize_with = "spell_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub df: Option<DfPolicy>,
+}
+
+/// A rule's `mss`, always written back as a table (so `mss = "auto"` and
+/// `mss = { ipv4 = "auto", ipv6 = "auto" }` are the same to a reload).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuleMssConfig {
+    /// IPv4 clamp (default `auto`).
+    #[serde(deserialize_with = "read_rule_mss_ipv4", serialize_with = "spell")]
+    pub ipv4: Clamp,
+    /// IPv6 clamp (default `auto`).
+    #[serde(deserialize_with = "read_rule_mss_ipv6", serialize_with = "spell")]
+    pub ipv6: Clamp,
+    /// Only clamp MSS values in this range.
+    #[serde(
+        rename = "match",
+        deserialize_with = "read_rule_mss_match",
+        serialize_with = "spell_opt"
+    )]
+    pub match_range: Option<MssRange>,
+    /// Insert an MSS option into matching SYNs without one.
+    pub insert: bool,
+}
+
+impl Default for RuleMssConfig {
+    fn default() -> Self {
+        let d = RuleMss::default();
+        RuleMssConfig {
+            ipv4: d.ipv4,
+            ipv6: d.ipv6,
+            match_range: None,
+            insert: d.insert,
+        }
+    }
+}
+
+/// Reads a rule's `mss`: one word or number for both families, or a table.
+fn read_rule_mss<'de, D: Deserializer<'de>>(d: D) -> Result<RuleMssConfig, D::Error> {
+    struct V;
+    impl<'de> de::Visitor<'de> for V {
+        type Value = RuleMssConfig;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an MSS for rule.mss: \"auto\", \"off\", a number 1..=65535, or a table { ipv4, ipv6, match, insert }")
+        }
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<RuleMssConfig, E> {
+            let k = KeyVisitor::<Clamp> {
+                key: "rule.mss",
+                value: PhantomData,
+            };
+            let c = de::Visitor::visit_str(k, s)?;
+            Ok(both(c))
+        }
+        fn visit_i64<E: de::Error>(self, n: i64) -> Result<RuleMssConfig, E> {
+            let k = KeyVisitor::<Clamp> {
+                key: "rule.mss",
+                value: PhantomData,
+            };
+            let c = de::Visitor::visit_i64(k, n)?;
+            Ok(both(c))
+        }
+        fn visit_map<A: de::MapAccess<'de>>(self, m: A) -> Result<RuleMssConfig, A::Error> {
+            RuleMssConfig::deserialize(de::value::MapAccessDeserializer::new(m))
+        }
+    }
+    fn both(c: Clamp) -> RuleMssConfig {
+        RuleMssConfig {
+            ipv4: c,
+            ipv6: c,
+            ..RuleMssConfig::default()
+        }
+    }
+    d.deserialize_any(V)
+}
+
+/// `[pmtu]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PmtuConfig {
+    /// Learn path MTUs from the ICMP errors crossing toward the hosts.
+    pub learn: bool,
+    /// Seconds a learned path MTU is used.
+    pub expires: u64,
+    /// The smallest IPv4 MTU believed (IPv6: always 1280).
+    pub min_mtu: u16,
+}
+
+impl Default for PmtuConfig {
+    fn default() -> Self {
+        let d = PmtuSettings::default();
+        PmtuConfig {
+            learn: d.learn,
+            expires: d.expires_secs,
+            min_mtu: d.min_mtu_v4,
+        }
+    }
 }
 
 /// One `[[port]]`.
@@ -428,12 +574,16 @@ pub struct DfConfig {
     /// `respect`, `clear-udp` or `clear-all`.
     #[serde(deserialize_with = "read_df_policy", serialize_with = "spell")]
     pub policy: DfPolicy,
+    /// Give a packet fragmented despite DF a fresh random IPv4 ID first.
+    pub random_id: bool,
 }
 
 impl Default for DfConfig {
     fn default() -> Self {
+        let d = Settings::default();
         DfConfig {
-            policy: Settings::default().df,
+            policy: d.df,
+            random_id: d.df_random_id,
         }
     }
 }
@@ -643,6 +793,11 @@ pub struct Live {
     pub icmp: IcmpConfig,
     /// `[syn_limit]`.
     pub syn_limit: SynLimitConfig,
+    /// `[[rule]]`.
+    #[serde(rename = "rule", skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<RuleConfig>,
+    /// `[pmtu]`.
+    pub pmtu: PmtuConfig,
 }
 
 /// The live part of a `[[port]]`.
@@ -790,6 +945,8 @@ impl FileConfig {
             xsk,
             wire,
             mgmt,
+            rules,
+            pmtu,
         } = self;
         let (ids, mtus) = ports
             .into_iter()
@@ -810,6 +967,8 @@ impl FileConfig {
                 df,
                 icmp,
                 syn_limit,
+                rules,
+                pmtu,
             },
         )
     }
@@ -939,6 +1098,9 @@ impl FileConfig {
                 ..d.mss
             },
             df: live.df.policy,
+            df_random_id: live.df.random_id,
+            rules: rules_settings(&live.rules, ports, &mtus)?,
+            pmtu: pmtu_settings(&live.pmtu, restart.xsk.steer)?,
             icmp: IcmpSettings {
                 source_v4: icmp.source_v4.map(|a| a.octets()),
                 source_v6: icmp.source_v6.map(|a| a.octets()),
@@ -1044,6 +1206,111 @@ impl FileConfig {
             settings,
         })
     }
+}
+
+/// The rules as the pipeline takes them, each mistake named by its key
+/// (`rule[1].dst[0]`, `rule[2].from`, ...).
+fn rules_settings(
+    rules: &[RuleConfig],
+    ports: &[PortIdentity],
+    mtus: &[u16],
+) -> Result<Vec<RuleSettings>, ConfigError> {
+    let mut out = Vec::with_capacity(rules.len());
+    for (i, r) in rules.iter().enumerate() {
+        let key = |k: &str| format!("rule[{i}].{k}");
+        let from = match &r.from {
+            None => None,
+            Some(name) => match ports.iter().position(|p| &p.name == name) {
+                Some(p) => Some(PortId::new(p)),
+                None => {
+                    let names: Vec<&str> = ports.iter().map(|p| p.name.as_str()).collect();
+                    return Err(invalid(
+                        key("from"),
+                        format!("{name:?} is not a port: use {}", one_of(&names)),
+                    ));
+                }
+            },
+        };
+        let prefixes = |k: &str, list: &[String]| -> Result<Vec<Prefix>, ConfigError> {
+            list.iter()
+                .enumerate()
+                .map(|(j, s)| {
+                    Prefix::parse(s)
+                        .map_err(|e| invalid(format!("rule[{i}].{k}[{j}]"), e.to_string()))
+                })
+                .collect()
+        };
+        if let Some(v) = r.vlan.iter().find(|&&v| v > 4094) {
+            return Err(invalid(
+                key("vlan"),
+                format!("{v} is not a VLAN id: use 0..=4094"),
+            ));
+        }
+        out.push(RuleSettings {
+            name: r.name.clone(),
+            from,
+            src: prefixes("src", &r.src)?,
+            dst: prefixes("dst", &r.dst)?,
+            vlan: r.vlan.clone(),
+            mss: RuleMss {
+                ipv4: r.mss.ipv4,
+                ipv6: r.mss.ipv6,
+                range: r.mss.match_range.map(|m| (m.lo, m.hi)),
+                insert: r.mss.insert,
+            },
+            df: r.df,
+        });
+    }
+    Rules::compile(&out, mtus).map_err(|e| {
+        let at = |name: &str| rules.iter().position(|r| r.name == name).unwrap_or(0);
+        match &e {
+            RuleError::TooMany(_) => invalid("rule", e.to_string()),
+            RuleError::DuplicateName(n) => {
+                let second = rules.iter().rposition(|r| &r.name == n).unwrap_or(0);
+                invalid(format!("rule[{second}].name"), e.to_string())
+            }
+            RuleError::BadName(n) => invalid(format!("rule[{}].name", at(n)), e.to_string()),
+            RuleError::ClampTooLarge { rule, family, .. } => {
+                invalid(format!("rule[{}].mss.{family}", at(rule)), e.to_string())
+            }
+            RuleError::BadPort { rule, .. } | RuleError::EmptyRange { rule, .. } => {
+                invalid(format!("rule[{}]", at(rule)), e.to_string())
+            }
+            RuleError::BadPrefix(_) | RuleError::HostBits { .. } | RuleError::BadVlan(_) => {
+                invalid("rule", e.to_string())
+            }
+        }
+    })?;
+    Ok(out)
+}
+
+/// `[pmtu]` as the pipeline takes it.
+fn pmtu_settings(p: &PmtuConfig, steer: Steer) -> Result<PmtuSettings, ConfigError> {
+    if p.min_mtu < 68 {
+        return Err(invalid(
+            "pmtu.min_mtu",
+            format!("{} is below the IPv4 minimum of 68", p.min_mtu),
+        ));
+    }
+    if !(1..=86_400).contains(&p.expires) {
+        return Err(invalid(
+            "pmtu.expires",
+            format!("{} must be 1..=86400 seconds", p.expires),
+        ));
+    }
+    if p.learn && steer == Steer::Exceptions {
+        // The XDP stage forwards ICMP errors itself (they need no work):
+        // the workers would never see one to learn from.
+        return Err(invalid(
+            "pmtu.learn",
+            "learning needs the ICMP errors in the workers, but the XDP stage forwards them itself with xsk.steer = \"exceptions\": set xsk.steer = \"all\"",
+        ));
+    }
+    Ok(PmtuSettings {
+        learn: p.learn,
+        expires_secs: p.expires,
+        min_mtu_v4: p.min_mtu,
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -1271,14 +1538,8 @@ mtu = 1400
         assert_eq!(v.settings.port_mtu, [1500, 1400]);
         assert_eq!(v.settings.mss.ipv4, Clamp::Auto);
         let cfg = mtugate_datapath::pipeline::Config::new(v.settings).unwrap();
-        assert_eq!(
-            cfg.clamp_for(0, mtugate_datapath::pipeline::PortId::new(0)),
-            Some(1360)
-        );
-        assert_eq!(
-            cfg.clamp_for(1, mtugate_datapath::pipeline::PortId::new(1)),
-            Some(1340)
-        );
+        assert_eq!(cfg.clamp_for(0, PortId::new(0)), Some(1360));
+        assert_eq!(cfg.clamp_for(1, PortId::new(1)), Some(1340));
         assert_eq!(v.restart.mgmt.listen.port(), 9090);
     }
 
@@ -1345,6 +1606,66 @@ mtu = 1400
             assert!(e.contains(key), "error for {key} does not name it: {e}");
             assert!(!e.contains('\n'), "not one line: {e}");
         }
+    }
+
+    #[test]
+    fn rules_and_pmtu_read_and_refuse_naming_the_key() {
+        let rule = |body: &str| format!("{LAB}\n[[rule]]\nname = \"t\"\n{body}\n");
+        let v = validated(&rule(
+            "from = \"inside\"\ndst = [\"10.8.0.0/16\", \"fd08::/32\"]\nvlan = [100]\nmss = { ipv4 = 1300 }\ndf = \"clear-udp\"",
+        ));
+        let r = &v.settings.rules[0];
+        assert_eq!(r.from, Some(PortId::new(0)));
+        assert_eq!(r.dst.len(), 2);
+        assert_eq!((r.mss.ipv4, r.mss.ipv6), (Clamp::Fixed(1300), Clamp::Auto));
+        assert_eq!(r.df, Some(DfPolicy::ClearUdp));
+        // One word or number sets both families, and reads back as a table:
+        // the two spellings are no change to a reload.
+        let a = validated(&rule("mss = \"off\""));
+        assert_eq!(a.settings.rules[0].mss.ipv6, Clamp::Off);
+        let b = validated(&rule("mss = { ipv4 = \"off\", ipv6 = \"off\" }"));
+        assert_eq!(a.reload_to(&b), ReloadPlan::Unchanged);
+        assert_eq!(
+            validated(&rule("mss = 1200")).settings.rules[0].mss.ipv6,
+            Clamp::Fixed(1200)
+        );
+        for (body, key) in [
+            ("dst = [\"10.8.0.0/16\", \"10.8.0.1/16\"]", "rule[0].dst[1]"),
+            ("src = [\"nonsense\"]", "rule[0].src[0]"),
+            ("from = \"elsewhere\"", "rule[0].from"),
+            ("vlan = [4095]", "rule[0].vlan"),
+            ("mss = { ipv4 = 1400 }", "rule[0].mss.ipv4"),
+            ("[[rule]]\nname = \"t\"", "rule[1].name"),
+            ("[[rule]]\nname = \"a b\"", "rule[1].name"),
+        ] {
+            let (k, m) = invalid_err(&rule(body));
+            assert_eq!(k, key, "{body}: {m}");
+        }
+        for (body, want) in [
+            (
+                "mss = \"sometimes\"",
+                "rule.mss: \"sometimes\" is not an MSS",
+            ),
+            (
+                "mss = { ipv4 = \"x\" }",
+                "rule.mss.ipv4: \"x\" is not an MSS",
+            ),
+            ("df = \"never\"", "rule.df: \"never\" is not a DF policy"),
+            ("mss = { ipv5 = 1 }", "unknown field `ipv5`"),
+        ] {
+            let e = parse_err(&rule(body));
+            assert!(e.contains(want), "{body}: {e}");
+        }
+        // Learning needs the ICMP errors in the workers.
+        let (k, m) = invalid_err(&format!("{LAB}\n[pmtu]\nlearn = true\n"));
+        assert_eq!(k, "pmtu.learn", "{m}");
+        let v = validated(&format!(
+            "{LAB}\n[pmtu]\nlearn = true\nmin_mtu = 576\n[xsk]\nsteer = \"all\"\n"
+        ));
+        assert!(v.settings.pmtu.learn);
+        assert_eq!(v.settings.pmtu.min_mtu_v4, 576);
+        let (k, _) = invalid_err(&format!("{LAB}\n[pmtu]\nmin_mtu = 67\n"));
+        assert_eq!(k, "pmtu.min_mtu");
     }
 
     #[test]
@@ -1599,6 +1920,7 @@ match = "1301:1536"
 insert = true
 [df]
 policy = "clear-all"
+random_id = true
 [icmp]
 source_v4 = "192.0.2.1"
 source_v6 = "2001:db8::1"
@@ -1630,6 +1952,18 @@ allow_remote = true
 interval_ms = 500
 summary_secs = 10
 run_dir = "/run/mtugate-full"
+[[rule]]
+name = "into-tunnel"
+from = "a"
+src = ["192.0.2.0/24"]
+dst = ["10.8.0.0/16", "fd08::/32"]
+vlan = [100, 200]
+mss = { ipv4 = 1300, ipv6 = 1340, match = "1301:1536", insert = true }
+df = "respect"
+[pmtu]
+learn = true
+expires = 300
+min_mtu = 576
 "#;
 
     fn keys<T: Serialize>(v: &T) -> Vec<String> {
@@ -1640,7 +1974,7 @@ run_dir = "/run/mtugate-full"
     fn every_key_is_in_exactly_one_part() {
         let file = FileConfig::parse(FULL).unwrap();
         let all = keys(&file);
-        assert_eq!(all.len(), 37, "FULL sets every key: {all:?}");
+        assert_eq!(all.len(), 51, "FULL sets every key: {all:?}");
         let (restart, live) = file.clone().split();
         let (r, l) = (keys(&restart), keys(&live));
         for k in &all {

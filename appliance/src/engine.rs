@@ -29,6 +29,7 @@
 use mtugate_datapath::pipeline::{
     process_frame, Budgets, Config, ExtraFrames, PortId, State, Verdict,
 };
+use mtugate_datapath::pmtu::LearnTables;
 use mtugate_mgmt::{WorkerCounters, WorkerLink};
 use mtugate_xsk::{ring::Backend, Frame, FrameCounts, Handler, Idle, Poller, Queue};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -279,6 +280,12 @@ impl<B: Backend> Worker<B> {
         }
     }
 
+    /// Learns path MTUs into `tables`, shared with the other workers
+    /// ([`State::share_learning`]).
+    pub fn share_learning(&mut self, tables: Arc<LearnTables>) {
+        self.pipe.state.share_learning(tables);
+    }
+
     /// Everything this worker counts, for the management thread.
     fn snapshot(&mut self) {
         let (s, q) = (&mut self.snap, &self.q);
@@ -296,6 +303,13 @@ impl<B: Backend> Worker<B> {
         s.busy_polls = self.poller.busy_rounds;
         s.frames_in_flight = q.frames_in_flight() as u64;
         s.frames_total = q.frame_count() as u64;
+        let (names, rules) = self.pipe.state.rule_counters();
+        if !Arc::ptr_eq(&s.rule_names, names) {
+            s.rule_names = Arc::clone(names);
+        }
+        s.rules.clear();
+        s.rules.extend_from_slice(rules);
+        s.pmtu = self.pipe.state.pmtu_counters(&self.pipe.cfg, self.pipe.now);
     }
 
     /// What the management thread asked for: a new configuration (applied

@@ -13,8 +13,9 @@ use mtugate::config::{FileConfig, Validated, XskModeName, DEFAULT_RUN_DIR};
 use mtugate::nic::NicBaseline;
 use mtugate::reload::FileReloader;
 use mtugate::{engine, idle, privs, report};
-use mtugate_datapath::pipeline::Config;
 use mtugate_datapath::pipeline::PortId;
+use mtugate_datapath::pipeline::{Config, DfPolicy};
+use mtugate_datapath::pmtu::LearnTables;
 use mtugate_mgmt::client::{self, ClientError, Endpoint};
 use mtugate_mgmt::model::{PortStage, Stats};
 use mtugate_mgmt::{final_stats::FinalXdp, view, Mgmt, MgmtOptions, QueueInfo};
@@ -322,6 +323,47 @@ fn check_config(path: &Path) -> Result<()> {
                 .map_or("off".into(), |v| v.to_string()),
         );
     }
+    let rules = cfg.rules();
+    for (i, r) in v.live.rules.iter().enumerate() {
+        let Some(a) = rules.action(i) else { continue };
+        let mss = |f: usize| a.clamp[f].map_or("off".into(), |c| c.clamp.to_string());
+        println!(
+            "  rule {} {}: from {}, src {}, dst {}, vlan {}: IPv4 SYNs clamped to {}, IPv6 to {}, DF {}",
+            i + 1,
+            r.name,
+            r.from.as_deref().unwrap_or("any port"),
+            if r.src.is_empty() { "any".into() } else { r.src.join(" ") },
+            if r.dst.is_empty() { "any".into() } else { r.dst.join(" ") },
+            if r.vlan.is_empty() {
+                "any".into()
+            } else {
+                format!("{:?}", r.vlan)
+            },
+            mss(0),
+            mss(1),
+            match a.df {
+                None => "as [df]",
+                Some(DfPolicy::Respect) => "respect",
+                Some(DfPolicy::ClearUdp) => "clear-udp",
+                Some(DfPolicy::ClearAll) => "clear-all",
+            },
+        );
+    }
+    if !rules.is_empty() {
+        println!("  (first match wins; a SYN-ACK is matched as its SYN; no match: [mss] and [df])");
+    }
+    let pm = &v.settings.pmtu;
+    println!(
+        "  learned path MTUs: {}",
+        if pm.learn {
+            format!(
+                "on (floor {} / 1280, kept {} s)",
+                pm.min_mtu_v4, pm.expires_secs
+            )
+        } else {
+            "off".into()
+        }
+    );
     for (q, c) in p.queues.iter().zip(&p.cores) {
         println!("  queue {q} -> worker on core {c}");
     }
@@ -594,26 +636,33 @@ fn run(
         "mtugate running"
     );
 
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0x5eed);
     // One set of budgets for every worker: the configured rates mean the
     // appliance, whatever the number of queues.
     let shared = engine::Shared::new(&cfg);
+    // One set of learned-PMTU tables for every worker: the ICMP error about
+    // a connection may arrive on another queue than its SYN.
+    let learn_tables = Arc::new(LearnTables::new(
+        random_seed().context("reading /dev/urandom for the learning tables' key")?,
+    ));
     let mut handles = Vec::new();
     for (i, (qp, link)) in pairs.into_iter().zip(links).enumerate() {
         let shared = shared.clone();
         let core = p.cores[i];
         let cfg = cfg.clone();
-        let worker_seed = seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let learn_tables = Arc::clone(&learn_tables);
+        // Each worker's secret: it keys the per-source SYN limiter and
+        // random-id, so it must not be guessable.
+        let worker_seed = random_seed().context("reading /dev/urandom for a worker's seed")?;
         let h = std::thread::Builder::new()
             .name(format!("mtugate-q{}", p.queues[i]))
             .spawn(move || {
                 if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
                     tracing::warn!(core, "could not pin the worker to its core");
                 }
-                engine::Worker::sharing(qp, cfg, worker_seed, link, engine::IDLE, &shared).run(stop)
+                let mut w =
+                    engine::Worker::sharing(qp, cfg, worker_seed, link, engine::IDLE, &shared);
+                w.share_learning(learn_tables);
+                w.run(stop)
             })
             .context("spawning a worker thread")?;
         handles.push(h);
@@ -827,4 +876,14 @@ fn generate(dir: &Path) -> Result<()> {
         println!("{}", f.display());
     }
     Ok(())
+}
+
+/// 64 bits from the kernel's random source (`/dev/urandom` never blocks
+/// once the kernel's pool is initialised, which it is long before mtugate
+/// starts).
+fn random_seed() -> std::io::Result<u64> {
+    use std::io::Read;
+    let mut b = [0u8; 8];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
+    Ok(u64::from_le_bytes(b))
 }

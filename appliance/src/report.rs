@@ -6,8 +6,11 @@
 use crate::engine::WorkerReport;
 use mtugate_datapath::counters::CounterTable;
 use mtugate_datapath::pipeline::Counters;
+use mtugate_datapath::pmtu::PmtuCounters;
 use mtugate_mgmt::final_stats::{FinalPortIo, FinalQueue, FinalStats};
-use mtugate_mgmt::model::{Lost, NicDrops, Percentiles, PipelineCounters, Stats};
+use mtugate_mgmt::model::{
+    Lost, NicDrops, Percentiles, PipelineCounters, RuleStats, Stats, Tabled,
+};
 use mtugate_xsk::XdpStats;
 
 fn totals(reports: &[WorkerReport], ports: usize) -> Vec<Counters> {
@@ -20,11 +23,39 @@ fn totals(reports: &[WorkerReport], ports: usize) -> Vec<Counters> {
     t
 }
 
+/// Per rule (by name, in the order first seen) and learning, summed over
+/// the workers.
+fn policy_totals(reports: &[WorkerReport]) -> (Vec<RuleStats>, PmtuCounters) {
+    let mut rules: Vec<RuleStats> = Vec::new();
+    let mut pmtu = PmtuCounters::default();
+    let mut entries = 0;
+    for r in reports {
+        let c = &r.counters;
+        for (name, rc) in c.rule_names.iter().zip(&c.rules) {
+            match rules.iter_mut().find(|x| &x.rule == name) {
+                Some(x) => x.counters.0.add(rc),
+                None => rules.push(RuleStats {
+                    rule: name.clone(),
+                    counters: Tabled(*rc),
+                }),
+            }
+        }
+        pmtu.add(&c.pmtu);
+        entries = entries.max(c.pmtu.entries);
+    }
+    // The tables are shared: every worker reports the same number.
+    pmtu.entries = entries;
+    (rules, pmtu)
+}
+
 /// The final-stats document: per ingress port (by name), AF_XDP counters
 /// per port and queue.
 pub fn json(reports: &[WorkerReport], names: &[&str]) -> FinalStats {
     let t = totals(reports, names.len());
+    let (rules, pmtu) = policy_totals(reports);
     FinalStats {
+        rules,
+        pmtu: Tabled(pmtu),
         ports: names
             .iter()
             .zip(t)
@@ -74,6 +105,23 @@ pub fn text(reports: &[WorkerReport], names: &[&str]) -> String {
         .flat_map(|r| &r.counters.tx_ring_full_drops)
         .sum();
     s.push_str(&format!("  tx ring full (frames freed): {full}\n"));
+    let (rules, pmtu) = policy_totals(reports);
+    for r in &rules {
+        s.push_str(&format!("  rule {}:", r.rule));
+        r.counters
+            .0
+            .for_each(|d, v| s.push_str(&format!(" {} {}", d.text, v[0])));
+        s.push('\n');
+    }
+    s.push_str("  learned path MTUs:");
+    for (i, d) in PmtuCounters::TABLE.iter().enumerate() {
+        for (k, v) in pmtu.values(i).iter().enumerate() {
+            let label = d.text_of(k);
+            s.push_str(&format!(" {} {v},", label.trim_start_matches("pmtu ")));
+        }
+    }
+    s.pop();
+    s.push('\n');
     s
 }
 

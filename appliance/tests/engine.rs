@@ -304,6 +304,54 @@ fn published_counters_match_what_the_worker_did() {
     assert_eq!(w.finish().conservation_error, None);
 }
 
+#[test]
+fn rule_counters_are_published_by_name_and_follow_a_reload() {
+    use mtugate_datapath::rules::{Prefix, RuleSettings};
+    let with_rules = |names: &[&str]| {
+        let mut s = Settings {
+            port_mtu: vec![1500, 1400],
+            ..Settings::default()
+        };
+        s.mss.ipv4 = Clamp::Off;
+        s.rules = names
+            .iter()
+            .map(|n| {
+                let mut r = RuleSettings::new(n);
+                r.dst = vec![Prefix::parse("192.0.2.2/32").unwrap()];
+                r.mss.ipv4 = Clamp::Fixed(1300);
+                r
+            })
+            .collect();
+        Arc::new(Config::new(s).unwrap())
+    };
+    let (link, m) = loopback();
+    let mut w = worker(MemConfig::default(), 32, with_rules(&["a"]), link);
+    rounds(&mut w, 1);
+    w.queue_mut().backend_mut().inject(0, &syn(1460)).unwrap();
+    rounds(&mut w, 1);
+    let out = std::mem::take(w.queue_mut().backend_mut().sent(1));
+    assert_eq!(mss_of(&out[0]), 1300);
+    // A rule is put in front of "a": "a" keeps its count under its name.
+    m.reload(2, with_rules(&["new", "a"]));
+    rounds(&mut w, 1);
+    m.recycle(|_| {}); // the reload's publication: hand the spare back
+    w.queue_mut().backend_mut().inject(0, &syn(1460)).unwrap();
+    rounds(&mut w, 1);
+    m.signal();
+    rounds(&mut w, 1);
+    let mut seen = Vec::new();
+    m.recycle(|s| seen.push(s.counters.clone()));
+    let c = seen.last().expect("a publication");
+    assert_eq!(c.rule_names[..], ["new".to_string(), "a".to_string()]);
+    assert_eq!(
+        c.rules[0].matched, 1,
+        "the new first rule took the second SYN"
+    );
+    assert_eq!(c.rules[1].matched, 1);
+    assert_eq!(c.rules[1].clamped, 1);
+    assert_eq!(w.finish().conservation_error, None);
+}
+
 /// The ICMP error budget is the appliance's: 1, 2 and 4 workers, each on
 /// its own queue and thread, offered 400 frames that each deserve an error,
 /// send the same number in all (the burst, plus what the rate earns while

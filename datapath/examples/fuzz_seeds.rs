@@ -78,9 +78,42 @@ fn main() -> std::io::Result<()> {
     arp.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
     arp.extend_from_slice(&[0; 32]);
     seeds.push(("arp", arp));
+    // Issue 12: a Fragmentation Needed and a Packet Too Big crossing
+    // toward a host (learning on, a rule in force: see the ctl bits below).
+    let mut quote = Vec::new();
+    PacketBuilder::ipv4(s4, d4, 64)
+        .tcp(40000, 443, 1, 2)
+        .write(&mut quote, &[0; 1460])
+        .unwrap();
+    quote.truncate(28);
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(b, a)
+        .ipv4(d4, s4, 64)
+        .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1300 },
+        ))
+        .write(&mut v, &quote)
+        .unwrap();
+    seeds.push(("icmp4_frag_needed", v));
+    let mut quote = Vec::new();
+    PacketBuilder::ipv6(s6, d6, 64)
+        .tcp(40000, 443, 1, 2)
+        .write(&mut quote, &[0; 1440])
+        .unwrap();
+    quote.truncate(200);
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(b, a)
+        .ipv6(d6, s6, 64)
+        .icmpv6(etherparse::Icmpv6Type::PacketTooBig { mtu: 1280 })
+        .write(&mut v, &quote)
+        .unwrap();
+    seeds.push(("icmp6_packet_too_big", v));
     for (i, (name, frame)) in seeds.iter().enumerate() {
         // MTU 68 + 1332 = 1400, policy bits varied, port 0 or 1.
-        let ctl = [0x05, 0x34, i as u8, (i & 1) as u8];
+        let mut ctl = [0x05, 0x34, i as u8, (i & 1) as u8];
+        if name.starts_with("icmp") {
+            ctl[3] |= 0x0a; // learning on, a rule in force
+        }
         let mut data = ctl.to_vec();
         data.extend_from_slice(frame);
         std::fs::write(dir.join(name), data)?;

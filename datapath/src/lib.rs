@@ -4,4 +4,7 @@
 pub mod counters;
 pub mod ops;
 pub mod pipeline;
+pub mod pmtu;
+pub mod prf;
+pub mod rules;
 pub mod wire;

@@ -33,7 +33,10 @@ use crate::ops::frag::{self, FragError};
 use crate::ops::icmp;
 use crate::ops::mss::{self, ClampParams, Plan};
 use crate::ops::{L3Ctx, MacRewrite};
-use crate::wire::{ethernet, ipv4, ipv6, tcp, WireError};
+use crate::pmtu::{LearnTables, Learner, PmtuCounters, PmtuSettings, Seen};
+use crate::prf::IdGen;
+use crate::rules::{Addrs, RuleCounters, RuleError, RuleSettings, Rules};
+use crate::wire::{checksum, ethernet, ipv4, ipv6, tcp, WireError};
 use std::sync::Arc;
 
 pub use crate::ops::frag::ExtraFrames;
@@ -184,6 +187,16 @@ pub struct Settings {
     pub icmp: IcmpSettings,
     /// SYN rewrite limits.
     pub syn_limit: SynLimitSettings,
+    /// Rules, in order: the first that matches a SYN chooses its clamp,
+    /// the first that matches a packet too big its DF policy
+    /// ([`crate::rules`]). Empty: `mss` and `df` for everything.
+    pub rules: Vec<RuleSettings>,
+    /// Learned path MTUs ([`crate::pmtu`]).
+    pub pmtu: PmtuSettings,
+    /// Give an IPv4 packet fragmented despite DF (by the DF policy) a fresh,
+    /// unpredictable ID first, as OpenBSD pf's `scrub random-id` does: hosts
+    /// that send ID 0 with DF would otherwise collide in reassembly.
+    pub df_random_id: bool,
 }
 
 impl Default for Settings {
@@ -222,6 +235,9 @@ impl Default for Settings {
                 }),
                 over_limit: OverLimit::Drop,
             },
+            rules: Vec::new(),
+            pmtu: PmtuSettings::default(),
+            df_random_id: false,
         }
     }
 }
@@ -255,6 +271,17 @@ pub enum SettingsError {
     /// A rate with a zero burst, which could never grant anything.
     #[error("{0} burst must be at least 1")]
     ZeroBurst(&'static str),
+    /// A rule that cannot be compiled.
+    #[error(transparent)]
+    Rule(#[from] RuleError),
+    /// A learned-PMTU floor below the IPv4 minimum, or no expiry.
+    #[error("pmtu: min_mtu {min_mtu} must be at least 68 and expires {expires} at least 1 s")]
+    Pmtu {
+        /// The floor given.
+        min_mtu: u16,
+        /// The expiry given, in seconds.
+        expires: u64,
+    },
     /// Not two ports (wire mode), or per-port lists of different lengths.
     #[error("wire mode needs exactly 2 ports: {mtus} MTUs and {clamp_flags} clamp flags given")]
     PortCount {
@@ -272,6 +299,8 @@ pub struct Config {
     /// What a frame arriving on each port needs, by ingress port: one
     /// bounds check and one cache line per frame.
     plans: Vec<PortPlan>,
+    /// The rules, compiled (swapped with the rest on a reload).
+    rules: Rules,
 }
 
 /// Everything the pipeline reads per frame about its ingress port.
@@ -285,6 +314,9 @@ struct PortPlan {
     ingress_mtu: u16,
     /// Clamp parameters per family (0 = IPv4, 1 = IPv6).
     clamp: [Option<ClampParams>; 2],
+    /// Rules or learning are in force: a TCP segment's clamp is chosen by
+    /// `Ctx::choose_clamp`; else it is `clamp`, with nothing more to do.
+    policy: bool,
 }
 
 impl Config {
@@ -317,6 +349,14 @@ impl Config {
                 return Err(SettingsError::ZeroBurst(name));
             }
         }
+        let p = settings.pmtu;
+        if p.min_mtu_v4 < ipv4::MIN_MTU || p.expires_secs == 0 {
+            return Err(SettingsError::Pmtu {
+                min_mtu: p.min_mtu_v4,
+                expires: p.expires_secs,
+            });
+        }
+        let rules = Rules::compile(&settings.rules, &settings.port_mtu)?;
         let min_mtu = settings.port_mtu.iter().copied().min().unwrap_or(0);
         let mut clamp = [vec![None; nports], vec![None; nports]];
         let families = [
@@ -360,10 +400,20 @@ impl Config {
                     egress_mtu: settings.port_mtu[egress.index()],
                     ingress_mtu: settings.port_mtu[i],
                     clamp: [clamp[0][i], clamp[1][i]],
+                    policy: !rules.is_empty() || settings.pmtu.learn,
                 }
             })
             .collect();
-        Ok(Config { settings, plans })
+        Ok(Config {
+            settings,
+            plans,
+            rules,
+        })
+    }
+
+    /// The compiled rules.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
     }
 
     /// Number of ports.
@@ -542,6 +592,12 @@ crate::counter_table! {
             help: "IPv4 packets fragmented despite DF, by the DF policy.",
             text: "df overridden",
         },
+        /// Of those, the ones given a fresh IPv4 ID first (`random_id`).
+        df_random_id: u64 {
+            metric: "mtugate_df_random_id_total",
+            help: "IPv4 packets fragmented despite DF that were given a fresh random IPv4 ID first (df.random_id).",
+            text: "df random id",
+        },
         /// ICMP errors sent, by family (Fragmentation Needed, Packet Too Big).
         icmp_sent: [u64; 2] {
             metric: "mtugate_icmp_errors_sent_total",
@@ -619,6 +675,7 @@ pub struct State {
     pub bad_port: u64,
     syn: Option<SourceLimiter>,
     budgets: Budgets,
+    policy: Policy,
 }
 
 /// The appliance-wide budgets: one ICMP error bucket and one global SYN
@@ -670,6 +727,70 @@ impl Budgets {
     }
 }
 
+/// The worker's state for rules, learned path MTUs and `random_id`.
+#[derive(Debug, Clone)]
+struct Policy {
+    /// The names of the rules `rules` counts for (the configuration's).
+    names: Arc<[String]>,
+    /// Per rule, in the configuration's order.
+    rules: Vec<RuleCounters>,
+    /// Learning, set up when it is first turned on.
+    learner: Option<Learner>,
+    /// The appliance's tables, shared with the other workers
+    /// ([`State::share_learning`]); `None`: this worker's own.
+    shared: Option<Arc<LearnTables>>,
+    /// Counters of learning kept while it is off (and before it starts).
+    pmtu_off: PmtuCounters,
+    ids: IdGen,
+    seed: u64,
+}
+
+impl Policy {
+    fn new(seed: u64) -> Policy {
+        Policy {
+            names: Arc::from(Vec::new()),
+            rules: Vec::new(),
+            learner: None,
+            shared: None,
+            pmtu_off: PmtuCounters::default(),
+            ids: IdGen::new(seed),
+            seed,
+        }
+    }
+
+    /// Follows a new configuration: rule counters keep their values by
+    /// rule name (a renamed or new rule starts at zero); the tables are
+    /// built the first time learning is on and kept (with what they
+    /// learned) while it is off.
+    fn reconfigure(&mut self, cfg: &Config) {
+        let names = cfg.rules.names();
+        if !Arc::ptr_eq(names, &self.names) && names[..] != self.names[..] {
+            let old = std::mem::take(&mut self.rules);
+            self.rules = names
+                .iter()
+                .map(|n| {
+                    self.names
+                        .iter()
+                        .position(|o| o == n)
+                        .and_then(|i| old.get(i).copied())
+                        .unwrap_or_default()
+                })
+                .collect();
+        }
+        self.names = Arc::clone(names);
+        self.rules.resize(names.len(), RuleCounters::default());
+        if cfg.settings.pmtu.learn && self.learner.is_none() {
+            let tables = match &self.shared {
+                Some(t) => Arc::clone(t),
+                None => Arc::new(LearnTables::new(self.seed)),
+            };
+            let mut l = Learner::new(tables);
+            l.counters = self.pmtu_off;
+            self.learner = Some(l);
+        }
+    }
+}
+
 impl State {
     /// New state for a lone worker, with budgets of its own. `seed` keys
     /// the per-source hash (give each worker a random one so that an
@@ -685,6 +806,7 @@ impl State {
             bad_port: 0,
             syn: None,
             budgets,
+            policy: Policy::new(seed),
         };
         s.build_syn_limiter(cfg, now, seed);
         s.reconfigure(cfg, now);
@@ -710,6 +832,7 @@ impl State {
         // A port count never changes live (it needs a restart); keep the
         // counters indexable if a caller does it anyway.
         self.counters.resize(cfg.port_count(), Counters::default());
+        self.policy.reconfigure(cfg);
         self.budgets.reconfigure(&cfg.settings, now);
         match (syn_rates(&cfg.settings.syn_limit), &mut self.syn) {
             (None, _) => self.syn = None,
@@ -722,6 +845,38 @@ impl State {
     #[must_use]
     pub fn budgets(&self) -> &Budgets {
         &self.budgets
+    }
+}
+
+impl State {
+    /// Learns into `tables`, shared with the other workers of the appliance
+    /// (give every worker a clone of one `Arc`): then a worker learns from
+    /// the ICMP error about a connection whose SYN another worker saw, and
+    /// all clamp by what any of them learned. Without it, each worker has
+    /// tables of its own.
+    pub fn share_learning(&mut self, tables: Arc<LearnTables>) {
+        if let Some(l) = &mut self.policy.learner {
+            l.set_tables(Arc::clone(&tables));
+        }
+        self.policy.shared = Some(tables);
+    }
+
+    /// The rules' names and their counters, in the configuration's order.
+    pub fn rule_counters(&self) -> (&Arc<[String]>, &[RuleCounters]) {
+        (&self.policy.names, &self.policy.rules)
+    }
+
+    /// Learning's counters, its `entries` gauge brought up to date at `now`
+    /// (a scan of the table: off the packet path, the worker calls it
+    /// before publishing).
+    pub fn pmtu_counters(&mut self, cfg: &Config, now: u64) -> PmtuCounters {
+        match &mut self.policy.learner {
+            Some(l) => {
+                l.refresh(now, &cfg.settings.pmtu);
+                l.counters
+            }
+            None => self.policy.pmtu_off,
+        }
     }
 }
 
@@ -813,6 +968,7 @@ pub fn process_frame<E: ExtraFrames>(
         bad_port,
         syn,
         budgets,
+        policy,
     } = state;
     let (Some(plan), Some(c)) = (
         cfg.plans.get(ingress.index()),
@@ -830,6 +986,8 @@ pub fn process_frame<E: ExtraFrames>(
         counters: c,
         syn,
         icmp: &budgets.icmp,
+        ingress,
+        policy,
     };
     let verdict = classify(buf, len, now, &mut parts, extra);
     let c = parts.counters;
@@ -854,6 +1012,8 @@ struct Parts<'b> {
     counters: &'b mut Counters,
     syn: &'b mut Option<SourceLimiter>,
     icmp: &'b SharedBucket,
+    ingress: PortId,
+    policy: &'b mut Policy,
 }
 
 #[inline]
@@ -881,6 +1041,7 @@ fn classify<E: ExtraFrames>(
         len,
         l2: l2.header_len,
         now,
+        choice: Choice::NONE,
         p: parts,
     };
     match l2.ethertype {
@@ -899,7 +1060,32 @@ struct Ctx<'a, 'b, 'c> {
     len: usize,
     l2: usize,
     now: u64,
+    choice: Choice,
     p: &'c mut Parts<'b>,
+}
+
+/// What chose a SYN's clamp (when rules or learning are in force): kept in
+/// the frame's context, so that the path without them carries nothing.
+#[derive(Clone, Copy)]
+struct Choice {
+    /// The rule that matched it ([`Choice::NO_RULE`]: none).
+    rule: u8,
+    /// Whether a learned path MTU lowered it.
+    by_pmtu: bool,
+}
+
+impl Choice {
+    /// No rule matched (rules are fewer than [`crate::rules::MAX_RULES`]).
+    const NO_RULE: u8 = u8::MAX;
+    /// Nothing chose anything.
+    const NONE: Choice = Choice {
+        rule: Choice::NO_RULE,
+        by_pmtu: false,
+    };
+
+    fn rule(self) -> Option<usize> {
+        (self.rule != Choice::NO_RULE).then_some(usize::from(self.rule))
+    }
 }
 
 /// What the SYN step did to the frame.
@@ -938,18 +1124,28 @@ impl Ctx<'_, '_, '_> {
         let can_grow = !ip.is_fragment();
         let src = ip.src();
         if proto == ipv4::protocol::TCP && first_frag {
-            if let Some(p) = self.p.plan.clamp[family::V4] {
+            if self.p.plan.policy {
+                // Rules or learning: chosen out of line (the path without
+                // them stays exactly as it was).
+                let addrs = Addrs::V4 { src, dst: ip.dst() };
+                match self.policy_syn(l2 + hl, tl, &addrs, can_grow) {
+                    Ok(t) => tl = t,
+                    Err(v) => return v,
+                }
+            } else if let Some(p) = self.p.plan.clamp[family::V4] {
                 let key = source_key_v4(src);
                 match self.syn(l2 + hl, l2 + tl, &p, key, family::V4, can_grow) {
                     SynOutcome::Drop => return Verdict::Drop(DropReason::SynLimit),
                     SynOutcome::Continue { grew: 0 } => {}
-                    SynOutcome::Continue { grew } => {
-                        tl += grew;
-                        let mut ip = ipv4::Packet::new_unchecked(&mut self.buf[l2..]);
-                        ip.update_total_len(tl as u16);
-                        self.len = l2 + tl;
-                    }
+                    SynOutcome::Continue { grew } => tl = self.grown(family::V4, tl + grew),
                 }
+            }
+        } else if proto == ipv4::protocol::ICMP && !ip.is_fragment() && self.learning() {
+            let dst = ip.dst();
+            let (toward, now) = (self.p.plan.egress, self.now);
+            let set = &self.p.cfg.settings.pmtu;
+            if let Some(l) = self.p.policy.learner.as_mut() {
+                l.icmp_v4(&self.buf[l2 + hl..l2 + tl], dst, toward, now, set);
             }
         }
         let mtu = self.egress_mtu();
@@ -967,18 +1163,57 @@ impl Ctx<'_, '_, '_> {
         // its length as the SYN step left it), never the bare frame. Built
         // only here, off the forwarding path.
         let l3 = L3Ctx::ipv4(l2, &ip);
+        let mut policy = self.p.cfg.settings.df;
+        if !self.p.cfg.rules.is_empty() {
+            // Not a handshake: the packet matches a rule either way round.
+            let mut rule = self.choice.rule();
+            if rule.is_none() {
+                let (ing, eg) = (self.p.ingress, self.p.plan.egress);
+                let addrs = Addrs::V4 { src, dst: ip.dst() };
+                rule = self.p.cfg.rules.first_either(&addrs, ing, eg, self.vlan());
+                if let Some(i) = rule {
+                    // At most MAX_RULES (64): fits.
+                    self.choice.rule = i as u8;
+                    if let Some(c) = self.p.policy.rules.get_mut(i) {
+                        c.matched += 1;
+                    }
+                }
+            }
+            if let Some(d) = rule.and_then(|i| self.p.cfg.rules.action(i)?.df) {
+                policy = d;
+            }
+        }
         let may_fragment = !df
-            || match self.p.cfg.settings.df {
+            || match policy {
                 DfPolicy::Respect => false,
                 DfPolicy::ClearUdp => proto == ipv4::protocol::UDP,
                 DfPolicy::ClearAll => true,
             };
         if may_fragment {
+            let fresh_id = df && self.p.cfg.settings.df_random_id;
+            if fresh_id {
+                // random-id: the fragments of a packet whose DF we override
+                // get an ID the sender did not choose (it may send ID 0 with
+                // DF, trusting that nobody fragments). The checksum follows
+                // (RFC 1624); the fragmenter writes each fragment's anyway.
+                let id = self.p.policy.ids.next_id();
+                let mut ip = ipv4::Packet::new_unchecked(&mut self.buf[l2..self.len]);
+                let (old, sum) = (ip.ident(), ip.checksum());
+                ip.set_ident(id);
+                ip.set_checksum(checksum::update16(sum, old, id));
+            }
             // Wire mode: every fragment continues on the input's way.
             return match frag::fragment_ipv4(self.buf, &l3, mtu, MacRewrite::Keep, extra) {
                 Ok(f) => {
+                    let rule = self.choice.rule();
+                    if let Some(c) = rule.and_then(|i| self.p.policy.rules.get_mut(i)) {
+                        c.fragmented += 1;
+                    }
                     if df {
                         self.counters().df_overridden += 1;
+                    }
+                    if fresh_id {
+                        self.counters().df_random_id += 1;
                     }
                     Verdict::Fragments {
                         first_len: f.first_len,
@@ -1010,19 +1245,39 @@ impl Ctx<'_, '_, '_> {
         let upper = ip.upper_layer();
         match upper {
             Ok(u) if u.protocol == ipv4::protocol::TCP && u.has_header() => {
-                if let Some(p) = self.p.plan.clamp[family::V6] {
+                let can_grow = u.fragment.is_none();
+                if self.p.plan.policy {
+                    let addrs = Addrs::V6 { src, dst: ip.dst() };
+                    match self.policy_syn(l2 + u.offset, tl, &addrs, can_grow) {
+                        Ok(t) => tl = t,
+                        Err(v) => return v,
+                    }
+                } else if let Some(p) = self.p.plan.clamp[family::V6] {
                     let key = source_key_v6(&src);
-                    let can_grow = u.fragment.is_none();
                     match self.syn(l2 + u.offset, l2 + tl, &p, key, family::V6, can_grow) {
                         SynOutcome::Drop => return Verdict::Drop(DropReason::SynLimit),
                         SynOutcome::Continue { grew: 0 } => {}
-                        SynOutcome::Continue { grew } => {
-                            tl += grew;
-                            let pl = (tl - ipv6::HEADER_LEN) as u16;
-                            ipv6::Packet::new_unchecked(&mut self.buf[l2..]).set_payload_len(pl);
-                            self.len = l2 + tl;
-                        }
+                        SynOutcome::Continue { grew } => tl = self.grown(family::V6, tl + grew),
                     }
+                }
+            }
+            Ok(u)
+                if u.protocol == ipv4::protocol::ICMPV6
+                    && u.fragment.is_none()
+                    && self.learning() =>
+            {
+                let dst = ip.dst();
+                let (toward, now) = (self.p.plan.egress, self.now);
+                let set = &self.p.cfg.settings.pmtu;
+                if let Some(l) = self.p.policy.learner.as_mut() {
+                    l.icmp_v6(
+                        &self.buf[l2 + u.offset..l2 + tl],
+                        &src,
+                        &dst,
+                        toward,
+                        now,
+                        set,
+                    );
                 }
             }
             Ok(_) => {}
@@ -1046,6 +1301,163 @@ impl Ctx<'_, '_, '_> {
                 icmp::build_packet_too_big(buf, l3, macs, src, u32::from(mtu), max)
             },
         )
+    }
+
+    /// The IP packet grew to `tl` bytes (an MSS option inserted): its
+    /// length field and the frame's length follow. Returns `tl`.
+    #[inline]
+    fn grown(&mut self, fam: usize, tl: usize) -> usize {
+        let l2 = self.l2;
+        if fam == family::V4 {
+            ipv4::Packet::new_unchecked(&mut self.buf[l2..]).update_total_len(tl as u16);
+        } else {
+            let pl = (tl - ipv6::HEADER_LEN) as u16;
+            ipv6::Packet::new_unchecked(&mut self.buf[l2..]).set_payload_len(pl);
+        }
+        self.len = l2 + tl;
+        tl
+    }
+
+    /// The SYN step with rules or learning in force, for the TCP segment
+    /// at `start` of an IP packet of `tl` bytes with `addrs`: the clamp
+    /// chosen ([`Ctx::choose_clamp`]), the segment clamped, the rewrite
+    /// credited to what chose it. The new IP packet length, or the verdict
+    /// of a SYN dropped over the limit.
+    #[inline(never)]
+    fn policy_syn(
+        &mut self,
+        start: usize,
+        tl: usize,
+        addrs: &Addrs,
+        can_grow: bool,
+    ) -> Result<usize, Verdict> {
+        let fam = addrs.family();
+        let end = self.l2 + tl;
+        let Some(p) = self.choose_clamp(start, end, addrs) else {
+            return Ok(tl);
+        };
+        let key = match addrs {
+            Addrs::V4 { src, .. } => source_key_v4(*src),
+            Addrs::V6 { src, .. } => source_key_v6(src),
+        };
+        let before = self.rewrites(fam);
+        let tl = match self.syn(start, end, &p, key, fam, can_grow) {
+            SynOutcome::Drop => return Err(Verdict::Drop(DropReason::SynLimit)),
+            SynOutcome::Continue { grew: 0 } => tl,
+            SynOutcome::Continue { grew } => self.grown(fam, tl + grew),
+        };
+        self.count_rewrite(fam, before);
+        Ok(tl)
+    }
+
+    /// The outer VLAN id, for rules that name VLANs.
+    #[inline]
+    fn vlan(&self) -> Option<u16> {
+        (self.l2 > ethernet::HEADER_LEN).then(|| {
+            u16::from_be_bytes([
+                self.buf[ethernet::HEADER_LEN],
+                self.buf[ethernet::HEADER_LEN + 1],
+            ]) & 0x0fff
+        })
+    }
+
+    /// Whether path MTUs are being learned.
+    #[inline]
+    fn learning(&self) -> bool {
+        self.p.cfg.settings.pmtu.learn
+    }
+
+    /// MSS rewrites (clamps and insertions) of family `fam` so far.
+    #[inline]
+    fn rewrites(&mut self, fam: usize) -> u64 {
+        let c = self.counters();
+        c.mss_clamped[fam] + c.mss_inserted[fam]
+    }
+
+    /// After the SYN step: credits a rewrite to the rule and the learned
+    /// path MTU that chose its clamp.
+    #[inline]
+    fn count_rewrite(&mut self, fam: usize, before: u64) {
+        let choice = self.choice;
+        if choice.rule().is_none() && !choice.by_pmtu || self.rewrites(fam) == before {
+            return;
+        }
+        let pol = &mut *self.p.policy;
+        if let Some(c) = choice.rule().and_then(|i| pol.rules.get_mut(i)) {
+            c.clamped += 1;
+        }
+        if let (true, Some(l)) = (choice.by_pmtu, pol.learner.as_mut()) {
+            l.counters.clamped += 1;
+        }
+    }
+
+    /// The clamp of the TCP segment at `buf[start..end]`: its ingress
+    /// port's (`[mss]`), unless it is a SYN or SYN-ACK that a rule matches
+    /// (the rule's) or toward a destination with a learned path MTU (that
+    /// MTU's, if lower); what chose it goes to `self.choice`. Also records
+    /// the SYN or SYN-ACK in the flow table when learning. Called only when
+    /// rules or learning are in force (`PortPlan::policy`), out of line: the
+    /// path without them stays as it was.
+    #[inline]
+    fn choose_clamp(&mut self, start: usize, end: usize, addrs: &Addrs) -> Option<ClampParams> {
+        let fam = addrs.family();
+        let mut params = self.p.plan.clamp[fam];
+        let cfg = self.p.cfg;
+        let seg = &self.buf[start..end];
+        // Not a SYN (or too short to say): the SYN step decides and counts.
+        if seg.len() < tcp::MIN_HEADER_LEN
+            || seg[13] & (tcp::flags::SYN | tcp::flags::RST) != tcp::flags::SYN
+        {
+            return params;
+        }
+        let mut choice = Choice::NONE;
+        let (ingress, egress, vlan) = (self.p.ingress, self.p.plan.egress, self.vlan());
+        let pol = &mut *self.p.policy;
+        if !cfg.rules.is_empty() {
+            // A SYN-ACK is matched as the SYN it answers (came in on the
+            // port this one leaves by, addresses swapped).
+            let rule = if seg[13] & tcp::flags::ACK != 0 {
+                cfg.rules.first_reply(addrs, egress, vlan)
+            } else {
+                cfg.rules.first(addrs, ingress, vlan)
+            };
+            if let Some(i) = rule {
+                // At most MAX_RULES (64): fits.
+                choice.rule = i as u8;
+                params = cfg.rules.action(i).and_then(|a| a.clamp[fam]);
+                if let Some(c) = pol.rules.get_mut(i) {
+                    c.matched += 1;
+                }
+            }
+        }
+        if let (true, Some(l)) = (cfg.settings.pmtu.learn, pol.learner.as_mut()) {
+            let (src, dst): (&[u8], &[u8]) = match addrs {
+                Addrs::V4 { src, dst } => (src, dst),
+                Addrs::V6 { src, dst } => (src, dst),
+            };
+            let seen = Seen {
+                fam,
+                src,
+                dst,
+                ports: [seg[0], seg[1], seg[2], seg[3]],
+            };
+            l.record_flow(&seen, ingress, self.now);
+            if let Some(m) = l.clamp_for(&seen, self.now, &cfg.settings.pmtu) {
+                match params {
+                    Some(p) if p.clamp <= m => {}
+                    p => {
+                        params = Some(ClampParams {
+                            clamp: m,
+                            range: None,
+                            insert_default: p.and_then(|p| p.insert_default),
+                        });
+                        choice.by_pmtu = true;
+                    }
+                }
+            }
+        }
+        self.choice = choice;
+        params
     }
 
     /// Drops a packet too big to forward and, if the rules and the ICMP

@@ -11,7 +11,8 @@
 use crate::link::{LatencyHists, WorkerCounters, WorkerSnapshot};
 use crate::model::{
     IoStats, KernelSocketStats, Latency, PerFamily, PerIcmpType, Percentiles, PipelineCounters,
-    PortRates, PortStage, PortStats, QueueStats, Rates, Reloads, Stats, Windows, XdpPortStats,
+    PortRates, PortStage, PortStats, QueueStats, Rates, Reloads, RuleStats, Stats, Tabled, Windows,
+    XdpPortStats,
 };
 use hdrhistogram::Histogram;
 use mtugate_datapath::counters::CounterTable;
@@ -326,7 +327,30 @@ impl Aggregator {
             malformed_passed: d(|c| c.malformed_passed),
             non_ip_passed: d(|c| c.non_ip_passed),
         };
+        // Rules by name (workers may briefly disagree during a reload),
+        // in the order first seen; learning summed.
+        let mut rules: Vec<RuleStats> = Vec::new();
+        let mut pmtu: Tabled<mtugate_datapath::pmtu::PmtuCounters> = Tabled::default();
+        let mut entries = 0;
+        for q in &self.queues {
+            let c = &q.latest;
+            for (name, rc) in c.rule_names.iter().zip(&c.rules) {
+                match rules.iter_mut().find(|r| &r.rule == name) {
+                    Some(r) => r.counters.0.add(rc),
+                    None => rules.push(RuleStats {
+                        rule: name.clone(),
+                        counters: Tabled(*rc),
+                    }),
+                }
+            }
+            pmtu.0.add(&c.pmtu);
+            entries = entries.max(c.pmtu.entries);
+        }
+        // The tables are shared: every worker reports the same number.
+        pmtu.0.entries = entries;
         Stats {
+            rules,
+            pmtu,
             version: env!("CARGO_PKG_VERSION").to_string(),
             revision: self.revision.clone(),
             uptime_s: uptime.as_secs_f64(),

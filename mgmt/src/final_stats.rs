@@ -24,9 +24,10 @@
 //! kernel could not be asked.
 
 use crate::link::WorkerCounters;
-use crate::model::{IoStats, KernelSocketStats, PipelineCounters};
+use crate::model::{IoStats, KernelSocketStats, PipelineCounters, RuleStats, Tabled};
 use crate::table;
 use mtugate_datapath::counters::CounterTable;
+use mtugate_datapath::pmtu::PmtuCounters;
 use mtugate_xsk::XdpStats;
 use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde::ser::SerializeMap;
@@ -43,6 +44,12 @@ pub struct FinalStats {
     /// The XDP stage, per port in port order (empty when it was not read).
     #[serde(default)]
     pub xdp: Vec<FinalXdp>,
+    /// Per rule, summed over queues (empty without rules).
+    #[serde(default)]
+    pub rules: Vec<RuleStats>,
+    /// Learned path MTUs, summed over queues.
+    #[serde(default)]
+    pub pmtu: Tabled<PmtuCounters>,
 }
 
 /// The XDP stage of one port at the end of a run.
@@ -228,6 +235,8 @@ mod tests {
         });
         let names = ["inside", "outside"];
         FinalStats {
+            rules: Vec::new(),
+            pmtu: Tabled::default(),
             ports: names
                 .iter()
                 .zip(&c.pipeline)

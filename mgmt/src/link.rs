@@ -34,6 +34,8 @@ use crate::{HIST_HIGH_NS, HIST_SIGFIG};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use hdrhistogram::Histogram;
 use mtugate_datapath::pipeline::{Config, Counters};
+use mtugate_datapath::pmtu::PmtuCounters;
+use mtugate_datapath::rules::RuleCounters;
 use mtugate_xsk::{PortCounters, XskStats};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -65,6 +67,13 @@ pub struct WorkerCounters {
     pub frames_in_flight: u64,
     /// Frames in the UMEM.
     pub frames_total: u64,
+    /// The names of the rules `rules` counts for (shared with the
+    /// configuration: copying them copies a pointer).
+    pub rule_names: Arc<[String]>,
+    /// Per rule, in the configuration's order.
+    pub rules: Vec<RuleCounters>,
+    /// Learned path MTUs.
+    pub pmtu: PmtuCounters,
 }
 
 impl WorkerCounters {

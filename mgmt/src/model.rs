@@ -6,6 +6,8 @@
 use crate::table;
 use mtugate_datapath::counters::CounterTable;
 use mtugate_datapath::pipeline::Counters;
+use mtugate_datapath::pmtu::PmtuCounters;
+use mtugate_datapath::rules::RuleCounters;
 use mtugate_xsk::{PortCounters, XdpStats, XskStats};
 use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde::ser::SerializeMap;
@@ -92,6 +94,53 @@ impl<'de> Deserialize<'de> for PipelineCounters {
         }
         d.deserialize_map(V)
     }
+}
+
+/// Any counter table as the documents show it: every counter under its
+/// field name (an array as an object keyed by label value). Reading it
+/// back requires every counter of the table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tabled<T>(pub T);
+
+impl<T: CounterTable> Serialize for Tabled<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        table::serialize_entries(&self.0, "", &mut m)?;
+        m.end()
+    }
+}
+
+impl<'de, T: CounterTable> Deserialize<'de> for Tabled<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: CounterTable> Visitor<'de> for V<T> {
+            type Value = Tabled<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a table of counters")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+                let mut c = T::default();
+                let mut seen = vec![false; T::TABLE.len()];
+                while let Some(k) = m.next_key::<String>()? {
+                    if !table::deserialize_entry(&mut c, &mut seen, &k, &mut m)? {
+                        m.next_value::<IgnoredAny>()?;
+                    }
+                }
+                table::all_seen::<T, _>(&seen)?;
+                Ok(Tabled(c))
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+/// One rule's counters, summed over the workers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleStats {
+    /// The rule's name.
+    pub rule: String,
+    /// Its counters ([`RuleCounters`]).
+    pub counters: Tabled<RuleCounters>,
 }
 
 mtugate_datapath::counter_table! {
@@ -389,6 +438,12 @@ pub struct Stats {
     /// The XDP stage per port (empty without one).
     #[serde(default)]
     pub xdp: Vec<XdpPortStats>,
+    /// Per rule, in the configuration's order (empty without rules).
+    #[serde(default)]
+    pub rules: Vec<RuleStats>,
+    /// Learned path MTUs, summed over the workers.
+    #[serde(default)]
+    pub pmtu: Tabled<PmtuCounters>,
 }
 
 /// The XDP stage's counters of one port since mtugate started.

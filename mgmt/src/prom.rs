@@ -18,6 +18,8 @@ use crate::model::{IoStats, KernelSocketStats, PortStats, QueueStats, Stats};
 use hdrhistogram::Histogram;
 use mtugate_datapath::counters::CounterTable;
 use mtugate_datapath::pipeline::Counters;
+use mtugate_datapath::pmtu::PmtuCounters;
+use mtugate_datapath::rules::RuleCounters;
 use std::fmt::Write;
 
 /// Upper bounds of the latency histogram buckets, in nanoseconds
@@ -208,6 +210,27 @@ pub fn render(stats: &Stats, latency: &[(u32, &LatencyHists)]) -> String {
             }
         }
     }
+    // Per rule, labelled by the rule's name only: as many series as rules.
+    if !stats.rules.is_empty() {
+        for (i, d) in RuleCounters::TABLE.iter().enumerate() {
+            o.family(d.metric, d.kind.as_str(), d.help);
+            for r in &stats.rules {
+                o.sample(d.metric, &[("rule", &r.rule)], r.counters.0.values(i)[0]);
+            }
+        }
+    }
+    for (i, d) in PmtuCounters::TABLE.iter().enumerate() {
+        o.family(d.metric, d.kind.as_str(), d.help);
+        let v = stats.pmtu.0.values(i);
+        match d.label {
+            None => o.sample(d.metric, &[], v[0]),
+            Some(l) => {
+                for (lv, n) in l.values.iter().zip(v) {
+                    o.sample(d.metric, &[(l.name, lv)], n);
+                }
+            }
+        }
+    }
     table_families::<IoStats>(&mut o, &qs, |p| Some(&p.io));
     table_families::<KernelSocketStats>(&mut o, &qs, |p| p.kernel.as_ref());
 
@@ -388,6 +411,18 @@ mod tests {
                 rx_ring_full: 5,
                 ..Default::default()
             });
+            c.rule_names = vec!["into-tunnel".to_string(), "vlan \"7\"".to_string()].into();
+            c.rules = vec![
+                RuleCounters {
+                    matched: 5 + w as u64,
+                    clamped: 4,
+                    fragmented: 1,
+                },
+                RuleCounters::default(),
+            ];
+            c.pmtu.learned = 2;
+            c.pmtu.entries = 1;
+            c.pmtu.rejected[3] = 9;
             let mut latency = LatencyHists::new();
             for (i, v) in [40u64, 75, 120, 900, 4_000, 2_000_000].iter().enumerate() {
                 latency.record(1 + i as u64, *v, v * 3);
@@ -448,6 +483,59 @@ mod tests {
                 format!("mtugate_build_info{{version=\"{v}\",revision=\"0123456789ab-dirty\"}} 1")
                     .as_str()
             )
+        );
+    }
+
+    #[test]
+    fn rules_by_name_and_learning_over_workers() {
+        let (a, _) = sample();
+        let m = parse(&render(&a.stats(), &a.queue_latency()));
+        let rule = |metric: &str, name: &str| {
+            m[metric]
+                .iter()
+                .find(|(l, _)| l.get("rule").map(String::as_str) == Some(name))
+                .map(|(l, v)| (l.len(), *v))
+        };
+        assert_eq!(
+            rule("mtugate_rule_matched_total", "into-tunnel"),
+            Some((1, 11.0))
+        );
+        assert_eq!(
+            rule("mtugate_rule_clamped_total", "into-tunnel"),
+            Some((1, 8.0))
+        );
+        assert_eq!(
+            rule("mtugate_rule_fragmented_total", "into-tunnel"),
+            Some((1, 2.0))
+        );
+        assert_eq!(
+            m["mtugate_rule_matched_total"].len(),
+            2,
+            "one series per rule"
+        );
+        assert_eq!(m["mtugate_pmtu_learned_total"][0].1, 4.0);
+        assert_eq!(
+            m["mtugate_pmtu_entries"][0].1, 1.0,
+            "shared tables: every worker reports the same entries, not summed"
+        );
+        let no_flow = m["mtugate_pmtu_rejected_total"]
+            .iter()
+            .find(|(l, _)| l["reason"] == "no_flow")
+            .unwrap();
+        assert_eq!(no_flow.1, 18.0);
+        // /stats: the same, and it reads back.
+        let j = serde_json::to_value(a.stats()).unwrap();
+        assert_eq!(j["rules"][0]["rule"], "into-tunnel");
+        assert_eq!(j["rules"][0]["counters"]["clamped"], 8);
+        assert_eq!(j["pmtu"]["rejected"]["no_flow"], 18);
+        let back: Stats = serde_json::from_value(j).unwrap();
+        assert_eq!(back, a.stats());
+        // mtugate stats: a line each.
+        let screen = crate::view::render(&a.stats());
+        assert!(screen.contains("into-tunnel 11/8/2"), "{screen}");
+        assert!(
+            screen.contains("pmtu     entries 1  learned 4  rejected 18"),
+            "{screen}"
         );
     }
 

@@ -209,6 +209,52 @@ pub fn render(s: &Stats) -> String {
             ("tx ring full".into(), compact(ring_full as f64)),
         ],
     ));
+    if !s.rules.is_empty() {
+        let items: Vec<(String, String)> = s
+            .rules
+            .iter()
+            .map(|r| {
+                let c = &r.counters.0;
+                (
+                    r.rule.clone(),
+                    format!(
+                        "{}/{}/{}",
+                        compact(c.matched as f64),
+                        compact(c.clamped as f64),
+                        compact(c.fragmented as f64)
+                    ),
+                )
+            })
+            .collect();
+        // At most two lines of rules: the rest is in --json.
+        let mut lines = pack("rules m/c/f ", &items);
+        if lines.len() > 2 {
+            let shown: usize = lines[..2]
+                .iter()
+                .map(|l| l.split("  ").filter(|x| !x.trim().is_empty()).count())
+                .sum();
+            lines.truncate(2);
+            let more = format!("  +{} more", items.len().saturating_sub(shown));
+            let last = &mut lines[1];
+            let keep = WIDTH.saturating_sub(more.len()).min(last.len());
+            last.truncate(keep);
+            last.push_str(&more);
+        }
+        bottom.extend(lines);
+    }
+    let p = &s.pmtu.0;
+    bottom.extend(pack(
+        "pmtu     ",
+        &[
+            ("entries".into(), compact(p.entries as f64)),
+            ("learned".into(), compact(p.learned as f64)),
+            (
+                "rejected".into(),
+                compact(p.rejected.iter().sum::<u64>() as f64),
+            ),
+            ("clamped".into(), compact(p.clamped as f64)),
+        ],
+    ));
     if !s.xdp.is_empty() {
         let mut x = mtugate_xsk::XdpStats::default();
         for p in &s.xdp {
@@ -353,6 +399,23 @@ mod tests {
         assert!(screen.contains("more rows"), "{screen}");
         assert!(screen.contains("all "), "the total row stays: {screen}");
         assert!(screen.contains("dwell"), "{screen}");
+    }
+
+    #[test]
+    fn many_rules_take_two_lines() {
+        let mut s = stats(1, 5);
+        s.rules = (0..64)
+            .map(|i| crate::model::RuleStats {
+                rule: format!("customer-{i}"),
+                ..Default::default()
+            })
+            .collect();
+        let screen = render(&s);
+        assert_fits(&screen);
+        assert!(screen.matches("customer-").count() > 4, "{screen}");
+        assert!(screen.contains("more"), "{screen}");
+        assert!(screen.contains("pmtu "), "{screen}");
+        assert!(screen.contains("kernel "), "{screen}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use libfuzzer_sys::fuzz_target;
 use mtugate_datapath::pipeline::{
     self, Clamp, Config, DfPolicy, PortId, ExtraFrames, OverLimit, Rate, Settings, State, Verdict,
 };
+use mtugate_datapath::rules::{Prefix, RuleSettings};
 
 const FRAME: usize = 2048;
 
@@ -48,6 +49,17 @@ fuzz_target!(|data: &[u8]| {
     s.mss.range = (ctl[2] & 16 != 0).then_some((500, 1460));
     s.syn_limit.over_limit = if ctl[2] & 32 != 0 { OverLimit::Drop } else { OverLimit::Pass };
     s.icmp.limit = Some(Rate { per_sec: 1000, burst: 2 });
+    // Rules, learning and random-id (issue 12), each on for some inputs.
+    s.pmtu.learn = ctl[3] & 2 != 0;
+    s.df_random_id = ctl[3] & 4 != 0;
+    if ctl[3] & 8 != 0 {
+        let mut r = RuleSettings::new("fuzz");
+        r.dst = vec![Prefix::parse("0.0.0.0/1").unwrap(), Prefix::parse("::/1").unwrap()];
+        r.vlan = if ctl[3] & 16 != 0 { vec![1, 100] } else { Vec::new() };
+        r.df = Some(DfPolicy::ClearAll);
+        r.mss.insert = ctl[3] & 32 != 0;
+        s.rules = vec![r];
+    }
     let Ok(cfg) = Config::new(s) else { return };
     let mut st = State::new(&cfg, 0, 1);
     let port = PortId::new(usize::from(ctl[3] & 1));
