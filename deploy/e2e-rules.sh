@@ -302,7 +302,7 @@ upload() { # upload PORT SECONDS [4|6]
 intact() { test "$(sha256sum <"$WORK/up.bin" | cut -d' ' -f1)" = "$(sha256sum <"$WORK/up.rcv" | cut -d' ' -f1)"; }
 
 $C ip route flush cache
-cfg all false 1500 >"$WORK/pmtu.toml"
+cfg exceptions false 1500 >"$WORK/pmtu.toml"
 start_mtugate "$WORK/pmtu.toml"
 got=$(upload 7201 5)
 syn=$(syn_mss "$WORK/far7201.pcap" 0)

@@ -858,6 +858,7 @@ impl Validated {
             on_failure: self.restart.wire.on_failure,
             egress: Some((egress_ifindex, *self.settings.port_mtu.get(egress)?)),
             syn: self.syn_police(port),
+            pmtu_errors: self.settings.pmtu.learn,
         })
     }
 
@@ -868,10 +869,13 @@ impl Validated {
         let s = &self.settings;
         let on = s.mss.on_ingress.get(port).copied().unwrap_or(false);
         let rate = |r: Option<Rate>| r.map(|r| (r.per_sec, r.burst));
+        // A rule may clamp what `[mss]` leaves alone, and learning records
+        // every SYN's connection: then every SYN is the pipeline's.
+        let all = !s.rules.is_empty() || s.pmtu.learn;
         SynPolice {
             clamp: [
-                on && s.mss.ipv4 != Clamp::Off,
-                on && s.mss.ipv6 != Clamp::Off,
+                all || (on && s.mss.ipv4 != Clamp::Off),
+                all || (on && s.mss.ipv6 != Clamp::Off),
             ],
             enabled: s.syn_limit.global.is_some() || s.syn_limit.per_source.is_some(),
             global: rate(s.syn_limit.global),
@@ -1100,7 +1104,7 @@ impl FileConfig {
             df: live.df.policy,
             df_random_id: live.df.random_id,
             rules: rules_settings(&live.rules, ports, &mtus)?,
-            pmtu: pmtu_settings(&live.pmtu, restart.xsk.steer)?,
+            pmtu: pmtu_settings(&live.pmtu)?,
             icmp: IcmpSettings {
                 source_v4: icmp.source_v4.map(|a| a.octets()),
                 source_v6: icmp.source_v6.map(|a| a.octets()),
@@ -1285,7 +1289,7 @@ fn rules_settings(
 }
 
 /// `[pmtu]` as the pipeline takes it.
-fn pmtu_settings(p: &PmtuConfig, steer: Steer) -> Result<PmtuSettings, ConfigError> {
+fn pmtu_settings(p: &PmtuConfig) -> Result<PmtuSettings, ConfigError> {
     if p.min_mtu < 68 {
         return Err(invalid(
             "pmtu.min_mtu",
@@ -1296,14 +1300,6 @@ fn pmtu_settings(p: &PmtuConfig, steer: Steer) -> Result<PmtuSettings, ConfigErr
         return Err(invalid(
             "pmtu.expires",
             format!("{} must be 1..=86400 seconds", p.expires),
-        ));
-    }
-    if p.learn && steer == Steer::Exceptions {
-        // The XDP stage forwards ICMP errors itself (they need no work):
-        // the workers would never see one to learn from.
-        return Err(invalid(
-            "pmtu.learn",
-            "learning needs the ICMP errors in the workers, but the XDP stage forwards them itself with xsk.steer = \"exceptions\": set xsk.steer = \"all\"",
         ));
     }
     Ok(PmtuSettings {
@@ -1497,6 +1493,7 @@ mtu = 1400
                     per_source: Some((200, 200)),
                     over_pass: false,
                 },
+                pmtu_errors: false,
             })
         );
         assert_eq!(v.fast_path(1, 3).and_then(|f| f.egress), Some((3, 1500)));
@@ -1656,14 +1653,15 @@ mtu = 1400
             let e = parse_err(&rule(body));
             assert!(e.contains(want), "{body}: {e}");
         }
-        // Learning needs the ICMP errors in the workers.
-        let (k, m) = invalid_err(&format!("{LAB}\n[pmtu]\nlearn = true\n"));
-        assert_eq!(k, "pmtu.learn", "{m}");
-        let v = validated(&format!(
-            "{LAB}\n[pmtu]\nlearn = true\nmin_mtu = 576\n[xsk]\nsteer = \"all\"\n"
-        ));
+        // Learning works with the fast path: the XDP stage steers the ICMP
+        // errors it learns from (and every SYN) to the workers.
+        let v = validated(&format!("{LAB}\n[pmtu]\nlearn = true\nmin_mtu = 576\n"));
         assert!(v.settings.pmtu.learn);
         assert_eq!(v.settings.pmtu.min_mtu_v4, 576);
+        let fp = v.fast_path(0, 7).unwrap();
+        assert!(fp.pmtu_errors);
+        assert_eq!(fp.syn.clamp, [true, true]);
+        assert!(!validated(LAB).fast_path(0, 7).unwrap().pmtu_errors);
         let (k, _) = invalid_err(&format!("{LAB}\n[pmtu]\nmin_mtu = 67\n"));
         assert_eq!(k, "pmtu.min_mtu");
     }

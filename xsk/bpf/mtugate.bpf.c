@@ -186,6 +186,16 @@ static __always_inline enum verdict classify(struct xdp_md *ctx, const struct mt
 			if (v == SLOW)
 				return SLOW;
 		}
+		/* Fragmentation Needed, for the workers that learn path MTUs. */
+		if (ip->protocol == IPPROTO_ICMP && (cfg->flags & MTG_FLAG_PMTU_ERRORS) &&
+		    !(ip->frag_off & bpf_htons(0x1fff))) {
+			__u8 *icmp = l3 + ihl;
+
+			if (ihl > 60 || (void *)(icmp + 2) > end)
+				return SLOW;
+			if (icmp[0] == 3 && icmp[1] == 4)
+				return SLOW;
+		}
 		return info->fits ? FAST : SLOW;
 	}
 	if (proto == bpf_htons(ETH_P_IPV6)) {
@@ -241,8 +251,16 @@ static __always_inline enum verdict classify(struct xdp_md *ctx, const struct mt
 			if (v == SLOW || ext)
 				return SLOW;
 			return info->fits ? FAST : SLOW;
-		case IPPROTO_UDP:
 		case IPPROTO_ICMPV6:
+			/* Packet Too Big, for the workers that learn path MTUs. */
+			if (cfg->flags & MTG_FLAG_PMTU_ERRORS) {
+				__u8 *icmp = l4;
+
+				if ((void *)(icmp + 1) > end || icmp[0] == 2)
+					return SLOW;
+			}
+			return (info->fits && !ext) ? FAST : SLOW;
+		case IPPROTO_UDP:
 		case IPPROTO_ESP:
 		case IPPROTO_GRE:
 			return (info->fits && !ext) ? FAST : SLOW;

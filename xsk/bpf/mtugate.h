@@ -34,6 +34,8 @@
 #define MTG_FLAG_CLAMP4 2 /* IPv4 SYNs entering this port are clamped */
 #define MTG_FLAG_CLAMP6 4 /* IPv6 SYNs entering this port are clamped */
 #define MTG_FLAG_POLICE 8 /* police those SYNs before the copy */
+#define MTG_FLAG_PMTU_ERRORS 16 /* ICMP Frag Needed / ICMPv6 Packet Too Big
+				  * to the workers (they learn path MTUs) */
 
 /* mtg_cfg.syn_over: a SYN within its source's budget over the global one */
 #define MTG_OVER_DROP 0 /* drop it (the host retransmits) */

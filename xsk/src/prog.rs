@@ -69,6 +69,7 @@ const FLAG_EGRESS: u32 = 1;
 const FLAG_CLAMP4: u32 = 2;
 const FLAG_CLAMP6: u32 = 4;
 const FLAG_POLICE: u32 = 8;
+const FLAG_PMTU_ERRORS: u32 = 16;
 const OVER_DROP: u8 = 0;
 const OVER_PASS: u8 = 1;
 /// Sources the policer remembers (`MTG_SRC_ENTRIES`; least recently used
@@ -184,6 +185,9 @@ pub struct FastPath {
     pub egress: Option<(u32, u16)>,
     /// SYN policing.
     pub syn: SynPolice,
+    /// Steer ICMP Fragmentation Needed and ICMPv6 Packet Too Big to the
+    /// workers (they learn path MTUs from them) instead of forwarding them.
+    pub pmtu_errors: bool,
 }
 
 impl FastPath {
@@ -199,6 +203,7 @@ impl FastPath {
             per_source: None,
             over_pass: false,
         },
+        pmtu_errors: false,
     };
 
     fn raw(&self) -> RawCfg {
@@ -209,7 +214,8 @@ impl FastPath {
             flags: flag(self.egress.is_some(), FLAG_EGRESS)
                 | flag(self.syn.clamp[0], FLAG_CLAMP4)
                 | flag(self.syn.clamp[1], FLAG_CLAMP6)
-                | flag(self.syn.enabled, FLAG_POLICE),
+                | flag(self.syn.enabled, FLAG_POLICE)
+                | flag(self.pmtu_errors, FLAG_PMTU_ERRORS),
             syn_over: if self.syn.over_pass {
                 OVER_PASS
             } else {
@@ -961,6 +967,7 @@ mod tests {
         assert_eq!(def("MTG_FLAG_CLAMP4"), u64::from(FLAG_CLAMP4));
         assert_eq!(def("MTG_FLAG_CLAMP6"), u64::from(FLAG_CLAMP6));
         assert_eq!(def("MTG_FLAG_POLICE"), u64::from(FLAG_POLICE));
+        assert_eq!(def("MTG_FLAG_PMTU_ERRORS"), u64::from(FLAG_PMTU_ERRORS));
         assert_eq!(def("MTG_OVER_DROP"), u64::from(OVER_DROP));
         assert_eq!(def("MTG_OVER_PASS"), u64::from(OVER_PASS));
         assert_eq!(def("MTG_SRC_ENTRIES"), u64::from(SRC_ENTRIES));
@@ -1057,11 +1064,12 @@ mod tests {
                 per_source: Some((1000, 1)),
                 over_pass: true,
             },
+            pmtu_errors: true,
         };
         assert_eq!(
             fp.raw(),
             RawCfg {
-                flags: FLAG_EGRESS | FLAG_CLAMP4 | FLAG_POLICE,
+                flags: FLAG_EGRESS | FLAG_CLAMP4 | FLAG_POLICE | FLAG_PMTU_ERRORS,
                 egress_mtu: 1400,
                 steer: STEER_EXCEPTIONS,
                 on_failure: FAIL_BLOCK,
