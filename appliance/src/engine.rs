@@ -29,7 +29,9 @@
 use mtugate_datapath::pipeline::{
     process_frame, Budgets, Config, ExtraFrames, PortId, State, Verdict,
 };
+use mtugate_datapath::router::{self, Route};
 use mtugate_mgmt::{WorkerCounters, WorkerLink};
+use mtugate_xsk::meta::{RouteMeta, Why, META_LEN};
 use mtugate_xsk::{ring::Backend, Frame, FrameCounts, Handler, Idle, Poller, Queue};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -106,6 +108,46 @@ struct Pipe {
     start: Instant,
     now: u64,
     timing: bool,
+    /// Router mode: the interface index of each port (by port index); the
+    /// kernel's decision comes in front of each frame.
+    router_ports: Option<Vec<u32>>,
+}
+
+/// Router mode: what the XDP stage's metadata says to do with a frame.
+enum Decision {
+    Route(Route),
+    Expired(Option<[u8; 4]>, Option<[u8; 16]>),
+    Unrouted,
+}
+
+/// Reads the kernel's decision in front of `f` (router mode).
+fn decide<B: Backend>(q: &Queue<B>, f: &Frame, ingress: PortId, ports: &[u32]) -> Decision {
+    let ipv6 = q.data(f).get(12..14) == Some(&[0x86, 0xdd]);
+    let Some(m) = q
+        .in_front(f, META_LEN)
+        .and_then(|b| RouteMeta::parse(b, ipv6))
+    else {
+        return Decision::Unrouted;
+    };
+    if m.why == Why::TtlExpired {
+        return Decision::Expired(m.src4, m.src6);
+    }
+    let egress = match ports.iter().position(|&i| i == m.egress_ifindex) {
+        Some(p) => PortId::new(p),
+        // An IPv6 error carries its source where the next hop would be:
+        // it goes back out of the ingress port.
+        None if ipv6 && m.why == Why::TooBig => ingress,
+        None => return Decision::Unrouted,
+    };
+    Decision::Route(Route {
+        egress,
+        next_hop: m.dst_mac,
+        src_mac: m.src_mac,
+        mtu: m.mtu,
+        reverse_mtu: m.reverse_mtu,
+        icmp_v4: m.src4,
+        icmp_v6: m.src6,
+    })
 }
 
 impl Pipe {
@@ -149,6 +191,10 @@ impl<B: Backend> Handler<B> for Pipe {
         let ingress = PortId::new(port);
         for mut f in frames.drain(..) {
             let len = f.len();
+            let decision = self
+                .router_ports
+                .as_deref()
+                .map(|ports| decide(q, &f, ingress, ports));
             let verdict = {
                 let buf = q.buf_mut(&mut f);
                 let mut extra = Extra {
@@ -156,15 +202,17 @@ impl<B: Backend> Handler<B> for Pipe {
                     stash: &mut self.stash,
                     out: &mut self.frags,
                 };
-                process_frame(
-                    buf,
-                    len,
-                    ingress,
-                    self.now,
-                    &self.cfg,
-                    &mut self.state,
-                    &mut extra,
-                )
+                let (now, cfg, state) = (self.now, &*self.cfg, &mut self.state);
+                match decision {
+                    None => process_frame(buf, len, ingress, now, cfg, state, &mut extra),
+                    Some(Decision::Route(r)) => {
+                        router::process_routed(buf, len, ingress, &r, now, cfg, state, &mut extra)
+                    }
+                    Some(Decision::Expired(v4, v6)) => {
+                        router::time_exceeded(buf, len, ingress, v4, v6, now, cfg, state)
+                    }
+                    Some(Decision::Unrouted) => router::drop_unrouted(len, ingress, state),
+                }
             };
             match verdict {
                 Verdict::Forward { len, egress } => {
@@ -274,9 +322,18 @@ impl<B: Backend> Worker<B> {
                 link,
                 start: shared.epoch,
                 now,
+                router_ports: None,
             },
             q,
         }
+    }
+
+    /// Router mode: frames come with the kernel's forwarding decision in
+    /// front of them; `ifindexes[i]` is the interface of port `i`.
+    #[must_use]
+    pub fn routing(mut self, ifindexes: Vec<u32>) -> Self {
+        self.pipe.router_ports = Some(ifindexes);
+        self
     }
 
     /// Everything this worker counts, for the management thread.

@@ -4,4 +4,5 @@
 pub mod counters;
 pub mod ops;
 pub mod pipeline;
+pub mod router;
 pub mod wire;
