@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# $C, $S, $D are command prefixes ("ip netns exec NS"): split on purpose.
+# shellcheck disable=SC2086
 # End-to-end tests of mtugate in router mode, judged by real Linux hosts.
 #
 # The lab (deploy/lab.sh up router, prefix mtgo) makes mtugate the gateway
@@ -45,7 +47,7 @@ cleanup() {
   set +e
   stop_mtugate KILL
   for p in "${BG[@]}"; do kill "$p" 2>/dev/null; done
-  ROUTE_MTU= bash deploy/lab.sh down >/dev/null 2>&1
+  ROUTE_MTU='' bash deploy/lab.sh down >/dev/null 2>&1
   rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
