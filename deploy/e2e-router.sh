@@ -187,13 +187,13 @@ test_tcp_not_clamped() { # the second server network: a normal route
 test_too_big() {
   local out
   forget_pmtu
-  out=$($C ping -M do -s 1472 -c 2 -i 0.3 -W 1 203.0.113.1 2>&1 || true)
-  check "IPv4: ping -M do -s 1472 gets Frag needed (mtu = 1400) from the router's 198.51.100.254" \
+  out=$($C ping -M 'do' -s 1472 -c 2 -i 0.3 -W 1 203.0.113.1 2>&1 || true)
+  check "IPv4: ping -M 'do' -s 1472 gets Frag needed (mtu = 1400) from the router's 198.51.100.254" \
     grep -q "From 198.51.100.254 .*Frag needed and DF set (mtu = 1400)" <<<"$out"
   check "IPv4: the client's route cache shows mtu 1400" \
     grep -q "mtu 1400" <<<"$($C ip route get 203.0.113.1)"
-  out=$($C ping -6 -M do -s 1452 -c 2 -i 0.3 -W 1 2001:db8:b::1 2>&1 || true)
-  check "IPv6: ping -M do -s 1452 gets Packet too big (mtu=1400) from the router's 2001:db8:a::fe" \
+  out=$($C ping -6 -M 'do' -s 1452 -c 2 -i 0.3 -W 1 2001:db8:b::1 2>&1 || true)
+  check "IPv6: ping -M 'do' -s 1452 gets Packet too big (mtu=1400) from the router's 2001:db8:a::fe" \
     grep -q "From 2001:db8:a::fe .*Packet too big: mtu=1400" <<<"$out"
   check "IPv6: the client's route cache shows mtu 1400" \
     grep -q "mtu 1400" <<<"$($C ip -6 route get 2001:db8:b::1)"
