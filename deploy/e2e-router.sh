@@ -262,6 +262,29 @@ test_neighbour_flush() {
   check "after the flush, TCP is clamped again (SYN ${SYN:-none})" test "$SYN" = "1360 1"
 }
 
+test_reload() {
+  # A live reload: a fixed clamp replaces "auto", then "auto" comes back.
+  sed -i 's/^ipv4 = "auto".*/ipv4 = 1300/' "$CFG"
+  local out
+  out=$($D "$BIN" reload --config "$CFG" 2>&1) || true
+  connect 4 "$C" "$S" 192.0.2.1 5111
+  check "mtugate reload to [mss] ipv4 = 1300: the next SYN carries 1300 (got: ${SYN:-none}; reload said: $out)" \
+    test "$SYN" = "1300 1"
+  sed -i 's/^ipv4 = 1300/ipv4 = "auto"/' "$CFG"
+  $D "$BIN" reload --config "$CFG" >/dev/null 2>&1 || true
+  connect 4 "$C" "$S" 203.0.113.1 5112
+  check "... and back to auto: 1360 again (got: ${SYN:-none})" test "$SYN" = "1360 1"
+}
+
+test_metrics() {
+  local m
+  m=$($D curl -s --max-time 3 http://127.0.0.1:9090/metrics || true)
+  check "/metrics counts Time Exceeded sent (mtugate_icmp_time_exceeded_sent_total)" \
+    grep -Eq '^mtugate_icmp_time_exceeded_sent_total\{[^}]*port="inside"[^}]*family="ipv4"[^}]*\} [1-9]' <<<"$m"
+  check "/metrics has the XDP stage's to_kernel outcome (ARP, ND, the router's own traffic)" \
+    grep -Eq '^mtugate_xdp_frames_total\{[^}]*outcome="to_kernel"[^}]*\} [1-9]' <<<"$m"
+}
+
 test_counters() {
   stop_mtugate TERM
   check "mtugate's final accounting balances" grep -q "accounting: balanced" "$WORK/mtg.out"
@@ -281,6 +304,8 @@ test_time_exceeded
 test_router_itself
 test_route_change
 test_neighbour_flush
+test_reload
+test_metrics
 test_counters
 echo "e2e-router: $PASS passed, $FAIL failed in $((SECONDS - T0)) s"
 [[ $FAIL -eq 0 ]]
