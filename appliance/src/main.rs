@@ -614,6 +614,13 @@ fn run(
         let cfg = cfg.clone();
         let worker_seed = seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let router_ports = router_ports.clone();
+        // Router mode: each worker's own path into the kernel's output.
+        let kernel = match &router_ports {
+            Some(_) => Some(engine::KernelOutput::open().context(
+                "opening raw IP sockets (the kernel's output for SYNs toward unresolved neighbours)",
+            )?),
+            None => None,
+        };
         let h = std::thread::Builder::new()
             .name(format!("mtugate-q{}", p.queues[i]))
             .spawn(move || {
@@ -622,7 +629,7 @@ fn run(
                 }
                 let w = engine::Worker::sharing(qp, cfg, worker_seed, link, engine::IDLE, &shared);
                 match router_ports {
-                    Some(ix) => w.routing(ix).run(stop),
+                    Some(ix) => w.routing(ix, kernel).run(stop),
                     None => w.run(stop),
                 }
             })

@@ -461,7 +461,7 @@ static __always_inline int route(struct xdp_md *ctx, const struct mtg_cfg *cfg)
 	struct ipv6hdr *ip6 = NULL;
 	struct route_ctx r = {};
 	__u32 tot, hops;
-	int syn = 0, granted = 0;
+	int syn = 0, granted = 0, no_neigh = 0;
 	long rc;
 
 	if ((void *)(eth + 1) > end)
@@ -542,12 +542,22 @@ static __always_inline int route(struct xdp_md *ctx, const struct mtg_cfg *cfg)
 		break;
 	case BPF_FIB_LKUP_RET_NO_NEIGH:
 		/* The kernel resolves the neighbour and forwards this one
-		 * itself, unless it expires here (the worker answers). */
+		 * itself, unless it expires here (the worker answers) or is a
+		 * SYN to clamp: the kernel would forward that unclamped, so the
+		 * worker clamps it and hands it to the kernel's output. */
 		if (hops <= 1 && bpf_map_lookup_elem(&mtg_ports, &r.fib.ifindex)) {
 			r.why = MTG_WHY_TTL;
 			return route_slow(ctx, cfg, &r, 0);
 		}
-		return to_kernel();
+		if (!syn || !(cfg->flags & (r.v6 ? MTG_FLAG_CLAMP6 : MTG_FLAG_CLAMP4)))
+			return to_kernel();
+		/* Again without the neighbour: the egress and the route MTU. */
+		r.fib.ifindex = ctx->ingress_ifindex;
+		if (bpf_fib_lookup(ctx, &r.fib, sizeof(r.fib), BPF_FIB_LOOKUP_SKIP_NEIGH) !=
+		    BPF_FIB_LKUP_RET_SUCCESS)
+			return to_kernel();
+		no_neigh = 1;
+		break;
 	case BPF_FIB_LKUP_RET_BLACKHOLE:
 	case BPF_FIB_LKUP_RET_UNREACHABLE:
 	case BPF_FIB_LKUP_RET_PROHIBIT:
@@ -590,11 +600,21 @@ static __always_inline int route(struct xdp_md *ctx, const struct mtg_cfg *cfg)
 				break;
 			}
 		}
+		if (syn && no_neigh) {
+			/* Too big as well: the kernel's (its own ICMP error). */
+			if (tot > r.fib.mtu_result)
+				return to_kernel();
+			r.why = MTG_WHY_NO_NEIGH;
+			return route_slow(ctx, cfg, &r, granted);
+		}
 		if (syn) {
 			r.why = (tot > r.fib.mtu_result) ? MTG_WHY_TOO_BIG : MTG_WHY_SYN;
 			return route_slow(ctx, cfg, &r, granted);
 		}
 	}
+	/* No neighbour and nothing to clamp (over the SYN budget, "pass"). */
+	if (no_neigh)
+		return to_kernel();
 	if (tot > r.fib.mtu_result) {
 		r.why = MTG_WHY_TOO_BIG;
 		return route_slow(ctx, cfg, &r, 0);

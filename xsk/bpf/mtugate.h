@@ -101,7 +101,8 @@ struct mtg_src_key {
  * UMEM chunk just before the packet, so it ends where the packet starts).
  * The kernel's forwarding decision for the frame, made by bpf_fib_lookup:
  *
- *   why == MTG_WHY_SYN, MTG_WHY_FORWARD, or MTG_WHY_TOO_BIG for IPv4:
+ *   why == MTG_WHY_SYN, MTG_WHY_FORWARD, MTG_WHY_NO_NEIGH (no dst_mac),
+ *   or MTG_WHY_TOO_BIG for IPv4:
  *     fwd: the next hop's MAC, the egress port's MAC and its ifindex
  *   why == MTG_WHY_TTL, or MTG_WHY_TOO_BIG for IPv6 (an ICMP error only):
  *     src6: the IPv6 source of that error
@@ -123,6 +124,10 @@ struct mtg_src_key {
 #define MTG_WHY_SYN 2     /* a SYN to clamp (policed already) */
 #define MTG_WHY_TOO_BIG 3 /* larger than the route MTU toward the destination */
 #define MTG_WHY_TTL 4     /* TTL / hop limit would expire: Time Exceeded */
+#define MTG_WHY_NO_NEIGH 5 /* a SYN to clamp toward a next hop the kernel has not
+			    * resolved yet: fwd.dst_mac is unknown; the worker
+			    * clamps it and gives it to the kernel's output,
+			    * which resolves the neighbour */
 
 struct mtg_fwd {
 	unsigned char dst_mac[6];

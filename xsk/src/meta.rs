@@ -23,6 +23,7 @@ const WHY_FORWARD: u8 = 1;
 const WHY_SYN: u8 = 2;
 const WHY_TOO_BIG: u8 = 3;
 const WHY_TTL: u8 = 4;
+const WHY_NO_NEIGH: u8 = 5;
 
 /// Why the XDP stage steered a frame to the worker (`MTG_WHY_*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +36,10 @@ pub enum Why {
     TooBig,
     /// Its TTL or hop limit would expire here: Time Exceeded.
     TtlExpired,
+    /// A SYN to clamp toward a next hop the kernel has not resolved yet
+    /// (no `dst_mac`): once clamped it goes to the kernel's own output,
+    /// which resolves the neighbour.
+    NoNeighbour,
 }
 
 /// `struct mtg_meta`, decoded.
@@ -76,6 +81,7 @@ impl RouteMeta {
             WHY_SYN => Why::Syn,
             WHY_TOO_BIG => Why::TooBig,
             WHY_TTL => Why::TtlExpired,
+            WHY_NO_NEIGH => Why::NoNeighbour,
             _ => return None,
         };
         let error_only = ipv6 && matches!(why, Why::TtlExpired | Why::TooBig);
@@ -137,6 +143,7 @@ mod tests {
         assert_eq!(def(&h, "MTG_WHY_SYN"), u64::from(WHY_SYN));
         assert_eq!(def(&h, "MTG_WHY_TOO_BIG"), u64::from(WHY_TOO_BIG));
         assert_eq!(def(&h, "MTG_WHY_TTL"), u64::from(WHY_TTL));
+        assert_eq!(def(&h, "MTG_WHY_NO_NEIGH"), u64::from(WHY_NO_NEIGH));
         // Field order and sizes, from the header's text: the offsets the
         // decoder reads follow from them.
         let body = |name: &str| -> Vec<String> {
