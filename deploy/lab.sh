@@ -20,7 +20,9 @@
 #   bridge same addressing; the DUT kernel bridges in0+out0 with mtgbr0.
 #   router client 198.51.100.1/24 + 2001:db8:a::1/64 via .254 / ::fe (DUT in0),
 #          server 203.0.113.1/24 + 2001:db8:b::1/64 via .254 / ::fe (DUT out0),
-#          IPv4 and IPv6 forwarding on in the DUT.
+#          IPv4 and IPv6 forwarding on in the DUT. A second server network
+#          behind the server (192.0.2.1 + 2001:db8:c::1 on its lo), routed
+#          by the DUT via 203.0.113.1 / 2001:db8:b::1 with a normal route.
 #
 # Environment:
 #   MODE      wire|bridge|router (the argument after `up` wins)
@@ -36,6 +38,10 @@
 #             offload keeps the 802.1Q tag out of the frame bytes. Kept `off`
 #             in every mode so kernel bridge/router runs are comparable.
 #
+#   ROUTE_MTU router mode: the DUT's routes toward the server's network
+#             (203.0.113.0/24, 2001:db8:b::/64) get `mtu lock ROUTE_MTU`, as a
+#             tunnel's would (default: none). Locked, because the kernel's
+#             bpf_fib_lookup only reports a locked route MTU.
 #   QUEUES    RX/TX queues of every veth (default 1). With more, a sender's
 #             TX queue (chosen per flow, or per CPU for packet sockets)
 #             is the receiver's RX queue: mtugate can run one worker per
@@ -69,6 +75,7 @@ LAB_PREFIX=${LAB_PREFIX:-mtg}
 readonly NS_C=$LAB_PREFIX-client NS_D=$LAB_PREFIX-dut NS_S=$LAB_PREFIX-server
 readonly ALL_NS=("$NS_C" "$NS_D" "$NS_S")
 OUT_MTU=${OUT_MTU:-1500}
+ROUTE_MTU=${ROUTE_MTU:-}
 OFFLOADS=${OFFLOADS:-off}
 QUEUES=${QUEUES:-1}
 LAB_BPFFS=${LAB_BPFFS:-/run/mtugate/bpffs}
@@ -126,6 +133,7 @@ lab_up() {
     [[ $OUT_MTU =~ ^[0-9]+$ ]] || die "OUT_MTU must be a number"
     [[ $OFFLOADS == on || $OFFLOADS == off ]] || die "OFFLOADS must be on or off"
     [[ $QUEUES =~ ^[1-9][0-9]?$ ]] || die "QUEUES must be 1..99"
+    [[ -z $ROUTE_MTU || $ROUTE_MTU =~ ^[0-9]+$ ]] || die "ROUTE_MTU must be a number"
 
     lab_down
     _up_done=0
@@ -197,10 +205,21 @@ lab_up() {
         nsx "$NS_C" ip -6 route add default via 2001:db8:a::fe
         nsx "$NS_S" ip route add default via 203.0.113.254
         nsx "$NS_S" ip -6 route add default via 2001:db8:b::fe
+        # The second server network, with a normal route.
+        nsx "$NS_S" ip addr add 192.0.2.1/32 dev lo
+        nsx "$NS_S" ip addr add 2001:db8:c::1/128 dev lo
+        nsx "$NS_D" ip route add 192.0.2.0/24 via 203.0.113.1 dev out0
+        nsx "$NS_D" ip -6 route add 2001:db8:c::/64 via 2001:db8:b::1 dev out0
+        if [[ -n $ROUTE_MTU ]]; then
+            nsx "$NS_D" ip route replace 203.0.113.0/24 dev out0 proto kernel scope link \
+                src 203.0.113.254 mtu lock "$ROUTE_MTU"
+            nsx "$NS_D" ip -6 route replace 2001:db8:b::/64 dev out0 proto kernel metric 256 \
+                mtu lock "$ROUTE_MTU"
+        fi
     fi
 
     _up_done=1
-    log "up: mode=$mode OUT_MTU=$OUT_MTU OFFLOADS=$OFFLOADS QUEUES=$QUEUES"
+    log "up: mode=$mode OUT_MTU=$OUT_MTU ROUTE_MTU=${ROUTE_MTU:-none} OFFLOADS=$OFFLOADS QUEUES=$QUEUES"
 }
 
 lab_mode() {

@@ -38,6 +38,8 @@ STEER=exceptions bash deploy/e2e.sh target/release/mtugate
 # ones: they are shared with the kernel through mmap.)
 echo "== wire-mode e2e, [xsk] steer = \"all\", debug build (frame ownership tracker on)"
 STEER=all bash deploy/e2e.sh target/debug/mtugate
+echo "== router mode: the kernel's FIB in XDP, clamp to the route MTUs, ICMP from the router, live route changes"
+bash deploy/e2e-router.sh target/release/mtugate
 echo "== SYN policing, shared budgets, bursts, lost frames, two workers on two queues"
 bash deploy/e2e-limits.sh target/release/mtugate
 bash deploy/e2e-mgmt.sh target/release/mtugate

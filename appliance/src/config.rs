@@ -21,7 +21,8 @@
 //! ([`Validated::reload_to`]).
 
 use mtugate_datapath::pipeline::{
-    Clamp, DfPolicy, IcmpSettings, MssSettings, OverLimit, PortId, Rate, Settings, SynLimitSettings,
+    Clamp, Config, DfPolicy, IcmpSettings, MssSettings, OverLimit, PortId, Rate, Settings,
+    SettingsError, SynLimitSettings,
 };
 use mtugate_datapath::pmtu::PmtuSettings;
 use mtugate_datapath::rules::{Prefix, RuleError, RuleMss, RuleSettings, Rules};
@@ -212,16 +213,20 @@ fn spell_opt<T: KeyValue, S: Serializer>(v: &Option<T>, s: S) -> Result<S::Ok, S
 pub enum Mode {
     /// Two ports, a transparent bump in the wire.
     Wire,
+    /// An L3 gateway over any number of ports, with the kernel as its
+    /// control plane (addresses, routes, neighbours).
+    Router,
 }
 
 impl Mode {
     /// Every mode. A new one goes here and in [`Mode::name`].
-    pub const ALL: [Mode; 1] = [Mode::Wire];
+    pub const ALL: [Mode; 2] = [Mode::Wire, Mode::Router];
 
     /// As the file spells it.
     pub fn name(self) -> &'static str {
         match self {
             Mode::Wire => "wire",
+            Mode::Router => "router",
         }
     }
 }
@@ -380,9 +385,12 @@ pub struct FileConfig {
     /// AF_XDP socket tuning and the XDP stage.
     #[serde(default)]
     pub xsk: XskConfig,
-    /// Wire-mode behaviour.
-    #[serde(default)]
-    pub wire: WireConfig,
+    /// Wire-mode behaviour (wire mode only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wire: Option<WireConfig>,
+    /// Router-mode behaviour (router mode only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub router: Option<RouterConfig>,
     /// Management thread.
     #[serde(default)]
     pub mgmt: MgmtConfig,
@@ -530,8 +538,10 @@ pub struct PortConfig {
     pub name: String,
     /// The network interface.
     pub iface: String,
-    /// Largest L3 packet allowed to leave through this port.
-    pub mtu: u32,
+    /// Largest L3 packet allowed to leave through this port (wire mode,
+    /// required; router mode takes each route's MTU from the kernel).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
 }
 
 /// `[mss]`.
@@ -731,6 +741,38 @@ impl Default for WireConfig {
     }
 }
 
+/// `[router]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouterConfig {
+    /// What the XDP stage does with frames that need work (SYNs to clamp,
+    /// too big, TTL expiring) while no worker runs: `bypass` gives them to
+    /// the kernel, which forwards them unclamped (and sends its own ICMP
+    /// errors); `block` drops them. Plain transit traffic keeps taking the
+    /// XDP fast path either way.
+    pub on_failure: OnFailure,
+}
+
+impl RouterConfig {
+    fn is_default(&self) -> bool {
+        *self == RouterConfig::default()
+    }
+}
+
+impl WireConfig {
+    fn is_default(&self) -> bool {
+        *self == WireConfig::default()
+    }
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        RouterConfig {
+            on_failure: OnFailure::Bypass,
+        }
+    }
+}
+
 /// AF_XDP bind modes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -803,8 +845,10 @@ pub struct Live {
 /// The live part of a `[[port]]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PortMtu {
-    /// Largest L3 packet allowed to leave through this port.
-    pub mtu: u32,
+    /// Largest L3 packet allowed to leave through this port (router mode:
+    /// unset).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
 }
 
 /// What only a restart changes: the mode, the ports' identities, the
@@ -820,8 +864,12 @@ pub struct Restart {
     pub workers: WorkersConfig,
     /// `[xsk]`.
     pub xsk: XskConfig,
-    /// `[wire]`.
+    /// `[wire]` (shown only when not the default: a router has none).
+    #[serde(skip_serializing_if = "WireConfig::is_default")]
     pub wire: WireConfig,
+    /// `[router]` (shown only when not the default: a wire has none).
+    #[serde(skip_serializing_if = "RouterConfig::is_default")]
+    pub router: RouterConfig,
     /// `[mgmt]`.
     pub mgmt: MgmtConfig,
 }
@@ -852,6 +900,9 @@ impl Validated {
     /// wire mode forwards to the other port, whose MTU bounds the fast
     /// path. `None` for a port the configuration does not have.
     pub fn fast_path(&self, port: usize, egress_ifindex: u32) -> Option<FastPath> {
+        if self.restart.mode == Mode::Router {
+            return self.router_fast_path(port);
+        }
         let egress = self.egress_port(port)?;
         Some(FastPath {
             steer: self.restart.xsk.steer,
@@ -859,7 +910,31 @@ impl Validated {
             egress: Some((egress_ifindex, *self.settings.port_mtu.get(egress)?)),
             syn: self.syn_police(port),
             pmtu_errors: self.settings.pmtu.learn,
+            router: false,
         })
+    }
+
+    /// Router mode: the XDP stage of `port` looks every frame up in the
+    /// kernel's FIB; no fixed egress. `None` for a port the configuration
+    /// does not have.
+    pub fn router_fast_path(&self, port: usize) -> Option<FastPath> {
+        (port < self.restart.ports.len()).then(|| FastPath {
+            steer: self.restart.xsk.steer,
+            on_failure: self.restart.router.on_failure,
+            egress: None,
+            syn: self.syn_police(port),
+            // Learning is wire mode's for now (refused in router mode).
+            pmtu_errors: false,
+            router: true,
+        })
+    }
+
+    /// The pipeline's configuration for the workers (wire or router).
+    pub fn worker_config(&self) -> Result<Config, SettingsError> {
+        match self.restart.mode {
+            Mode::Wire => Config::new(self.worker_settings()),
+            Mode::Router => Config::router(self.worker_settings()),
+        }
     }
 
     /// How the XDP stage of `port` polices SYNs: the ones the pipeline
@@ -897,7 +972,7 @@ impl Validated {
 
     /// The port frames arriving on `port` leave by (wire mode: the other).
     pub fn egress_port(&self, port: usize) -> Option<usize> {
-        if port < 2 && self.restart.ports.len() == 2 {
+        if self.restart.mode == Mode::Wire && port < 2 && self.restart.ports.len() == 2 {
             Some(1 - port)
         } else {
             None
@@ -948,6 +1023,7 @@ impl FileConfig {
             workers,
             xsk,
             wire,
+            router,
             mgmt,
             rules,
             pmtu,
@@ -962,7 +1038,8 @@ impl FileConfig {
                 ports: ids,
                 workers,
                 xsk,
-                wire,
+                wire: wire.unwrap_or_default(),
+                router: router.unwrap_or_default(),
                 mgmt,
             },
             Live {
@@ -980,6 +1057,22 @@ impl FileConfig {
     /// Checks every value that can be checked without touching the system
     /// and derives the datapath settings.
     pub fn validate(self) -> Result<Validated, ConfigError> {
+        let mode = self.mode;
+        match (mode, &self.wire, &self.router) {
+            (Mode::Router, Some(_), _) => {
+                return Err(invalid(
+                    "wire",
+                    "a [wire] section is for mode = \"wire\" only",
+                ))
+            }
+            (Mode::Wire, _, Some(_)) => {
+                return Err(invalid(
+                    "router",
+                    "a [router] section is for mode = \"router\" only",
+                ))
+            }
+            _ => {}
+        }
         let (restart, live) = self.split();
         let ports = &restart.ports;
         match restart.mode {
@@ -989,6 +1082,32 @@ impl FileConfig {
                         "port",
                         format!(
                             "wire mode needs exactly two [[port]] tables, found {}",
+                            ports.len()
+                        ),
+                    ));
+                }
+            }
+            Mode::Router => {
+                // Rules and learned path MTUs are wire mode's for now: the
+                // router clamps to the kernel's route MTUs.
+                if !live.rules.is_empty() {
+                    return Err(invalid(
+                        "rule",
+                        "[[rule]] is for mode = \"wire\" only for now (router mode clamps to the kernel's route MTUs: set a route's mtu)",
+                    ));
+                }
+                if live.pmtu.learn {
+                    return Err(invalid(
+                        "pmtu.learn",
+                        "learning path MTUs is for mode = \"wire\" only for now (router mode: the kernel learns them, set a route's mtu)",
+                    ));
+                }
+                let max = mtugate_xsk::MAX_PORTS as usize;
+                if ports.is_empty() || ports.len() > max {
+                    return Err(invalid(
+                        "port",
+                        format!(
+                            "router mode needs 1 to {max} [[port]] tables, found {}",
                             ports.len()
                         ),
                     ));
@@ -1027,7 +1146,7 @@ impl FileConfig {
                 format!("{} must be 1..=256 and at most xsk.ring_size", x.batch),
             ));
         }
-        let mut mtus = [0u16; 2];
+        let mut mtus = vec![0u16; ports.len()];
         for (i, (p, m)) in ports.iter().zip(&live.ports).enumerate() {
             if p.iface.is_empty() || p.iface.len() > 15 || p.iface.contains('/') {
                 return Err(invalid(
@@ -1036,27 +1155,53 @@ impl FileConfig {
                 ));
             }
             let max = x.frame_size - FRAME_OVERHEAD;
-            if m.mtu < 68 || m.mtu > max {
+            let mtu = match (mode, m.mtu) {
+                (Mode::Wire, Some(mtu)) => mtu,
+                (Mode::Wire, None) => {
+                    return Err(invalid(
+                        format!("port[{i}].mtu"),
+                        "missing: wire mode needs each port's MTU",
+                    ))
+                }
+                // The route MTU decides; the port's bounds ICMP errors only.
+                (Mode::Router, None) => max,
+                (Mode::Router, Some(_)) => {
+                    return Err(invalid(
+                        format!("port[{i}].mtu"),
+                        "router mode takes the MTU from the kernel's routes (ip route ... mtu lock N): remove it",
+                    ))
+                }
+            };
+            if !(68..=max).contains(&mtu) {
                 return Err(invalid(
                     format!("port[{i}].mtu"),
                     format!(
                         "{} is outside 68..={max} (68 is the IPv4 minimum; {max} is what an xsk.frame_size of {} leaves after headroom and L2 headers)",
-                        m.mtu, x.frame_size
+                        mtu, x.frame_size
                     ),
                 ));
             }
-            mtus[i] = m.mtu as u16;
+            mtus[i] = mtu as u16;
         }
-        if ports[0].iface == ports[1].iface {
-            return Err(invalid(
-                "port[1].iface",
-                "both ports name the same interface",
-            ));
+        for (j, p) in ports.iter().enumerate() {
+            if ports[..j].iter().any(|q| q.iface == p.iface) {
+                return Err(invalid(
+                    format!("port[{j}].iface"),
+                    "two ports name the same interface",
+                ));
+            }
+            if ports[..j].iter().any(|q| q.name == p.name) {
+                return Err(invalid(
+                    format!("port[{j}].name"),
+                    "two ports have the same name",
+                ));
+            }
         }
-        if ports[0].name == ports[1].name {
-            return Err(invalid("port[1].name", "both ports have the same name"));
-        }
-        let min_mtu = mtus[0].min(mtus[1]);
+        // Router mode: a fixed clamp is bounded by the largest packet only.
+        let min_mtu = match mode {
+            Mode::Wire => mtus.iter().copied().min().unwrap_or(0),
+            Mode::Router => u16::MAX,
+        };
         for (key, c, overhead) in [
             ("mss.ipv4", live.mss.ipv4, 40u16),
             ("mss.ipv6", live.mss.ipv6, 60u16),
@@ -1089,17 +1234,15 @@ impl FileConfig {
         // rate_pps = 0 means "send none" (not "unlimited"): ICMP errors are
         // the one thing an operator may need to switch off entirely.
         let icmp_limit = rate("icmp.burst", icmp.rate_pps, icmp.burst)?;
-        // What the file does not say (the ingress ports to clamp on) keeps
-        // the pipeline's default.
-        let d = Settings::default();
+        // SYNs are clamped on every port (the file cannot say otherwise).
         let settings = Settings {
-            port_mtu: mtus.to_vec(),
+            port_mtu: mtus.clone(),
             mss: MssSettings {
                 ipv4: live.mss.ipv4,
                 ipv6: live.mss.ipv6,
                 range: live.mss.match_range.map(|r| (r.lo, r.hi)),
                 insert: live.mss.insert,
-                ..d.mss
+                on_ingress: vec![true; mtus.len()],
             },
             df: live.df.policy,
             df_random_id: live.df.random_id,
@@ -1202,8 +1345,11 @@ impl FileConfig {
             ));
         }
         // The datapath's own checks (they should all have been caught above).
-        mtugate_datapath::pipeline::Config::new(settings.clone())
-            .map_err(|e| invalid("config", e.to_string()))?;
+        match mode {
+            Mode::Wire => Config::new(settings.clone()),
+            Mode::Router => Config::router(settings.clone()),
+        }
+        .map_err(|e| invalid("config", e.to_string()))?;
         Ok(Validated {
             restart,
             live,
@@ -1454,6 +1600,51 @@ iface = "out0"
 mtu = 1400
 "#;
 
+    const ROUTER: &str = r#"
+mode = "router"
+[[port]]
+name = "inside"
+iface = "in0"
+[[port]]
+name = "outside"
+iface = "out0"
+[[port]]
+name = "dmz"
+iface = "dmz0"
+"#;
+
+    #[test]
+    fn router_mode_takes_any_number_of_ports_and_no_mtu() {
+        let v = FileConfig::parse(ROUTER).unwrap().validate().unwrap();
+        assert_eq!(v.restart.mode, Mode::Router);
+        assert_eq!(v.settings.port_mtu.len(), 3);
+        assert_eq!(v.egress_port(0), None);
+        let fp = v.fast_path(2, 0).unwrap();
+        assert!(fp.router);
+        assert_eq!(fp.egress, None);
+        assert_eq!(fp.on_failure, OnFailure::Bypass);
+        assert_eq!(fp.syn.clamp, [true, true]);
+        let cfg = v.worker_config().unwrap();
+        assert_eq!(cfg.port_count(), 3);
+        let port = PortId::new(1);
+        // auto: the smaller route MTU minus 40 / 60.
+        assert_eq!(cfg.router_clamp(0, port, 1400, Some(1500)), Some(1360));
+        assert_eq!(cfg.router_clamp(1, port, 1500, Some(1400)), Some(1340));
+        assert_eq!(cfg.router_clamp(0, port, 1500, None), Some(1460));
+        let fixed = FileConfig::parse(&format!(
+            "{ROUTER}[mss]\nipv4 = 1300\n[router]\non_failure = \"block\"\n"
+        ))
+        .unwrap()
+        .validate()
+        .unwrap();
+        assert_eq!(fixed.fast_path(0, 0).unwrap().on_failure, OnFailure::Block);
+        let cfg = fixed.worker_config().unwrap();
+        assert_eq!(cfg.router_clamp(0, port, 1400, Some(1500)), Some(1300));
+        // Each mode's section belongs to it; a reload cannot switch modes.
+        let wire = FileConfig::parse(LAB).unwrap().validate().unwrap();
+        assert!(matches!(wire.reload_to(&v), ReloadPlan::Restart(_)));
+    }
+
     fn err(text: &str) -> String {
         match FileConfig::parse(text) {
             Err(e) => one_line(&e),
@@ -1494,6 +1685,7 @@ mtu = 1400
                     over_pass: false,
                 },
                 pmtu_errors: false,
+                router: false,
             })
         );
         assert_eq!(v.fast_path(1, 3).and_then(|f| f.egress), Some((3, 1500)));
@@ -1534,7 +1726,7 @@ mtu = 1400
         let v = FileConfig::parse(LAB).unwrap().validate().unwrap();
         assert_eq!(v.settings.port_mtu, [1500, 1400]);
         assert_eq!(v.settings.mss.ipv4, Clamp::Auto);
-        let cfg = mtugate_datapath::pipeline::Config::new(v.settings).unwrap();
+        let cfg = Config::new(v.settings).unwrap();
         assert_eq!(cfg.clamp_for(0, PortId::new(0)), Some(1360));
         assert_eq!(cfg.clamp_for(1, PortId::new(1)), Some(1340));
         assert_eq!(v.restart.mgmt.listen.port(), 9090);
@@ -1565,7 +1757,15 @@ mtu = 1400
             (LAB.replace("mtu = 1400", "mtu = 67"), "port[1].mtu"),
             (LAB.replace("mtu = 1400", "mtu = 9000"), "port[1].mtu"),
             (LAB.replace("out0", "in0"), "port[1].iface"),
-            (LAB.replace("\"wire\"", "\"router\""), "mode"),
+            (LAB.replace("\"wire\"", "\"bridge\""), "mode"),
+            // Router mode takes MTUs from the routes, not the file.
+            (LAB.replace("\"wire\"", "\"router\""), "port[0].mtu"),
+            (
+                format!("{LAB}\n[router]\non_failure = \"block\"\n"),
+                "router",
+            ),
+            (format!("{}\n[wire]\n", ROUTER), "wire"),
+            (ROUTER.replace("out0", "in0"), "port[1].iface"),
             (format!("{LAB}\nbogus = 1\n"), "bogus"),
             (format!("{LAB}\n[df]\npolicy = \"ignore\"\n"), "df.policy"),
             (
@@ -2055,12 +2255,12 @@ min_mtu = 576
             assert_eq!(&parse_err(&format!("{LAB}\n{extra}")), want, "{extra}");
         }
         assert_eq!(
-            parse_err(&LAB.replace("\"wire\"", "\"router\"")),
-            "mode: \"router\" is not a mode: use \"wire\""
+            parse_err(&LAB.replace("\"wire\"", "\"bridge\"")),
+            "mode: \"bridge\" is not a mode: use \"wire\" or \"router\""
         );
         assert_eq!(
             parse_err(&LAB.replace("\"wire\"", "2")),
-            "mode: 2 is not a mode: use \"wire\""
+            "mode: 2 is not a mode: use \"wire\" or \"router\""
         );
 
         // Through a file: ConfigError::Parse, one line: where, then what.

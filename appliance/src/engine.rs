@@ -26,12 +26,21 @@
 //! TX is their dwell time, and divided by the frames, the cost per packet;
 //! both go into HdrHistograms.
 
+use mtugate_datapath::pipeline::DropReason;
 use mtugate_datapath::pipeline::{
     process_frame, Budgets, Config, ExtraFrames, PortId, State, Verdict,
 };
 use mtugate_datapath::pmtu::LearnTables;
+use mtugate_datapath::router::{self, Route};
 use mtugate_mgmt::{WorkerCounters, WorkerLink};
+use mtugate_xsk::meta::{RouteMeta, Why, META_LEN};
 use mtugate_xsk::{ring::Backend, Frame, FrameCounts, Handler, Idle, Poller, Queue};
+use nix::sys::socket::{
+    sendto, socket, AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrIn,
+    SockaddrIn6,
+};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -107,6 +116,109 @@ struct Pipe {
     start: Instant,
     now: u64,
     timing: bool,
+    /// Router mode: the interface index of each port (by port index); the
+    /// kernel's decision comes in front of each frame.
+    router_ports: Option<Vec<u32>>,
+    /// Router mode: the kernel's output, for SYNs toward a neighbour it has
+    /// not resolved yet.
+    kernel: Option<KernelOutput>,
+}
+
+/// Router mode: the kernel's own output path (raw IP sockets that send a
+/// whole IP packet as it is, `IPPROTO_RAW`). A SYN toward a next hop the
+/// kernel has not resolved yet arrives without the next hop's MAC address:
+/// the worker clamps it (one hop less) and sends it this way, and the
+/// kernel resolves the neighbour and transmits it, as it does for its own
+/// packets. Without it the kernel would forward that SYN unclamped. One
+/// syscall per such SYN: the first toward a new neighbour, rare.
+#[derive(Debug)]
+pub struct KernelOutput {
+    v4: OwnedFd,
+    v6: OwnedFd,
+}
+
+impl KernelOutput {
+    /// Opens the two sockets (needs CAP_NET_RAW).
+    pub fn open() -> nix::Result<KernelOutput> {
+        let raw = |family| {
+            socket(
+                family,
+                SockType::Raw,
+                SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+                SockProtocol::Raw,
+            )
+        };
+        Ok(KernelOutput {
+            v4: raw(AddressFamily::Inet)?,
+            v6: raw(AddressFamily::Inet6)?,
+        })
+    }
+
+    /// Sends the IP packet `ip` (from its header on) through the kernel;
+    /// whether the kernel took it.
+    fn send(&self, ip: &[u8]) -> bool {
+        let flags = MsgFlags::MSG_DONTWAIT;
+        match ip.first().map(|b| b >> 4) {
+            Some(4) if ip.len() >= 20 => {
+                let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+                let to = SockaddrIn::from(SocketAddrV4::new(dst, 0));
+                sendto(self.v4.as_raw_fd(), ip, &to, flags).is_ok()
+            }
+            Some(6) if ip.len() >= 40 => {
+                let mut a = [0u8; 16];
+                a.copy_from_slice(&ip[24..40]);
+                let to = SockaddrIn6::from(SocketAddrV6::new(Ipv6Addr::from(a), 0, 0, 0));
+                sendto(self.v6.as_raw_fd(), ip, &to, flags).is_ok()
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Router mode: what the XDP stage's metadata says to do with a frame.
+enum Decision {
+    /// Run the pipeline with this route; `true`: hand what it forwards to
+    /// the kernel's output (no neighbour yet).
+    Route(Route, bool),
+    Expired(Option<[u8; 4]>, Option<[u8; 16]>),
+    Unrouted,
+}
+
+/// The Ethernet header of a router-mode frame (never VLAN-tagged: the XDP
+/// stage gives those to the kernel).
+const ETHERNET_LEN: usize = 14;
+
+/// Reads the kernel's decision in front of `f` (router mode).
+fn decide<B: Backend>(q: &Queue<B>, f: &Frame, ingress: PortId, ports: &[u32]) -> Decision {
+    let ipv6 = q.data(f).get(12..14) == Some(&[0x86, 0xdd]);
+    let Some(m) = q
+        .in_front(f, META_LEN)
+        .and_then(|b| RouteMeta::parse(b, ipv6))
+    else {
+        return Decision::Unrouted;
+    };
+    if m.why == Why::TtlExpired {
+        return Decision::Expired(m.src4, m.src6);
+    }
+    let egress = match ports.iter().position(|&i| i == m.egress_ifindex) {
+        Some(p) => PortId::new(p),
+        // An IPv6 error carries its source where the next hop would be:
+        // it goes back out of the ingress port.
+        None if ipv6 && m.why == Why::TooBig => ingress,
+        None => return Decision::Unrouted,
+    };
+    Decision::Route(
+        Route {
+            egress,
+            next_hop: m.dst_mac,
+            src_mac: m.src_mac,
+            mtu: m.mtu,
+            reverse_mtu: m.reverse_mtu,
+            icmp_v4: m.src4,
+            icmp_v6: m.src6,
+        },
+        m.why == Why::NoNeighbour,
+    )
 }
 
 impl Pipe {
@@ -150,6 +262,11 @@ impl<B: Backend> Handler<B> for Pipe {
         let ingress = PortId::new(port);
         for mut f in frames.drain(..) {
             let len = f.len();
+            let decision = self
+                .router_ports
+                .as_deref()
+                .map(|ports| decide(q, &f, ingress, ports));
+            let via_kernel = matches!(decision, Some(Decision::Route(_, true)));
             let verdict = {
                 let buf = q.buf_mut(&mut f);
                 let mut extra = Extra {
@@ -157,17 +274,35 @@ impl<B: Backend> Handler<B> for Pipe {
                     stash: &mut self.stash,
                     out: &mut self.frags,
                 };
-                process_frame(
-                    buf,
-                    len,
-                    ingress,
-                    self.now,
-                    &self.cfg,
-                    &mut self.state,
-                    &mut extra,
-                )
+                let (now, cfg, state) = (self.now, &*self.cfg, &mut self.state);
+                match decision {
+                    None => process_frame(buf, len, ingress, now, cfg, state, &mut extra),
+                    Some(Decision::Route(r, _)) => {
+                        router::process_routed(buf, len, ingress, &r, now, cfg, state, &mut extra)
+                    }
+                    Some(Decision::Expired(v4, v6)) => {
+                        router::time_exceeded(buf, len, ingress, v4, v6, now, cfg, state)
+                    }
+                    Some(Decision::Unrouted) => router::drop_unrouted(len, ingress, state),
+                }
             };
             match verdict {
+                Verdict::Forward { len, .. } if via_kernel => {
+                    // Router mode, no neighbour yet: the kernel's output
+                    // (untagged Ethernet: the XDP stage passes VLAN frames).
+                    q.set_len(&mut f, len);
+                    let sent = match (&self.kernel, q.data(&f).get(ETHERNET_LEN..)) {
+                        (Some(k), Some(ip)) => k.send(ip),
+                        _ => false,
+                    };
+                    if !sent {
+                        // Counted as what it became: a drop, not a forward.
+                        let c = &mut self.state.counters[port];
+                        c.forwarded -= 1;
+                        c.drops[DropReason::NoRoute as usize] += 1;
+                    }
+                    q.free(f);
+                }
                 Verdict::Forward { len, egress } => {
                     q.set_len(&mut f, len);
                     self.tx(q, egress.index(), f);
@@ -275,6 +410,8 @@ impl<B: Backend> Worker<B> {
                 link,
                 start: shared.epoch,
                 now,
+                router_ports: None,
+                kernel: None,
             },
             q,
         }
@@ -284,6 +421,17 @@ impl<B: Backend> Worker<B> {
     /// ([`State::share_learning`]).
     pub fn share_learning(&mut self, tables: Arc<LearnTables>) {
         self.pipe.state.share_learning(tables);
+    }
+
+    /// Router mode: frames come with the kernel's forwarding decision in
+    /// front of them; `ifindexes[i]` is the interface of port `i`; `kernel`
+    /// takes the SYNs toward unresolved neighbours (without it they are
+    /// dropped, counted as `no_route`).
+    #[must_use]
+    pub fn routing(mut self, ifindexes: Vec<u32>, kernel: Option<KernelOutput>) -> Self {
+        self.pipe.router_ports = Some(ifindexes);
+        self.pipe.kernel = kernel;
+        self
     }
 
     /// Everything this worker counts, for the management thread.

@@ -9,12 +9,11 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use mtugate::config::{FileConfig, Validated, XskModeName, DEFAULT_RUN_DIR};
+use mtugate::config::{FileConfig, Mode, Validated, XskModeName, DEFAULT_RUN_DIR};
 use mtugate::nic::NicBaseline;
 use mtugate::reload::FileReloader;
 use mtugate::{engine, idle, privs, report};
-use mtugate_datapath::pipeline::PortId;
-use mtugate_datapath::pipeline::{Config, DfPolicy};
+use mtugate_datapath::pipeline::{Clamp, DfPolicy, PortId};
 use mtugate_datapath::pmtu::LearnTables;
 use mtugate_mgmt::client::{self, ClientError, Endpoint};
 use mtugate_mgmt::model::{PortStage, Stats};
@@ -233,10 +232,13 @@ fn rx_queues(iface: &str) -> Result<u32> {
 
 fn plan(v: &Validated) -> Result<Plan> {
     let ports = &v.restart.ports;
-    let counts = [rx_queues(&ports[0].iface)?, rx_queues(&ports[1].iface)?];
+    let counts = ports
+        .iter()
+        .map(|p| rx_queues(&p.iface))
+        .collect::<Result<Vec<u32>>>()?;
     let queues: Vec<u32> = match &v.restart.workers.queues {
         Some(q) => q.clone(),
-        None => (0..counts[0].max(counts[1])).collect(),
+        None => (0..counts.iter().copied().max().unwrap_or(1)).collect(),
     };
     for (i, p) in ports.iter().enumerate() {
         let unbound: Vec<String> = (0..counts[i])
@@ -309,14 +311,25 @@ fn check_config(path: &Path) -> Result<()> {
     }
     let v = FileConfig::load(path)?.validate()?;
     let p = plan(&v)?;
-    let cfg = Config::new(v.settings.clone())?;
+    let cfg = v.worker_config()?;
     println!("{}: ok", path.display());
+    if v.restart.mode == Mode::Router {
+        println!(
+            "  router: the kernel's routes decide; IPv4 SYNs clamped to {}, IPv6 to {}",
+            clamp_word(v.settings.mss.ipv4, 40),
+            clamp_word(v.settings.mss.ipv6, 60)
+        );
+    }
     for (i, port) in v.restart.ports.iter().enumerate() {
+        if v.restart.mode == Mode::Router {
+            println!("  port {} ({})", port.name, port.iface);
+            continue;
+        }
         println!(
             "  port {} ({}): mtu {}, IPv4 SYNs arriving here clamped to {}, IPv6 to {}",
             port.name,
             port.iface,
-            v.live.ports[i].mtu,
+            v.live.ports[i].mtu.unwrap_or_default(),
             cfg.clamp_for(0, PortId::new(i))
                 .map_or("off".into(), |v| v.to_string()),
             cfg.clamp_for(1, PortId::new(i))
@@ -383,6 +396,17 @@ fn check_config(path: &Path) -> Result<()> {
         }
     );
     Ok(())
+}
+
+/// Router mode: what `[mss] ipv4` / `ipv6` means, in words.
+fn clamp_word(c: Clamp, overhead: u16) -> String {
+    match c {
+        Clamp::Off => "nothing (off)".into(),
+        Clamp::Fixed(n) => n.to_string(),
+        Clamp::Auto => {
+            format!("the smaller route MTU (toward source, toward destination) minus {overhead}")
+        }
+    }
 }
 
 /// GET `path` from the appliance; the body of a 2xx answer.
@@ -504,7 +528,7 @@ fn run(
     }
     let v = FileConfig::load(path)?.validate()?;
     let p = plan(&v)?;
-    let cfg = Arc::new(Config::new(v.worker_settings())?);
+    let cfg = Arc::new(v.worker_config()?);
     let xcfg = xsk_config(&v, force_copy, force_zerocopy);
     xcfg.validate()?;
     privs::preflight(privs::RunNeeds::new(
@@ -585,6 +609,15 @@ fn run(
             .with_context(|| format!("the XDP stage of {iface}"))?;
         programs.push(Arc::new(p));
     }
+    // Router mode: every port's program may forward to every port.
+    let router_ports: Option<Vec<u32>> =
+        (v.restart.mode == Mode::Router).then(|| programs.iter().map(|p| p.ifindex()).collect());
+    if let Some(ix) = &router_ports {
+        for p in &programs {
+            p.set_router_ports(ix)
+                .with_context(|| format!("the XDP stage of {}", p.iface()))?;
+        }
+    }
     for p in &programs {
         log_takeover(p);
     }
@@ -653,6 +686,14 @@ fn run(
         // Each worker's secret: it keys the per-source SYN limiter and
         // random-id, so it must not be guessable.
         let worker_seed = random_seed().context("reading /dev/urandom for a worker's seed")?;
+        let router_ports = router_ports.clone();
+        // Router mode: each worker's own path into the kernel's output.
+        let kernel = match &router_ports {
+            Some(_) => Some(engine::KernelOutput::open().context(
+                "opening raw IP sockets (the kernel's output for SYNs toward unresolved neighbours)",
+            )?),
+            None => None,
+        };
         let h = std::thread::Builder::new()
             .name(format!("mtugate-q{}", p.queues[i]))
             .spawn(move || {
@@ -662,7 +703,10 @@ fn run(
                 let mut w =
                     engine::Worker::sharing(qp, cfg, worker_seed, link, engine::IDLE, &shared);
                 w.share_learning(learn_tables);
-                w.run(stop)
+                match router_ports {
+                    Some(ix) => w.routing(ix, kernel).run(stop),
+                    None => w.run(stop),
+                }
             })
             .context("spawning a worker thread")?;
         handles.push(h);
@@ -745,6 +789,9 @@ fn attach_options(v: &Validated, path: &Path) -> AttachOptions {
 /// The XDP stage of port `i`: wire mode forwards to the other port, whose
 /// MTU bounds the fast path.
 fn fast_path(v: &Validated, i: usize) -> Result<FastPath> {
+    if v.restart.mode == Mode::Router {
+        return v.router_fast_path(i).context("no such port");
+    }
     let j = v.egress_port(i).context("no egress port")?;
     let ifindex = ifindex_of(&v.restart.ports[j].iface)?;
     v.fast_path(i, ifindex).context("no egress port")
@@ -816,7 +863,7 @@ fn xdp_text(
             }
         }
         s.push_str(&format!(
-            "  {}: seen {} = fast {} + steered {} + bypassed {} + blocked {} + redirect errors {} + to kernel {} + SYNs policed {}{}\n",
+            "  {}: seen {} = fast {} + steered {} + bypassed {} + blocked {} + redirect errors {} + to kernel {} (no route {}) + SYNs policed {}{}\n",
             p.iface(),
             x.seen,
             x.fast,
@@ -824,7 +871,8 @@ fn xdp_text(
             x.bypassed,
             x.blocked,
             x.redirect_errors,
-            x.passed,
+            x.passed + x.to_kernel,
+            x.no_route,
             x.dropped(),
             if x.balanced() { "" } else { " (NOT BALANCED)" }
         ));

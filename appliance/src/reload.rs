@@ -6,7 +6,6 @@
 //! applied. The management thread distributes the result to the workers.
 
 use crate::config::{FileConfig, ReloadPlan, Validated};
-use mtugate_datapath::pipeline::Config;
 use mtugate_mgmt::{Prepared, Refusal, Reloader};
 use mtugate_xsk::PortProgram;
 use std::path::PathBuf;
@@ -64,8 +63,9 @@ impl Reloader for FileReloader {
             ReloadPlan::Apply(live) => live.iter().map(|c| c.to_string()).collect(),
             ReloadPlan::Unchanged => Vec::new(),
         };
-        let config =
-            Config::new(v.worker_settings()).map_err(|e| Refusal::Invalid(e.to_string()))?;
+        let config = v
+            .worker_config()
+            .map_err(|e| Refusal::Invalid(e.to_string()))?;
         self.pending = Some(v);
         Ok(Prepared {
             config: Arc::new(config),
@@ -80,7 +80,11 @@ impl Reloader for FileReloader {
         let progs = self.xdp.get().map(Vec::as_slice).unwrap_or_default();
         for (i, prog) in progs.iter().enumerate() {
             let peer = self.current.egress_port(i).and_then(|j| progs.get(j));
-            let Some(fp) = peer.and_then(|p| self.current.fast_path(i, p.ifindex())) else {
+            let fp = match peer {
+                Some(p) => self.current.fast_path(i, p.ifindex()),
+                None => self.current.router_fast_path(i),
+            };
+            let Some(fp) = fp else {
                 continue;
             };
             if let Err(e) = prog.configure(&fp) {

@@ -323,6 +323,6 @@ mod tests {
         });
         assert_eq!(seen, total);
         assert_eq!(d.rx_packets, 2);
-        assert_eq!(d.drops[DropReason::BadPort as usize], 2 * n);
+        assert_eq!(d.drops[DropReason::COUNT - 1], 2 * n);
     }
 }

@@ -6,5 +6,6 @@ pub mod ops;
 pub mod pipeline;
 pub mod pmtu;
 pub mod prf;
+pub mod router;
 pub mod rules;
 pub mod wire;

@@ -282,6 +282,15 @@ pub enum SettingsError {
         /// The expiry given, in seconds.
         expires: u64,
     },
+    /// Router mode: no port, more than 255, or per-port lists of
+    /// different lengths.
+    #[error("router mode needs 1 to 255 ports: {mtus} MTUs and {clamp_flags} clamp flags given")]
+    RouterPorts {
+        /// Length of `port_mtu`.
+        mtus: usize,
+        /// Length of `mss.on_ingress`.
+        clamp_flags: usize,
+    },
     /// Not two ports (wire mode), or per-port lists of different lengths.
     #[error("wire mode needs exactly 2 ports: {mtus} MTUs and {clamp_flags} clamp flags given")]
     PortCount {
@@ -295,28 +304,29 @@ pub enum SettingsError {
 /// Validated settings, compiled into the form the fast path reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    settings: Settings,
+    pub(crate) settings: Settings,
     /// What a frame arriving on each port needs, by ingress port: one
     /// bounds check and one cache line per frame.
-    plans: Vec<PortPlan>,
+    pub(crate) plans: Vec<PortPlan>,
     /// The rules, compiled (swapped with the rest on a reload).
-    rules: Rules,
+    pub(crate) rules: Rules,
 }
 
 /// Everything the pipeline reads per frame about its ingress port.
+/// Router mode builds one per frame from the kernel's decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct PortPlan {
+pub(crate) struct PortPlan {
     /// Where its frames are forwarded (wire mode: the other port).
-    egress: PortId,
+    pub(crate) egress: PortId,
     /// The MTU of that egress port.
-    egress_mtu: u16,
+    pub(crate) egress_mtu: u16,
     /// This port's own MTU (ICMP errors go back out of it).
-    ingress_mtu: u16,
+    pub(crate) ingress_mtu: u16,
     /// Clamp parameters per family (0 = IPv4, 1 = IPv6).
-    clamp: [Option<ClampParams>; 2],
+    pub(crate) clamp: [Option<ClampParams>; 2],
     /// Rules or learning are in force: a TCP segment's clamp is chosen by
     /// `Ctx::choose_clamp`; else it is `clamp`, with nothing more to do.
-    policy: bool,
+    pub(crate) policy: bool,
 }
 
 impl Config {
@@ -478,11 +488,17 @@ pub enum DropReason {
     /// There is no such port to count it on: it is counted once per
     /// worker in [`State::bad_port`], never in a port's `drops`.
     BadPort,
+    /// Router mode: the TTL or hop limit would expire; an ICMP Time
+    /// Exceeded was sent back unless the rules or the limit forbade it.
+    TtlExpired,
+    /// Router mode: the kernel's forwarding decision was missing or named
+    /// an interface that is not a port.
+    NoRoute,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 11;
     /// Every reason, in counter index order.
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Truncated,
@@ -494,6 +510,8 @@ impl DropReason {
         DropReason::NoFrame,
         DropReason::SynLimit,
         DropReason::BadPort,
+        DropReason::TtlExpired,
+        DropReason::NoRoute,
     ];
 
     /// The label values used in metrics and JSON, in counter index order.
@@ -507,6 +525,8 @@ impl DropReason {
         "no_frame",
         "syn_limit",
         "bad_port",
+        "ttl_expired",
+        "no_route",
     ];
 
     /// The label value used in metrics (`reason="too_big"`).
@@ -619,6 +639,14 @@ crate::counter_table! {
             help: "ICMP errors not sent because the rules forbid one (about an ICMP error, a non-first fragment, a group or invalid address).",
             text: "icmp suppressed",
         },
+        /// Router mode: ICMP Time Exceeded sent back out of the port, by
+        /// family.
+        time_exceeded_sent: [u64; 2] {
+            metric: "mtugate_icmp_time_exceeded_sent_total",
+            help: "Router mode: ICMP Time Exceeded (ICMPv6 type 3) sent back out of the port about packets received on it whose TTL or hop limit expired, by address family.",
+            text: "icmp time exceeded {} sent",
+            label: ("family", &family::NAMES),
+        },
         /// Non-IP frames (ARP, LLDP, more than two VLAN tags, ...) passed.
         non_ip_passed: u64 {
             metric: "mtugate_non_ip_passed_total",
@@ -651,7 +679,10 @@ impl Counters {
     /// Frames this port's traffic put on the wire: forwards, fragments and
     /// ICMP errors.
     pub fn transmitted(&self) -> u64 {
-        self.forwarded + self.fragments_created + self.icmp_sent.iter().sum::<u64>()
+        self.forwarded
+            + self.fragments_created
+            + self.icmp_sent.iter().sum::<u64>()
+            + self.time_exceeded_sent.iter().sum::<u64>()
     }
 
     /// Whether every received frame has exactly one outcome.
@@ -674,7 +705,7 @@ pub struct State {
     /// the caller): dropped, counted here.
     pub bad_port: u64,
     syn: Option<SourceLimiter>,
-    budgets: Budgets,
+    pub(crate) budgets: Budgets,
     policy: Policy,
 }
 
@@ -684,7 +715,7 @@ pub struct State {
 /// workers and queues.
 #[derive(Debug, Clone)]
 pub struct Budgets {
-    icmp: Arc<SharedBucket>,
+    pub(crate) icmp: Arc<SharedBucket>,
     syn: Arc<SharedBucket>,
 }
 
@@ -963,6 +994,24 @@ pub fn process_frame<E: ExtraFrames>(
     state: &mut State,
     extra: &mut E,
 ) -> Verdict {
+    process_planned(buf, len, ingress, None, now, cfg, state, extra)
+}
+
+/// [`process_frame`] with the plan of this one frame (`Some`: router mode,
+/// made from the kernel's decision, with the next hop) instead of its
+/// ingress port's.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub(crate) fn process_planned<E: ExtraFrames>(
+    buf: &mut [u8],
+    len: usize,
+    ingress: PortId,
+    routed: Option<(&PortPlan, &crate::router::Hop)>,
+    now: u64,
+    cfg: &Config,
+    state: &mut State,
+    extra: &mut E,
+) -> Verdict {
     let State {
         counters,
         bad_port,
@@ -970,10 +1019,11 @@ pub fn process_frame<E: ExtraFrames>(
         budgets,
         policy,
     } = state;
-    let (Some(plan), Some(c)) = (
-        cfg.plans.get(ingress.index()),
-        counters.get_mut(ingress.index()),
-    ) else {
+    let plan = match routed {
+        Some((p, _)) => Some(p),
+        None => cfg.plans.get(ingress.index()),
+    };
+    let (Some(plan), Some(c)) = (plan, counters.get_mut(ingress.index())) else {
         *bad_port += 1;
         return Verdict::Drop(DropReason::BadPort);
     };
@@ -988,6 +1038,7 @@ pub fn process_frame<E: ExtraFrames>(
         icmp: &budgets.icmp,
         ingress,
         policy,
+        hop: routed.map(|r| r.1),
     };
     let verdict = classify(buf, len, now, &mut parts, extra);
     let c = parts.counters;
@@ -1014,6 +1065,8 @@ struct Parts<'b> {
     icmp: &'b SharedBucket,
     ingress: PortId,
     policy: &'b mut Policy,
+    /// Router mode: the next hop and the error sources.
+    hop: Option<&'b crate::router::Hop>,
 }
 
 #[inline]
@@ -1105,7 +1158,10 @@ impl Ctx<'_, '_, '_> {
         self.p.plan.egress_mtu
     }
 
-    fn forward(&self) -> Verdict {
+    fn forward(&mut self) -> Verdict {
+        if let Some(hop) = self.p.hop {
+            hop.forward(self.buf, self.l2);
+        }
         Verdict::Forward {
             len: self.len,
             egress: self.p.plan.egress,
@@ -1202,8 +1258,13 @@ impl Ctx<'_, '_, '_> {
                 ip.set_ident(id);
                 ip.set_checksum(checksum::update16(sum, old, id));
             }
-            // Wire mode: every fragment continues on the input's way.
-            return match frag::fragment_ipv4(self.buf, &l3, mtu, MacRewrite::Keep, extra) {
+            // Wire mode: every fragment continues on the input's way; a
+            // router's go to the next hop, their TTL decremented.
+            let macs = match self.p.hop {
+                Some(hop) => hop.fragments(self.buf, l2),
+                None => MacRewrite::Keep,
+            };
+            return match frag::fragment_ipv4(self.buf, &l3, mtu, macs, extra) {
                 Ok(f) => {
                     let rule = self.choice.rule();
                     if let Some(c) = rule.and_then(|i| self.p.policy.rules.get_mut(i)) {
@@ -1226,6 +1287,7 @@ impl Ctx<'_, '_, '_> {
             };
         }
         let src = self.p.cfg.settings.icmp.source_v4;
+        let src = src.or(self.p.hop.and_then(|h| h.icmp_v4));
         self.too_big(
             family::V4,
             ICMP4_MAX_LEN,
@@ -1292,6 +1354,7 @@ impl Ctx<'_, '_, '_> {
         let l3 = L3Ctx::ipv6(l2, &ip, upper.ok());
         // IPv6 routers never fragment (RFC 8200 §5): Packet Too Big.
         let src = self.p.cfg.settings.icmp.source_v6;
+        let src = src.or(self.p.hop.and_then(|h| h.icmp_v6));
         self.too_big(
             family::V6,
             ICMP6_MAX_LEN,

@@ -249,7 +249,7 @@ pub fn render(stats: &Stats, latency: &[(u32, &LatencyHists)]) -> String {
                 ("bypassed", x.bypassed),
                 ("blocked", x.blocked),
                 ("redirect_error", x.redirect_errors),
-                ("to_kernel", x.passed),
+                ("to_kernel", x.passed + x.to_kernel),
                 ("syn_policed", x.dropped()),
             ] {
                 o.sample(
@@ -258,6 +258,18 @@ pub fn render(stats: &Stats, latency: &[(u32, &LatencyHists)]) -> String {
                     n,
                 );
             }
+        }
+        o.family(
+            "mtugate_xdp_no_route_total",
+            "counter",
+            "Router mode: frames the XDP stage gave to the kernel because the kernel's FIB had no usable route (unreachable, blackhole, prohibit), by ingress port (part of the to_kernel outcome).",
+        );
+        for p in &stats.xdp {
+            o.sample(
+                "mtugate_xdp_no_route_total",
+                &[("port", &p.port)],
+                p.stats.no_route,
+            );
         }
         o.family(
             "mtugate_xdp_syn_total",

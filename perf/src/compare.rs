@@ -83,7 +83,9 @@ pub struct CompareArgs {
     /// Placements: confined, natural.
     #[arg(long, default_value = "confined,natural")]
     placements: String,
-    /// Systems: mtugate, router, bridge, raw.
+    /// Systems: mtugate, mtugate-all, router, bridge, raw, and
+    /// mtugate-router (router mode, in the kernel router's lab; not in the
+    /// default list: `--systems mtugate-router,router,raw`).
     #[arg(long, default_value = "mtugate,mtugate-all,router,bridge,raw")]
     systems: String,
     /// Probe rate of the latency runs (default: 50 % of the slowest
@@ -147,6 +149,9 @@ pub enum System {
     MtugateAll,
     /// Linux as a router + iptables TCPMSS, outside MTU 1400.
     Router,
+    /// mtugate in router mode (the kernel's FIB in the XDP stage), one
+    /// worker, in the kernel router's lab.
+    MtugateRouter,
     /// Linux as a bridge + br_netfilter + iptables TCPMSS.
     Bridge,
     /// Raw AF_XDP forwarding, no processing.
@@ -159,9 +164,12 @@ impl System {
             "mtugate" => System::Mtugate,
             "mtugate-all" => System::MtugateAll,
             "router" => System::Router,
+            "mtugate-router" => System::MtugateRouter,
             "bridge" => System::Bridge,
             "raw" => System::Raw,
-            _ => bail!("unknown system {s:?} (mtugate, mtugate-all, router, bridge, raw)"),
+            _ => bail!(
+                "unknown system {s:?} (mtugate, mtugate-all, router, mtugate-router, bridge, raw)"
+            ),
         })
     }
 
@@ -171,6 +179,7 @@ impl System {
             System::Mtugate => "mtugate, fast path (1 worker)",
             System::MtugateAll => "mtugate, all via AF_XDP (1 worker)",
             System::Router => "kernel router + TCPMSS",
+            System::MtugateRouter => "mtugate router mode, fast path (1 worker)",
             System::Bridge => "kernel bridge + br_netfilter + TCPMSS",
             System::Raw => "raw AF_XDP l2fwd (ceiling)",
         }
@@ -178,19 +187,30 @@ impl System {
 
     fn lab_mode(self) -> &'static str {
         match self {
-            System::Router => "router",
+            System::Router | System::MtugateRouter => "router",
             System::Bridge => "bridge",
             System::Mtugate | System::MtugateAll | System::Raw => "wire",
         }
     }
 
     fn af_xdp(self) -> bool {
-        matches!(self, System::Mtugate | System::MtugateAll | System::Raw)
+        matches!(
+            self,
+            System::Mtugate | System::MtugateAll | System::MtugateRouter | System::Raw
+        )
     }
 
-    /// mtugate, in either steering.
+    /// mtugate, in either steering or mode.
     fn is_mtugate(self) -> bool {
-        matches!(self, System::Mtugate | System::MtugateAll)
+        matches!(
+            self,
+            System::Mtugate | System::MtugateAll | System::MtugateRouter
+        )
+    }
+
+    /// Routed: the lab's router addressing, frames sent to the DUT's MAC.
+    fn routed(self) -> bool {
+        matches!(self, System::Router | System::MtugateRouter)
     }
 }
 
@@ -466,7 +486,7 @@ impl Drop for Lab {
 
 /// Addresses of a lab mode: (src4, dst4, src6, dst6).
 fn addrs(system: System) -> (&'static str, &'static str, &'static str, &'static str) {
-    if system == System::Router {
+    if system.routed() {
         (
             "198.51.100.1",
             "203.0.113.1",
@@ -530,6 +550,8 @@ struct Ctx {
     mtugate: PathBuf,
     sink_obj: PathBuf,
     base_config: String,
+    /// Router mode's configuration (`router.toml` beside `base_config`).
+    router_config: String,
     stop: &'static std::sync::atomic::AtomicBool,
 }
 
@@ -626,6 +648,14 @@ impl Ctx {
                     &format!("ip neigh replace 203.0.113.1 lladdr {smac} dev out0 nud permanent"),
                 )?;
             }
+            // The same lab and neighbour, no netfilter: the route MTU is
+            // out0's (the lab's OUT_MTU), which bpf_fib_lookup reports.
+            System::MtugateRouter => {
+                lab.sh(
+                    "dut",
+                    &format!("ip neigh replace 203.0.113.1 lladdr {smac} dev out0 nud permanent"),
+                )?;
+            }
             System::Bridge => {
                 lab.sh(
                     "dut",
@@ -651,16 +681,34 @@ impl Ctx {
     ) -> Result<Option<Dut>> {
         let lab = &self.lab;
         let dut = match system {
-            System::Mtugate | System::MtugateAll => {
+            System::Mtugate | System::MtugateAll | System::MtugateRouter => {
                 let cfg = self.a.out.join(format!("mtugate-{tag}.toml"));
                 let steer = if system == System::MtugateAll {
                     "all"
                 } else {
                     "exceptions"
                 };
+                let base = if system == System::MtugateRouter {
+                    &self.router_config
+                } else {
+                    &self.base_config
+                };
+                // A run directory of its own (per lab prefix): another
+                // mtugate on this machine (a test suite, another lab) must
+                // not refuse this one, nor this one it.
+                let run_dir = format!("/run/mtugate-{}", self.a.prefix);
                 std::fs::write(
                     &cfg,
-                    mtugate_config(&self.base_config, self.a.dut_core, syn_limit, steer),
+                    mtugate_config(base, self.a.dut_core, syn_limit, steer)
+                        .lines()
+                        .map(|l| {
+                            if l.trim_start().starts_with("run_dir") {
+                                format!("run_dir = \"{run_dir}\"\n")
+                            } else {
+                                format!("{l}\n")
+                            }
+                        })
+                        .collect::<String>(),
                 )?;
                 let stats = self.a.out.join(format!("mtugate-{tag}.final.json"));
                 let _ = std::fs::remove_file(&stats);
@@ -766,7 +814,7 @@ impl Ctx {
     /// The generator's command line in the client namespace.
     fn gen_cmd(&self, system: System, mode: &str) -> Result<Command> {
         let lab = &self.lab;
-        let dst_mac = if system == System::Router {
+        let dst_mac = if system.routed() {
             lab.mac("dut", "in0")?
         } else {
             lab.mac("server", "eth0")?
@@ -1175,7 +1223,7 @@ pub fn run(a: CompareArgs) -> Result<()> {
             bail!("unknown scenario {s:?} (64, frag, latency, flood, ndr)");
         }
     }
-    if systems.contains(&System::Mtugate) && !mtugate.exists() {
+    if systems.iter().any(|s| s.is_mtugate()) && !mtugate.exists() {
         bail!(
             "{} not found: build it (cargo build --release -p mtugate) or give --mtugate",
             mtugate.display()
@@ -1183,6 +1231,13 @@ pub fn run(a: CompareArgs) -> Result<()> {
     }
     let base_config = std::fs::read_to_string(&a.mtugate_config)
         .with_context(|| format!("reading {}", a.mtugate_config.display()))?;
+    let router_path = a.mtugate_config.with_file_name("router.toml");
+    let router_config = if systems.contains(&System::MtugateRouter) {
+        std::fs::read_to_string(&router_path)
+            .with_context(|| format!("reading {}", router_path.display()))?
+    } else {
+        String::new()
+    };
     // The sink program, compiled for this kernel's headers.
     let sink_obj = a.out.join("sink_drop.o");
     let src = a.assets.join("sink_drop.c");
@@ -1238,6 +1293,7 @@ pub fn run(a: CompareArgs) -> Result<()> {
         mtugate,
         sink_obj,
         base_config,
+        router_config,
         stop,
     };
     let a = &ctx.a;
@@ -1486,6 +1542,7 @@ fn short_label(s: System) -> &'static str {
         System::Mtugate => "mtugate",
         System::MtugateAll => "mtugate (all AF_XDP)",
         System::Router => "kernel router",
+        System::MtugateRouter => "mtugate router",
         System::Bridge => "kernel bridge",
         System::Raw => "raw AF_XDP",
     }
@@ -1676,6 +1733,12 @@ pub fn markdown(r: &Report, systems: &[System], placements: &[Placement], reps: 
             m("frag", System::Mtugate) / m("frag", System::MtugateAll),
             1.0,
         );
+        // Router mode against the kernel router (issue 11's goals).
+        goal(
+            "mtugate router / kernel router, 64 B",
+            m("64", System::MtugateRouter) / m("64", System::Router),
+            if p == Placement::Confined { 2.0 } else { 1.5 },
+        );
         let p99 = |s: System| {
             r.latency
                 .iter()
@@ -1686,6 +1749,14 @@ pub fn markdown(r: &Report, systems: &[System], placements: &[Placement], reps: 
             let _ = writeln!(
                 o,
                 "| mtugate fast path p99 ≤ kernel router p99 | {} | {a:.1} µs vs {b:.1} µs | {} |",
+                p.name(),
+                if a <= b { "yes" } else { "**no**" }
+            );
+        }
+        if let (Some(a), Some(b)) = (p99(System::MtugateRouter), p99(System::Router)) {
+            let _ = writeln!(
+                o,
+                "| mtugate router p99 ≤ kernel router p99 | {} | {a:.1} µs vs {b:.1} µs | {} |",
                 p.name(),
                 if a <= b { "yes" } else { "**no**" }
             );

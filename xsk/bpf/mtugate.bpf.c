@@ -29,7 +29,9 @@
  *      clamped; with the global budget spent it is dropped or forwarded
  *      unclamped (mtg_cfg.syn_over).
  *
- * The program never edits a frame. Only the pipeline does.
+ * In wire mode the program never edits a frame: only the pipeline does. In
+ * router mode (see route()) it forwards plain transit traffic itself, as a
+ * router does: TTL decremented, the next hop's MAC addresses written.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -73,6 +75,13 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } mtg_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
+	__uint(max_entries, MTG_MAX_PORTS);
+	__type(key, __u32);
+	__type(value, __u32);
+} mtg_ports SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -353,6 +362,328 @@ static __always_inline int forward(void)
 	return XDP_DROP;
 }
 
+/*
+ * Router mode (MTG_FLAG_ROUTER): the kernel is the control plane. Each
+ * IPv4/IPv6 frame is looked up in the kernel's FIB and neighbour table
+ * (bpf_fib_lookup), then:
+ *
+ *   - for this host, ARP/ND, multicast, link-local, IPv6 extension headers,
+ *     VLAN tags, no neighbour yet, no route, an egress that is not one of
+ *     our ports: XDP_PASS, the kernel's stack answers as it always does;
+ *   - TTL / hop limit <= 1, a SYN to clamp, larger than the route MTU:
+ *     the worker, with the kernel's decision in front of the frame
+ *     (struct mtg_meta);
+ *   - the rest: TTL decremented (checksum updated, RFC 1624), MACs of the
+ *     next hop written, redirected to the egress port. No copy.
+ *
+ * Without a worker (no socket on the queue) the fast path keeps going; the
+ * frames that need work go to the kernel (bypass: forwarded unclamped, its
+ * own ICMP errors) or are dropped (block).
+ */
+#define AF_INET_ 2
+#define AF_INET6_ 10
+
+/* Where the worker's frames are, and the lookup that decided. */
+struct route_ctx {
+	struct bpf_fib_lookup fib; /* the lookup toward the destination */
+	__u8 why;
+	__u8 v6;
+};
+
+/* TTL minus one with the header checksum updated in place (RFC 1624): the
+ * TTL is the high byte of its 16-bit word, so the word drops by 0x0100 and
+ * the one's complement checksum rises by as much, end-around carry added. */
+static __always_inline void ttl_decrement(struct iphdr *ip)
+{
+	__u32 sum = (__u32)ip->check + bpf_htons(0x0100);
+
+	ip->check = (__u16)(sum + (sum >> 16));
+	ip->ttl--;
+}
+
+/* The route back toward the frame's source, as this host's own output
+ * would take it: its MTU and the source address of an ICMP error. */
+static __always_inline void reverse_lookup(struct xdp_md *ctx, struct route_ctx *r,
+					   struct mtg_meta *m)
+{
+	struct bpf_fib_lookup b = {};
+	long rc;
+
+	b.family = r->fib.family;
+	b.l4_protocol = r->fib.l4_protocol;
+	b.ifindex = ctx->ingress_ifindex;
+	if (r->v6)
+		__builtin_memcpy(b.ipv6_dst, r->fib.ipv6_src, 16);
+	else
+		b.ipv4_dst = r->fib.ipv4_src;
+	rc = bpf_fib_lookup(ctx, &b, sizeof(b),
+			    BPF_FIB_LOOKUP_OUTPUT | BPF_FIB_LOOKUP_SKIP_NEIGH | BPF_FIB_LOOKUP_SRC);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+		return;
+	m->rev_mtu = b.mtu_result;
+	if (r->v6) {
+		if (r->why == MTG_WHY_TTL || r->why == MTG_WHY_TOO_BIG)
+			__builtin_memcpy(m->src6, b.ipv6_src, 16);
+	} else {
+		m->src4 = b.ipv4_src;
+	}
+}
+
+/* The slow path: the kernel's decision in front of the frame, then the
+ * socket of this RX queue. */
+static __always_inline int route_slow(struct xdp_md *ctx, const struct mtg_cfg *cfg,
+				      struct route_ctx *r, int granted)
+{
+	__u32 queue = ctx->rx_queue_index;
+	struct mtg_meta *m;
+	void *data;
+
+	if (!bpf_map_lookup_elem(&mtg_xsks, &queue)) {
+		/* No worker: the kernel does the work unclamped, or nothing. */
+		if (cfg->on_failure == MTG_FAIL_BLOCK) {
+			count(MTG_STAT_BLOCKED);
+			return XDP_DROP;
+		}
+		count(MTG_STAT_BYPASSED);
+		return XDP_PASS;
+	}
+	if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(struct mtg_meta)))
+		goto no_meta;
+	data = (void *)(long)ctx->data;
+	m = (void *)(long)ctx->data_meta;
+	if ((void *)(m + 1) > data)
+		goto no_meta;
+	__builtin_memset(m, 0, sizeof(*m));
+	if (!(r->v6 && r->why == MTG_WHY_TTL) && !(r->v6 && r->why == MTG_WHY_TOO_BIG)) {
+		__builtin_memcpy(m->fwd.dst_mac, r->fib.dmac, 6);
+		__builtin_memcpy(m->fwd.src_mac, r->fib.smac, 6);
+		m->fwd.ifindex = r->fib.ifindex;
+	}
+	m->mtu = r->fib.mtu_result;
+	m->why = r->why;
+	m->magic = MTG_META_MAGIC;
+	reverse_lookup(ctx, r, m);
+	if (bpf_redirect_map(&mtg_xsks, queue, 0) == XDP_REDIRECT) {
+		count(MTG_STAT_STEERED);
+		if (granted)
+			count(MTG_STAT_SYN_GRANTED);
+		return XDP_REDIRECT;
+	}
+no_meta:
+	count(MTG_STAT_TO_KERNEL);
+	return XDP_PASS;
+}
+
+static __always_inline int to_kernel(void)
+{
+	count(MTG_STAT_TO_KERNEL);
+	return XDP_PASS;
+}
+
+static __always_inline int route(struct xdp_md *ctx, const struct mtg_cfg *cfg)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = NULL;
+	struct ipv6hdr *ip6 = NULL;
+	struct route_ctx r = {};
+	struct syn_info si = {};
+	__u32 tot, hops;
+	int syn = 0, granted = 0, no_neigh = 0;
+	long rc;
+
+	if ((void *)(eth + 1) > end)
+		return to_kernel();
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		__u32 ihl;
+
+		ip = (void *)(eth + 1);
+		if ((void *)(ip + 1) > end)
+			return to_kernel();
+		ihl = ip->ihl * 4;
+		tot = bpf_ntohs(ip->tot_len);
+		if (ip->version != 4 || ihl < sizeof(*ip) || tot < ihl || (void *)ip + tot > end)
+			return to_kernel();
+		/* Multicast, limited broadcast, class E: the kernel's. */
+		if ((bpf_ntohl(ip->daddr) >> 28) >= 0xe)
+			return to_kernel();
+		if (ip->protocol == IPPROTO_TCP && !(ip->frag_off & bpf_htons(0x1fff))) {
+			if (ihl > 60)
+				return to_kernel();
+			if (tcp_check((void *)ip + ihl, end, &si) == SYN) {
+				/* The host that opened the connection pays: a
+				 * SYN's source, a SYN-ACK's destination. Taken
+				 * here: the FIB lookup rewrites ipv4_dst with the
+				 * gateway. */
+				syn = 1;
+				si.key.family = 4;
+				__builtin_memcpy(si.key.addr, si.ack ? &ip->daddr : &ip->saddr, 4);
+			}
+		}
+		hops = ip->ttl;
+		r.fib.family = AF_INET_;
+		r.fib.tos = ip->tos;
+		r.fib.l4_protocol = ip->protocol;
+		r.fib.ipv4_src = ip->saddr;
+		r.fib.ipv4_dst = ip->daddr;
+		if (syn)
+			r.fib.l4_protocol = IPPROTO_TCP;
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		__u8 d0;
+
+		ip6 = (void *)(eth + 1);
+		if ((void *)(ip6 + 1) > end)
+			return to_kernel();
+		tot = sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
+		if (ip6->version != 6 || tot == sizeof(*ip6) || (void *)ip6 + tot > end)
+			return to_kernel();
+		d0 = ip6->daddr.in6_u.u6_addr8[0];
+		/* Multicast (ND among it), link-local either way: the kernel's. */
+		if (d0 == 0xff || (d0 == 0xfe && (ip6->daddr.in6_u.u6_addr8[1] & 0xc0) == 0x80) ||
+		    (ip6->saddr.in6_u.u6_addr8[0] == 0xfe &&
+		     (ip6->saddr.in6_u.u6_addr8[1] & 0xc0) == 0x80))
+			return to_kernel();
+		switch (ip6->nexthdr) {
+		case IPPROTO_TCP:
+			if (tcp_check(ip6 + 1, end, &si) == SYN) {
+				syn = 1;
+				si.key.family = 6;
+				__builtin_memcpy(si.key.addr, si.ack ? &ip6->daddr : &ip6->saddr, 8);
+			}
+			break;
+		case IPPROTO_UDP:
+		case IPPROTO_ICMPV6:
+		case IPPROTO_ESP:
+		case IPPROTO_GRE:
+			break;
+		default:
+			/* Extension headers: the kernel forwards them. */
+			return to_kernel();
+		}
+		hops = ip6->hop_limit;
+		r.v6 = 1;
+		r.fib.family = AF_INET6_;
+		r.fib.flowinfo = *(__be32 *)ip6 & bpf_htonl(0x0fffffff);
+		r.fib.l4_protocol = ip6->nexthdr;
+		__builtin_memcpy(r.fib.ipv6_src, &ip6->saddr, 16);
+		__builtin_memcpy(r.fib.ipv6_dst, &ip6->daddr, 16);
+	} else {
+		/* ARP, LLDP, VLAN-tagged frames ...: the kernel's. */
+		return to_kernel();
+	}
+
+	r.fib.ifindex = ctx->ingress_ifindex;
+	/* tot_len 0: never FRAG_NEEDED; the route MTU comes back in mtu_result. */
+	rc = bpf_fib_lookup(ctx, &r.fib, sizeof(r.fib), 0);
+	switch (rc) {
+	case BPF_FIB_LKUP_RET_SUCCESS:
+		break;
+	case BPF_FIB_LKUP_RET_NO_NEIGH:
+		/* The kernel resolves the neighbour and forwards this one
+		 * itself, unless it expires here (the worker answers) or is a
+		 * SYN to clamp: the kernel would forward that unclamped, so the
+		 * worker clamps it and hands it to the kernel's output. */
+		if (hops <= 1 && bpf_map_lookup_elem(&mtg_ports, &r.fib.ifindex)) {
+			r.why = MTG_WHY_TTL;
+			return route_slow(ctx, cfg, &r, 0);
+		}
+		if (!syn || !(cfg->flags & (r.v6 ? MTG_FLAG_CLAMP6 : MTG_FLAG_CLAMP4)))
+			return to_kernel();
+		/* Again without the neighbour: the egress and the route MTU. */
+		r.fib.ifindex = ctx->ingress_ifindex;
+		if (bpf_fib_lookup(ctx, &r.fib, sizeof(r.fib), BPF_FIB_LOOKUP_SKIP_NEIGH) !=
+		    BPF_FIB_LKUP_RET_SUCCESS)
+			return to_kernel();
+		no_neigh = 1;
+		break;
+	case BPF_FIB_LKUP_RET_BLACKHOLE:
+	case BPF_FIB_LKUP_RET_UNREACHABLE:
+	case BPF_FIB_LKUP_RET_PROHIBIT:
+		count(MTG_STAT_NO_ROUTE);
+		return to_kernel();
+	default:
+		/* For this host, forwarding off, encapsulation, errors. */
+		return to_kernel();
+	}
+	if (!bpf_map_lookup_elem(&mtg_ports, &r.fib.ifindex))
+		return to_kernel(); /* the egress is not one of our ports */
+
+	if (hops <= 1) {
+		r.why = MTG_WHY_TTL;
+		return route_slow(ctx, cfg, &r, 0);
+	}
+	if (syn && (cfg->flags & (r.v6 ? MTG_FLAG_CLAMP6 : MTG_FLAG_CLAMP4))) {
+		if (cfg->flags & MTG_FLAG_POLICE) {
+			switch (police(cfg, &si)) {
+			case SOURCE_LIMITED:
+				count(MTG_STAT_SYN_SOURCE);
+				return XDP_DROP;
+			case OVER_LIMIT:
+				if (cfg->syn_over != MTG_OVER_PASS) {
+					count(MTG_STAT_SYN_OVER_DROP);
+					return XDP_DROP;
+				}
+				count(MTG_STAT_SYN_OVER_PASS);
+				syn = 0; /* forwarded unclamped, below */
+				break;
+			case GRANTED:
+				granted = 1;
+				break;
+			}
+		}
+		if (syn && no_neigh) {
+			/* Too big as well: the kernel's (its own ICMP error). */
+			if (tot > r.fib.mtu_result)
+				return to_kernel();
+			r.why = MTG_WHY_NO_NEIGH;
+			return route_slow(ctx, cfg, &r, granted);
+		}
+		if (syn) {
+			r.why = (tot > r.fib.mtu_result) ? MTG_WHY_TOO_BIG : MTG_WHY_SYN;
+			return route_slow(ctx, cfg, &r, granted);
+		}
+	}
+	/* No neighbour and nothing to clamp (over the SYN budget, "pass"). */
+	if (no_neigh)
+		return to_kernel();
+	if (tot > r.fib.mtu_result) {
+		r.why = MTG_WHY_TOO_BIG;
+		return route_slow(ctx, cfg, &r, 0);
+	}
+	if (cfg->steer == MTG_STEER_ALL) {
+		r.why = MTG_WHY_FORWARD;
+		return route_slow(ctx, cfg, &r, 0);
+	}
+
+	/* The fast path: the kernel's next hop, no copy. Bounds were checked
+	 * above; the verifier wants them again after the helper calls. */
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	eth = data;
+	if ((void *)(eth + 1) > end)
+		return to_kernel();
+	if (r.v6) {
+		ip6 = (void *)(eth + 1);
+		if ((void *)(ip6 + 1) > end)
+			return to_kernel();
+		ip6->hop_limit--;
+	} else {
+		ip = (void *)(eth + 1);
+		if ((void *)(ip + 1) > end)
+			return to_kernel();
+		ttl_decrement(ip);
+	}
+	__builtin_memcpy(eth->h_dest, r.fib.dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, r.fib.smac, ETH_ALEN);
+	if (bpf_redirect_map(&mtg_ports, r.fib.ifindex, 0) == XDP_REDIRECT) {
+		count(MTG_STAT_FAST);
+		return XDP_REDIRECT;
+	}
+	count(MTG_STAT_REDIRECT_ERR);
+	return XDP_DROP;
+}
+
 SEC("xdp")
 int mtugate_xdp(struct xdp_md *ctx)
 {
@@ -364,6 +695,8 @@ int mtugate_xdp(struct xdp_md *ctx)
 	count(MTG_STAT_SEEN);
 	if (!cfg)
 		return XDP_PASS; /* cannot happen: an array always has its element */
+	if (cfg->flags & MTG_FLAG_ROUTER)
+		return route(ctx, cfg);
 
 	/*
 	 * No socket on this queue: no worker runs (it stopped or died; the

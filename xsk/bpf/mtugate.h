@@ -13,6 +13,9 @@
  *   mtg_syn_global array[1] struct mtg_gcra: the appliance-wide SYN budget
  *   mtg_syn_src    LRU hash struct mtg_src_key -> struct mtg_gcra: one
  *                  budget per source (IPv4 address, IPv6 /64)
+ *   mtg_ports  devmap_hash ifindex -> ifindex: router mode, every port of
+ *              the appliance (a FIB result naming another interface goes to
+ *              the kernel)
  * The two SYN maps are created by the first port's program and reused by
  * every other port's (one budget for the appliance, shared by all CPUs).
  */
@@ -20,6 +23,8 @@
 #define MTUGATE_H
 
 #define MTG_MAX_QUEUES 256
+/* Ports of a router (entries of mtg_ports). */
+#define MTG_MAX_PORTS 64
 
 /* mtg_cfg.steer */
 #define MTG_STEER_EXCEPTIONS 0 /* only frames that need work go to AF_XDP */
@@ -34,7 +39,8 @@
 #define MTG_FLAG_CLAMP4 2 /* IPv4 SYNs entering this port are clamped */
 #define MTG_FLAG_CLAMP6 4 /* IPv6 SYNs entering this port are clamped */
 #define MTG_FLAG_POLICE 8 /* police those SYNs before the copy */
-#define MTG_FLAG_PMTU_ERRORS 16 /* ICMP Frag Needed / ICMPv6 Packet Too Big
+#define MTG_FLAG_ROUTER 16 /* router mode: the kernel's FIB decides, mtg_ports */
+#define MTG_FLAG_PMTU_ERRORS 32 /* ICMP Frag Needed / ICMPv6 Packet Too Big
 				  * to the workers (they learn path MTUs) */
 
 /* mtg_cfg.syn_over: a SYN within its source's budget over the global one */
@@ -56,7 +62,9 @@
 #define MTG_STAT_SYN_OVER_DROP 8 /* SYN over the global budget: dropped */
 #define MTG_STAT_SYN_OVER_PASS 9 /* ... forwarded unclamped (also in FAST) */
 #define MTG_STAT_SYN_GRANTED 10 /* SYN within budget, to be clamped (also in STEERED) */
-#define MTG_STAT_COUNT 11
+#define MTG_STAT_TO_KERNEL 11   /* router: given to the kernel's stack (local, ARP/ND, no neighbour, ...) */
+#define MTG_STAT_NO_ROUTE 12    /* router: ... because the FIB has no usable route (also in TO_KERNEL) */
+#define MTG_STAT_COUNT 13
 
 /*
  * Budgets are GCRA (the generic cell rate algorithm): a token costs
@@ -87,6 +95,59 @@ struct mtg_src_key {
 	unsigned int family;
 	unsigned int pad;
 	unsigned char addr[16];
+};
+
+/*
+ * Router mode: what the XDP stage hands the worker in front of a frame it
+ * steers (XDP metadata, bpf_xdp_adjust_meta; AF_XDP copies it into the
+ * UMEM chunk just before the packet, so it ends where the packet starts).
+ * The kernel's forwarding decision for the frame, made by bpf_fib_lookup:
+ *
+ *   why == MTG_WHY_SYN, MTG_WHY_FORWARD, MTG_WHY_NO_NEIGH (no dst_mac),
+ *   or MTG_WHY_TOO_BIG for IPv4:
+ *     fwd: the next hop's MAC, the egress port's MAC and its ifindex
+ *   why == MTG_WHY_TTL, or MTG_WHY_TOO_BIG for IPv6 (an ICMP error only):
+ *     src6: the IPv6 source of that error
+ *   src4: the IPv4 source of an ICMP error (0: none found)
+ *   mtu: the route MTU toward the destination
+ *   rev_mtu: the route MTU toward the source (0: no route back found)
+ *
+ * Error sources and rev_mtu come from a second lookup, toward the frame's
+ * source as this host's own output would make it (BPF_FIB_LOOKUP_OUTPUT |
+ * BPF_FIB_LOOKUP_SRC): the address the kernel would send an ICMP error
+ * from. Every field in network byte order except ifindex, mtu, rev_mtu,
+ * magic (host order). 28 bytes: within the kernel's 32-byte limit.
+ */
+#define MTG_META_MAGIC 0x6d74 /* "mt" */
+#define MTG_META_LEN 28
+
+/* mtg_meta.why */
+#define MTG_WHY_FORWARD 1 /* steer = all: to be forwarded by the worker */
+#define MTG_WHY_SYN 2     /* a SYN to clamp (policed already) */
+#define MTG_WHY_TOO_BIG 3 /* larger than the route MTU toward the destination */
+#define MTG_WHY_TTL 4     /* TTL / hop limit would expire: Time Exceeded */
+#define MTG_WHY_NO_NEIGH 5 /* a SYN to clamp toward a next hop the kernel has not
+			    * resolved yet: fwd.dst_mac is unknown; the worker
+			    * clamps it and gives it to the kernel's output,
+			    * which resolves the neighbour */
+
+struct mtg_fwd {
+	unsigned char dst_mac[6];
+	unsigned char src_mac[6];
+	unsigned int ifindex;
+};
+
+struct mtg_meta {
+	union {
+		struct mtg_fwd fwd;
+		unsigned char src6[16];
+	};
+	unsigned int src4;
+	unsigned short mtu;
+	unsigned short rev_mtu;
+	unsigned char why;
+	unsigned char pad;
+	unsigned short magic;
 };
 
 #endif

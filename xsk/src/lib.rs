@@ -60,6 +60,7 @@ mod afxdp;
 mod config;
 pub mod driver;
 mod mem;
+pub mod meta;
 #[cfg(feature = "afxdp")]
 mod prog;
 mod queue;
@@ -77,7 +78,7 @@ pub use mem::{MemBackend, MemConfig, MemDrop};
 #[cfg(feature = "afxdp")]
 pub use prog::{
     AttachOptions, FastPath, OnFailure, PortProgram, ReplacedProgram, Steer, SynPolice, Takeover,
-    XdpMode, MAX_QUEUES, SRC_ENTRIES,
+    XdpMode, MAX_PORTS, MAX_QUEUES, SRC_ENTRIES,
 };
 pub use queue::{ConservationError, Frame, FrameCounts, PortCounters, Queue, RefillError};
 pub use sys::{stop_flag_on_signals, XskStats};

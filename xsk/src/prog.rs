@@ -69,7 +69,10 @@ const FLAG_EGRESS: u32 = 1;
 const FLAG_CLAMP4: u32 = 2;
 const FLAG_CLAMP6: u32 = 4;
 const FLAG_POLICE: u32 = 8;
-const FLAG_PMTU_ERRORS: u32 = 16;
+const FLAG_PMTU_ERRORS: u32 = 32;
+const FLAG_ROUTER: u32 = 16;
+/// Ports a router's program can forward to (`MTG_MAX_PORTS`).
+pub const MAX_PORTS: u32 = 64;
 const OVER_DROP: u8 = 0;
 const OVER_PASS: u8 = 1;
 /// Sources the policer remembers (`MTG_SRC_ENTRIES`; least recently used
@@ -188,6 +191,10 @@ pub struct FastPath {
     /// Steer ICMP Fragmentation Needed and ICMPv6 Packet Too Big to the
     /// workers (they learn path MTUs from them) instead of forwarding them.
     pub pmtu_errors: bool,
+    /// Router mode: the kernel's FIB decides the egress of every frame
+    /// (among the ports given to [`PortProgram::set_router_ports`]);
+    /// `egress` is then `None`.
+    pub router: bool,
 }
 
 impl FastPath {
@@ -204,6 +211,7 @@ impl FastPath {
             over_pass: false,
         },
         pmtu_errors: false,
+        router: false,
     };
 
     fn raw(&self) -> RawCfg {
@@ -215,7 +223,8 @@ impl FastPath {
                 | flag(self.syn.clamp[0], FLAG_CLAMP4)
                 | flag(self.syn.clamp[1], FLAG_CLAMP6)
                 | flag(self.syn.enabled, FLAG_POLICE)
-                | flag(self.pmtu_errors, FLAG_PMTU_ERRORS),
+                | flag(self.pmtu_errors, FLAG_PMTU_ERRORS)
+                | flag(self.router, FLAG_ROUTER),
             syn_over: if self.syn.over_pass {
                 OVER_PASS
             } else {
@@ -794,6 +803,24 @@ impl PortProgram {
         configure_obj(&self.obj, &self.iface, fp)
     }
 
+    /// Router mode: the interfaces (by index) this port's program may
+    /// forward to; a FIB result naming any other goes to the kernel.
+    pub fn set_router_ports(&self, ifindexes: &[u32]) -> Result<(), XskError> {
+        if ifindexes.len() > MAX_PORTS as usize {
+            return Err(XskError::Config(format!(
+                "{} ports: a router takes at most {MAX_PORTS}",
+                ifindexes.len()
+            )));
+        }
+        let map = find_map(&self.obj, "mtg_ports")?;
+        for i in ifindexes {
+            let k = i.to_ne_bytes();
+            map.update(&k, &k, MapFlags::ANY)
+                .map_err(map_err(&self.iface, "adding a port to the router's devmap"))?;
+        }
+        Ok(())
+    }
+
     /// Steers RX queue `queue` of this port to the AF_XDP socket `fd`.
     pub fn register(&self, queue: u32, fd: RawFd) -> Result<(), XskError> {
         if queue >= MAX_QUEUES {
@@ -968,6 +995,8 @@ mod tests {
         assert_eq!(def("MTG_FLAG_CLAMP6"), u64::from(FLAG_CLAMP6));
         assert_eq!(def("MTG_FLAG_POLICE"), u64::from(FLAG_POLICE));
         assert_eq!(def("MTG_FLAG_PMTU_ERRORS"), u64::from(FLAG_PMTU_ERRORS));
+        assert_eq!(def("MTG_FLAG_ROUTER"), u64::from(FLAG_ROUTER));
+        assert_eq!(def("MTG_MAX_PORTS"), u64::from(MAX_PORTS));
         assert_eq!(def("MTG_OVER_DROP"), u64::from(OVER_DROP));
         assert_eq!(def("MTG_OVER_PASS"), u64::from(OVER_PASS));
         assert_eq!(def("MTG_SRC_ENTRIES"), u64::from(SRC_ENTRIES));
@@ -984,6 +1013,8 @@ mod tests {
             "MTG_STAT_SYN_OVER_DROP",
             "MTG_STAT_SYN_OVER_PASS",
             "MTG_STAT_SYN_GRANTED",
+            "MTG_STAT_TO_KERNEL",
+            "MTG_STAT_NO_ROUTE",
         ]
         .iter()
         .enumerate()
@@ -1065,6 +1096,7 @@ mod tests {
                 over_pass: true,
             },
             pmtu_errors: true,
+            router: false,
         };
         assert_eq!(
             fp.raw(),
@@ -1087,6 +1119,15 @@ mod tests {
         assert_eq!(&b[16..24], &333_333_334u64.to_ne_bytes());
         assert_eq!(b[8], OVER_PASS);
         assert_eq!(FastPath::SOCKET_ONLY.raw().flags, 0);
+        let router = FastPath {
+            router: true,
+            egress: None,
+            ..fp
+        };
+        assert_eq!(
+            router.raw().flags,
+            FLAG_ROUTER | FLAG_CLAMP4 | FLAG_POLICE | FLAG_PMTU_ERRORS
+        );
         assert_eq!(gcra(None), (0, 0));
         assert_eq!(gcra(Some((0, 5))), (u64::MAX, 0));
     }

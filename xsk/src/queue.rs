@@ -404,6 +404,23 @@ impl<B: Backend> Queue<B> {
         unsafe { std::slice::from_raw_parts(self.base.add(frame.addr as usize), frame.len()) }
     }
 
+    /// The `n` bytes in front of the packet of `frame` inside its UMEM
+    /// chunk (where the XDP stage's metadata lands), or `None` when the
+    /// packet starts less than `n` bytes into its chunk.
+    #[inline]
+    pub fn in_front<'a>(&'a self, frame: &'a Frame, n: usize) -> Option<&'a [u8]> {
+        self.check_pool(frame);
+        let offset = frame.addr as usize & ((1usize << self.frame_shift) - 1);
+        if offset < n {
+            return None;
+        }
+        // SAFETY: as in `data`: the `n` bytes end where the packet starts and
+        // begin inside the same chunk (`offset >= n`), which lies inside the
+        // mapping; the caller holds the frame, so the kernel does not write
+        // it, and no mutable view exists while `frame` is borrowed shared.
+        Some(unsafe { std::slice::from_raw_parts(self.base.add(frame.addr as usize - n), n) })
+    }
+
     /// The whole buffer of `frame`, from the packet start to the end of its
     /// UMEM chunk ([`Frame::capacity`] bytes), so a packet can be rewritten
     /// or grown in place; set the new length with [`set_len`](Self::set_len)

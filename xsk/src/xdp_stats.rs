@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Number of counters (`MTG_STAT_COUNT`).
-pub(crate) const STAT_COUNT: usize = 11;
+pub(crate) const STAT_COUNT: usize = 13;
 
 /// The XDP program's counters of one port (summed over CPUs).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +37,14 @@ pub struct XdpStats {
     /// SYNs within budget, steered to be clamped (also in `steered`).
     #[serde(default)]
     pub syn_granted: u64,
+    /// Router mode: given to the kernel's stack (for this host, ARP/ND,
+    /// multicast, no neighbour yet, no route, an egress that is not a port).
+    #[serde(default)]
+    pub to_kernel: u64,
+    /// Router mode: ... because the kernel's FIB had no usable route
+    /// (unreachable, blackhole, prohibit; also in `to_kernel`).
+    #[serde(default)]
+    pub no_route: u64,
 }
 
 impl XdpStats {
@@ -53,6 +61,8 @@ impl XdpStats {
             syn_over_dropped: v[8],
             syn_over_passed: v[9],
             syn_granted: v[10],
+            to_kernel: v[11],
+            no_route: v[12],
         }
     }
 
@@ -69,6 +79,8 @@ impl XdpStats {
             self.syn_over_dropped,
             self.syn_over_passed,
             self.syn_granted,
+            self.to_kernel,
+            self.no_route,
         ]
     }
 
@@ -86,7 +98,7 @@ impl XdpStats {
 
     /// Frames with exactly one outcome: `seen` = the sum of the outcomes
     /// (`syn_over_passed` and `syn_granted` are parts of `fast` and
-    /// `steered`).
+    /// `steered`, `no_route` of `to_kernel`).
     pub fn balanced(&self) -> bool {
         self.seen
             == self.fast
@@ -95,6 +107,7 @@ impl XdpStats {
                 + self.blocked
                 + self.redirect_errors
                 + self.passed
+                + self.to_kernel
                 + self.dropped()
     }
 

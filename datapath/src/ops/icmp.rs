@@ -1,5 +1,6 @@
 //! ICMP errors built in place: IPv4 Destination Unreachable / Fragmentation
-//! Needed (RFC 792, RFC 1191 §4) and ICMPv6 Packet Too Big (RFC 4443 §3.2).
+//! Needed (RFC 792, RFC 1191 §4) and ICMPv6 Packet Too Big (RFC 4443 §3.2);
+//! in router mode also Time Exceeded (RFC 792 type 11, RFC 4443 §3.3).
 //!
 //! When a packet is too big for the port it would leave by and may not be
 //! fragmented, mtugate drops it and answers its sender. The offending frame is
@@ -298,6 +299,33 @@ pub fn build_frag_needed(
     mtu: u16,
     max_len: usize,
 ) -> Result<usize, IcmpRefusal> {
+    let repr = icmp::v4::Repr::FragNeeded { next_hop_mtu: mtu };
+    build_v4(frame, l3, macs, src, repr, max_len)
+}
+
+/// Rewrites `frame` in place into an ICMP Time Exceeded, TTL exceeded in
+/// transit (type 11 code 0, RFC 792; RFC 1812 §5.3.1: a router that drops
+/// a packet whose TTL would reach zero), about the IPv4 packet `l3`
+/// describes. Arguments, rules and layout as for [`build_frag_needed`].
+pub fn build_time_exceeded_v4(
+    frame: &mut [u8],
+    l3: &L3Ctx,
+    macs: MacRewrite,
+    src: Option<[u8; 4]>,
+    max_len: usize,
+) -> Result<usize, IcmpRefusal> {
+    build_v4(frame, l3, macs, src, icmp::v4::Repr::TimeExceeded, max_len)
+}
+
+/// The IPv4 errors: `repr` in front of the quote.
+fn build_v4(
+    frame: &mut [u8],
+    l3: &L3Ctx,
+    macs: MacRewrite,
+    src: Option<[u8; 4]>,
+    repr: icmp::v4::Repr,
+    max_len: usize,
+) -> Result<usize, IcmpRefusal> {
     let orig = inspect_v4(frame, l3)?;
     let err_src = match src {
         Some(a) => a,
@@ -313,8 +341,7 @@ pub fn build_frag_needed(
     )?;
     let new_len = make_room(frame, l3.l2_len, V4_ERROR_HEADERS, quote, macs)?;
     let (ip_hdr, icmp_msg) = frame[l3.l2_len..new_len].split_at_mut(ipv4::MIN_HEADER_LEN);
-    icmp::v4::Repr::FragNeeded { next_hop_mtu: mtu }
-        .emit(&mut icmp::Message::new_unchecked(icmp_msg));
+    repr.emit(&mut icmp::Message::new_unchecked(icmp_msg));
     ipv4::Repr {
         tos: V4_ERROR_TOS,
         ident: 0,
@@ -354,7 +381,44 @@ pub fn build_packet_too_big(
     mtu: u32,
     max_len: usize,
 ) -> Result<usize, IcmpRefusal> {
+    build_v6(
+        frame,
+        l3,
+        macs,
+        src,
+        icmp::v6::Repr::PacketTooBig { mtu },
+        max_len,
+    )
+}
+
+/// Rewrites `frame` in place into an ICMPv6 Time Exceeded, hop limit
+/// exceeded in transit (type 3 code 0, RFC 4443 §3.3), about the IPv6
+/// packet `l3` describes. Arguments and layout as for
+/// [`build_packet_too_big`]; unlike Packet Too Big it is never sent about a
+/// packet to a multicast group (RFC 4443 §2.4 (e.3)).
+pub fn build_time_exceeded_v6(
+    frame: &mut [u8],
+    l3: &L3Ctx,
+    macs: MacRewrite,
+    src: Option<[u8; 16]>,
+    max_len: usize,
+) -> Result<usize, IcmpRefusal> {
+    build_v6(frame, l3, macs, src, icmp::v6::Repr::TimeExceeded, max_len)
+}
+
+/// The ICMPv6 errors: `repr` in front of the quote.
+fn build_v6(
+    frame: &mut [u8],
+    l3: &L3Ctx,
+    macs: MacRewrite,
+    src: Option<[u8; 16]>,
+    repr: icmp::v6::Repr,
+    max_len: usize,
+) -> Result<usize, IcmpRefusal> {
     let orig = inspect_v6(frame, l3)?;
+    if repr == icmp::v6::Repr::TimeExceeded && ipv6::is_multicast(&orig.dst) {
+        return Err(IcmpRefusal::GroupDestination);
+    }
     let err_src = match src {
         Some(a) => a,
         None if ipv6::is_multicast(&orig.dst) => return Err(IcmpRefusal::GroupDestination),
@@ -370,7 +434,7 @@ pub fn build_packet_too_big(
     )?;
     let new_len = make_room(frame, l3.l2_len, V6_ERROR_HEADERS, quote, macs)?;
     let (ip_hdr, icmp_msg) = frame[l3.l2_len..new_len].split_at_mut(ipv6::HEADER_LEN);
-    icmp::v6::Repr::PacketTooBig { mtu }.emit(
+    repr.emit(
         &mut icmp::Message::new_unchecked(icmp_msg),
         &err_src,
         &orig.src,

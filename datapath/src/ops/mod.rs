@@ -138,7 +138,7 @@ impl MacRewrite {
     /// Applies the rewrite to the link-layer header `l2` (at least the 12
     /// bytes of the two addresses; the ops check that first).
     #[inline]
-    fn apply(self, l2: &mut [u8]) {
+    pub(crate) fn apply(self, l2: &mut [u8]) {
         let mut f = ethernet::Frame::new_unchecked(l2);
         match self {
             MacRewrite::Keep => {}

@@ -49,6 +49,9 @@ pub mod v4 {
             /// The MTU of the next-hop network.
             next_hop_mtu: u16,
         },
+        /// Time Exceeded, TTL exceeded in transit (type 11 code 0, RFC 792;
+        /// RFC 1812 §5.3.1): the second word unused (zero).
+        TimeExceeded,
     }
 
     impl Repr {
@@ -64,6 +67,7 @@ pub mod v4 {
                 (DEST_UNREACHABLE, CODE_FRAG_NEEDED) => Ok(Repr::FragNeeded {
                     next_hop_mtu: msg.next_hop_mtu(),
                 }),
+                (TIME_EXCEEDED, 0) => Ok(Repr::TimeExceeded),
                 _ => Err(WireError::Unsupported),
             }
         }
@@ -83,6 +87,7 @@ pub mod v4 {
                 Repr::FragNeeded { next_hop_mtu } => {
                     msg.set_header(DEST_UNREACHABLE, CODE_FRAG_NEEDED, u32::from(next_hop_mtu))
                 }
+                Repr::TimeExceeded => msg.set_header(TIME_EXCEEDED, 0, 0),
             }
             let c = checksum::checksum(msg.buffer.as_ref());
             msg.set_checksum(c);
@@ -96,6 +101,8 @@ pub mod v6 {
 
     /// Packet Too Big.
     pub const PACKET_TOO_BIG: u8 = 2;
+    /// Time Exceeded.
+    pub const TIME_EXCEEDED: u8 = 3;
 
     /// Whether an ICMPv6 type is an error message (RFC 4443 §2.1: types
     /// 0..=127).
@@ -126,6 +133,9 @@ pub mod v6 {
             /// The MTU of the next-hop link.
             mtu: u32,
         },
+        /// Time Exceeded, hop limit exceeded in transit (type 3 code 0, RFC
+        /// 4443 §3.3): the second word unused (zero).
+        TimeExceeded,
     }
 
     impl Repr {
@@ -144,6 +154,7 @@ pub mod v6 {
             }
             match (msg.msg_type(), msg.code()) {
                 (PACKET_TOO_BIG, 0) => Ok(Repr::PacketTooBig { mtu: msg.mtu32() }),
+                (TIME_EXCEEDED, 0) => Ok(Repr::TimeExceeded),
                 _ => Err(WireError::Unsupported),
             }
         }
@@ -167,6 +178,7 @@ pub mod v6 {
         ) {
             match *self {
                 Repr::PacketTooBig { mtu } => msg.set_header(PACKET_TOO_BIG, 0, mtu),
+                Repr::TimeExceeded => msg.set_header(TIME_EXCEEDED, 0, 0),
             }
             let c = sum_with_pseudo(msg.buffer.as_ref(), src, dst);
             msg.set_checksum(c);

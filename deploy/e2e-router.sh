@@ -1,0 +1,321 @@
+#!/usr/bin/env bash
+# $C, $S, $D are command prefixes ("ip netns exec NS"): split on purpose.
+# shellcheck disable=SC2086
+# End-to-end tests of mtugate in router mode, judged by real Linux hosts.
+#
+# The lab (deploy/lab.sh up router, prefix mtgo) makes mtugate the gateway
+# between a client (198.51.100.1, 2001:db8:a::1) and a server (203.0.113.1,
+# 2001:db8:b::1; a second network behind it, 192.0.2.1 and 2001:db8:c::1,
+# reached by a normal route). The kernel of the DUT holds the addresses,
+# routes and neighbours; the route toward the server's own network has
+# `mtu lock 1400`, like a tunnel's. Every check is made by the hosts' kernels
+# (ping output, their route caches, TCP transfers) or by tshark on captures
+# at the hosts, never by mtugate's own code.
+#
+# Usage: deploy/e2e-router.sh [path/to/mtugate]   (as root; builds it if not given)
+# One line per check, "N passed, M failed" at the end, exit 1 on any failure.
+# Every run of traffic is bounded in time and count; the lab is torn down on
+# exit, whatever happens.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "e2e-router: needs root (network namespaces, XDP)" >&2
+  exit 1
+fi
+
+BIN=${1:-}
+if [[ -z "$BIN" ]]; then
+  cargo build --release -p mtugate --locked >&2
+  BIN=target/release/mtugate
+fi
+BIN=$(readlink -f "$BIN")
+WORK=$(mktemp -d /tmp/mtgo-e2e.XXXXXX)
+export LAB_PREFIX=mtgo
+CFG="$WORK/router.toml"
+sed -e "s|^run_dir = .*|run_dir = \"/run/mtugate-$LAB_PREFIX\"|" deploy/configs/router.toml >"$CFG"
+C="ip netns exec $LAB_PREFIX-client"
+S="ip netns exec $LAB_PREFIX-server"
+D="ip netns exec $LAB_PREFIX-dut"
+PASS=0
+FAIL=0
+MTG_PID=""
+BG=() # background helpers (listeners, captures) started by this script
+T0=$SECONDS
+
+cleanup() {
+  set +e
+  stop_mtugate KILL
+  for p in "${BG[@]}"; do kill "$p" 2>/dev/null; done
+  ROUTE_MTU='' bash deploy/lab.sh down >/dev/null 2>&1
+  rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+ok() { PASS=$((PASS + 1)); echo "ok     - $*"; }
+bad() { FAIL=$((FAIL + 1)); echo "FAILED - $*"; }
+check() { # check "name" cmd...   (the command's output is not shown)
+  local name=$1; shift
+  if "$@" >/dev/null 2>&1; then ok "$name"; else bad "$name"; fi
+}
+
+start_mtugate() {
+  : >"$WORK/mtg.err"
+  $D "$BIN" run --config "$CFG" --final-stats "$WORK/final.json" >"$WORK/mtg.out" 2>"$WORK/mtg.err" &
+  MTG_PID=$!
+  disown "$MTG_PID"
+  for _ in $(seq 100); do
+    grep -q "mtugate running" "$WORK/mtg.err" && return 0
+    kill -0 "$MTG_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "mtugate did not start:" >&2
+  cat "$WORK/mtg.err" >&2
+  return 1
+}
+
+stop_mtugate() { # stop_mtugate [TERM|KILL]
+  local sig=${1:-TERM}
+  [[ -n "$MTG_PID" ]] || return 0
+  kill "-$sig" "$MTG_PID" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "$MTG_PID" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$MTG_PID" 2>/dev/null || true
+  MTG_PID=""
+}
+
+CAPS=()
+capture() { # capture NS-CMD FILE FILTER...
+  local ns=$1 file=$2; shift 2
+  # shellcheck disable=SC2086 # $ns is a command prefix
+  $ns timeout 20 tcpdump -i eth0 --immediate-mode -U -w "$file" "$@" >"$file.log" 2>&1 &
+  CAPS+=($!)
+  BG+=($!)
+  for _ in $(seq 100); do
+    grep -q "listening on" "$file.log" 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "tcpdump did not start: $(cat "$file.log")" >&2
+  return 1
+}
+capture_stop() {
+  sleep 0.3
+  kill -INT "${CAPS[@]}" 2>/dev/null || true
+  wait "${CAPS[@]}" 2>/dev/null || true
+  CAPS=()
+}
+
+forget_pmtu() {
+  local ns
+  for ns in "$C" "$S"; do
+    $ns ip route flush cache
+    $ns ip -6 route flush cache
+  done
+}
+
+wait_listen() { # wait_listen NS-CMD PORT: until a TCP listener is up (at most 5 s)
+  local ns=$1 port=$2
+  for _ in $(seq 50); do
+    $ns ss -Hltn "sport = :$port" 2>/dev/null | grep -q . && return 0
+    sleep 0.1
+  done
+  echo "no listener on port $port" >&2
+}
+
+# MSS of the first SYN (ack 0) or SYN-ACK (ack 1) in a capture, with its
+# TCP checksum status (1 = good): "1360 1".
+syn_mss() { # syn_mss FILE ACK
+  tshark -r "$1" -o tcp.check_checksum:TRUE -Y "tcp.flags.syn == 1 && tcp.flags.ack == $2" \
+    -T fields -e tcp.options.mss_val -e tcp.checksum.status 2>/dev/null | head -1 | tr '\t' ' '
+}
+
+# One TCP connection FROM-NS -> ADDR:PORT carrying a line, both ends captured.
+# Sets SYN and SYNACK to what the far ends saw, and GOT to what arrived.
+connect() { # connect FAM CLIENT-NS SERVER-NS ADDR PORT
+  local fam=$1 cli=$2 srv=$3 addr=$4 port=$5
+  forget_pmtu
+  capture "$srv" "$WORK/srv.pcap" tcp port "$port"
+  capture "$cli" "$WORK/cli.pcap" tcp port "$port"
+  $srv timeout 5 nc "-$fam" -l -p "$port" >"$WORK/rcv" &
+  BG+=($!)
+  wait_listen "$srv" "$port"
+  echo "hello $port" | $cli timeout 3 nc "-$fam" -q 1 "$addr" "$port" || true
+  sleep 0.2
+  capture_stop
+  SYN=$(syn_mss "$WORK/srv.pcap" 0)
+  SYNACK=$(syn_mss "$WORK/cli.pcap" 1)
+  GOT=$(cat "$WORK/rcv" 2>/dev/null || true)
+}
+
+test_ping_both_ways() {
+  check "IPv4: client pings the server through the router" \
+    $C ping -q -c 3 -i 0.2 -W 1 -w 5 203.0.113.1
+  check "IPv4: server pings the client through the router" \
+    $S ping -q -c 3 -i 0.2 -W 1 -w 5 198.51.100.1
+  check "IPv6: client pings the server through the router" \
+    $C ping -6 -q -c 3 -i 0.2 -W 1 -w 5 2001:db8:b::1
+  check "IPv6: server pings the client through the router" \
+    $S ping -6 -q -c 3 -i 0.2 -W 1 -w 5 2001:db8:a::1
+}
+
+test_tcp_clamped() { # on the path with the small route MTU
+  connect 4 "$C" "$S" 203.0.113.1 5101
+  check "IPv4 client->server: TCP data arrives" test "$GOT" = "hello 5101"
+  check "IPv4: server receives the SYN clamped to 1360 (got: ${SYN:-none}; checksum 1 = good)" test "$SYN" = "1360 1"
+  check "IPv4: client receives the SYN-ACK clamped to 1360 (got: ${SYNACK:-none})" test "$SYNACK" = "1360 1"
+  connect 4 "$S" "$C" 198.51.100.1 5102
+  check "IPv4 server->client: TCP data arrives" test "$GOT" = "hello 5102"
+  check "IPv4 server->client: SYN clamped to 1360 at the client (got: ${SYN:-none})" test "$SYN" = "1360 1"
+  connect 6 "$C" "$S" 2001:db8:b::1 5103
+  check "IPv6 client->server: TCP data arrives" test "$GOT" = "hello 5103"
+  check "IPv6: server receives the SYN clamped to 1340 (got: ${SYN:-none})" test "$SYN" = "1340 1"
+  check "IPv6: client receives the SYN-ACK clamped to 1340 (got: ${SYNACK:-none})" test "$SYNACK" = "1340 1"
+  connect 6 "$S" "$C" 2001:db8:a::1 5104
+  check "IPv6 server->client: TCP data arrives" test "$GOT" = "hello 5104"
+  check "IPv6 server->client: SYN clamped to 1340 at the client (got: ${SYN:-none})" test "$SYN" = "1340 1"
+}
+
+test_tcp_not_clamped() { # the second server network: a normal route
+  connect 4 "$C" "$S" 192.0.2.1 5105
+  check "IPv4 to the network with a normal route: TCP data arrives" test "$GOT" = "hello 5105"
+  check "IPv4 to the network with a normal route: SYN keeps 1460 (got: ${SYN:-none})" test "$SYN" = "1460 1"
+  check "IPv4 to the network with a normal route: SYN-ACK keeps 1460 (got: ${SYNACK:-none})" test "$SYNACK" = "1460 1"
+  connect 6 "$C" "$S" 2001:db8:c::1 5106
+  check "IPv6 to the network with a normal route: SYN keeps 1440 (got: ${SYN:-none})" test "$SYN" = "1440 1"
+  check "IPv6 to the network with a normal route: SYN-ACK keeps 1440 (got: ${SYNACK:-none})" test "$SYNACK" = "1440 1"
+}
+
+test_too_big() {
+  local out
+  forget_pmtu
+  out=$($C ping -M 'do' -s 1472 -c 2 -i 0.3 -W 1 203.0.113.1 2>&1 || true)
+  check "IPv4: ping -M 'do' -s 1472 gets Frag needed (mtu = 1400) from the router's 198.51.100.254" \
+    grep -q "From 198.51.100.254 .*Frag needed and DF set (mtu = 1400)" <<<"$out"
+  check "IPv4: the client's route cache shows mtu 1400" \
+    grep -q "mtu 1400" <<<"$($C ip route get 203.0.113.1)"
+  out=$($C ping -6 -M 'do' -s 1452 -c 2 -i 0.3 -W 1 2001:db8:b::1 2>&1 || true)
+  check "IPv6: ping -M 'do' -s 1452 gets Packet too big (mtu=1400) from the router's 2001:db8:a::fe" \
+    grep -q "From 2001:db8:a::fe .*Packet too big: mtu=1400" <<<"$out"
+  check "IPv6: the client's route cache shows mtu 1400" \
+    grep -q "mtu 1400" <<<"$($C ip -6 route get 2001:db8:b::1)"
+  # DF clear: fragmented by mtugate to the route MTU, reassembled by the server.
+  forget_pmtu
+  capture "$S" "$WORK/frag.pcap" icmp
+  out=$($C ping -M dont -s 1800 -c 2 -i 0.3 -W 1 203.0.113.1 2>&1 || true)
+  capture_stop
+  local biggest
+  biggest=$(tshark -r "$WORK/frag.pcap" -Y "ip.src == 198.51.100.1" -T fields -e ip.len 2>/dev/null | sort -n | tail -1)
+  [[ -n $biggest ]] || { echo "frag capture:"; cat "$WORK/frag.pcap.log"; tshark -r "$WORK/frag.pcap" 2>&1 | head; echo "$out"; } >&2
+  check "IPv4 DF clear: 1828-byte pings answered, every fragment at the server <= 1400 (largest ${biggest:-none})" \
+    bash -c "grep -q ' 0% packet loss' <<<\"\$1\" && [[ -n \$2 && \$2 -le 1400 ]]" _ "$out" "$biggest"
+}
+
+test_time_exceeded() {
+  local out
+  out=$($C ping -t 1 -c 1 -W 1 203.0.113.1 2>&1 || true)
+  check "IPv4: ping -t 1 gets Time to live exceeded from the router's 198.51.100.254" \
+    grep -q "From 198.51.100.254 .*Time to live exceeded" <<<"$out"
+  out=$($C ping -6 -t 1 -c 1 -W 1 2001:db8:b::1 2>&1 || true)
+  check "IPv6: ping -t 1 gets Time exceeded: Hop limit from the router's 2001:db8:a::fe" \
+    grep -q "From 2001:db8:a::fe .*Time exceeded: Hop limit" <<<"$out"
+  out=$($S ping -t 1 -c 1 -W 1 198.51.100.1 2>&1 || true)
+  check "IPv4 the other way: Time to live exceeded from the router's 203.0.113.254" \
+    grep -q "From 203.0.113.254 .*Time to live exceeded" <<<"$out"
+}
+
+test_router_itself() {
+  check "the router answers ping on its own addresses (v4 and v6: kernel path)" \
+    bash -c "$C ping -q -c 2 -i 0.2 -W 1 198.51.100.254 >/dev/null && $C ping -6 -q -c 2 -i 0.2 -W 1 2001:db8:a::fe >/dev/null"
+  local port=5107
+  head -c 300000 /dev/urandom >"$WORK/local.bin"
+  $D timeout 8 nc -4 -l -p "$port" >"$WORK/local.rcv" &
+  BG+=($!)
+  wait_listen "$D" "$port"
+  $C timeout 6 nc -4 -q 1 198.51.100.254 "$port" <"$WORK/local.bin" || true
+  sleep 0.3
+  check "the router holds a TCP connection of its own (300 kB to 198.51.100.254 arrive intact)" \
+    cmp -s "$WORK/local.bin" "$WORK/local.rcv"
+}
+
+test_route_change() {
+  $D ip route change 203.0.113.0/24 dev out0 proto kernel scope link src 203.0.113.254 mtu lock 1300
+  local t=$SECONDS
+  connect 4 "$C" "$S" 203.0.113.1 5108
+  check "ip route change ... mtu lock 1300: the next SYN carries 1260 (got: ${SYN:-none}; no reload)" \
+    test "$SYN" = "1260 1"
+  $D ip -6 route change 2001:db8:b::/64 dev out0 proto kernel metric 256 mtu lock 1300
+  connect 6 "$C" "$S" 2001:db8:b::1 5109
+  check "ip -6 route change ... mtu lock 1300: the next SYN carries 1240 (got: ${SYN:-none})" \
+    test "$SYN" = "1240 1"
+  echo "         (route changes seen by the first connection after them, $((SECONDS - t)) s for both)"
+  $D ip route change 203.0.113.0/24 dev out0 proto kernel scope link src 203.0.113.254 mtu lock 1400
+  $D ip -6 route change 2001:db8:b::/64 dev out0 proto kernel metric 256 mtu lock 1400
+}
+
+test_neighbour_flush() {
+  local dev
+  flush_neighbours() { for dev in in0 out0; do $D ip neigh flush dev $dev; $D ip -6 neigh flush dev $dev; done; }
+  # A SYN first, toward neighbours the kernel no longer knows (either way):
+  # mtugate clamps it and hands it to the kernel's output, which resolves.
+  flush_neighbours
+  connect 4 "$C" "$S" 203.0.113.1 5110
+  check "neighbours flushed, a SYN first: TCP crosses (data arrives)" test "$GOT" = "hello 5110"
+  check "... the SYN is clamped all the same (got: ${SYN:-none}), and the SYN-ACK (got: ${SYNACK:-none})" \
+    test "$SYN $SYNACK" = "1360 1 1360 1"
+  flush_neighbours
+  connect 6 "$C" "$S" 2001:db8:b::1 5113
+  check "... IPv6 likewise (SYN ${SYN:-none}, SYN-ACK ${SYNACK:-none})" \
+    test "$SYN $SYNACK" = "1340 1 1340 1"
+  flush_neighbours
+  check "neighbours flushed on the DUT: IPv4 ping re-resolves and crosses (no manual step)" \
+    $C ping -q -c 3 -i 0.2 -W 1 -w 5 203.0.113.1
+  check "... IPv6 likewise" \
+    $C ping -6 -q -c 3 -i 0.2 -W 1 -w 5 2001:db8:b::1
+}
+
+test_reload() {
+  # A live reload: a fixed clamp replaces "auto", then "auto" comes back.
+  sed -i 's/^ipv4 = "auto".*/ipv4 = 1300/' "$CFG"
+  local out
+  out=$($D "$BIN" reload --config "$CFG" 2>&1) || true
+  connect 4 "$C" "$S" 192.0.2.1 5111
+  check "mtugate reload to [mss] ipv4 = 1300: the next SYN carries 1300 (got: ${SYN:-none}; reload said: $out)" \
+    test "$SYN" = "1300 1"
+  sed -i 's/^ipv4 = 1300/ipv4 = "auto"/' "$CFG"
+  $D "$BIN" reload --config "$CFG" >/dev/null 2>&1 || true
+  connect 4 "$C" "$S" 203.0.113.1 5112
+  check "... and back to auto: 1360 again (got: ${SYN:-none})" test "$SYN" = "1360 1"
+}
+
+test_metrics() {
+  local m
+  m=$($D curl -s --max-time 3 http://127.0.0.1:9090/metrics || true)
+  check "/metrics counts Time Exceeded sent (mtugate_icmp_time_exceeded_sent_total)" \
+    grep -Eq '^mtugate_icmp_time_exceeded_sent_total\{[^}]*port="inside"[^}]*family="ipv4"[^}]*\} [1-9]' <<<"$m"
+  check "/metrics has the XDP stage's to_kernel outcome (ARP, ND, the router's own traffic)" \
+    grep -Eq '^mtugate_xdp_frames_total\{[^}]*outcome="to_kernel"[^}]*\} [1-9]' <<<"$m"
+}
+
+test_counters() {
+  stop_mtugate TERM
+  check "mtugate's final accounting balances" grep -q "accounting: balanced" "$WORK/mtg.out"
+  check "the XDP stage forwarded frames itself (fast > 0)" \
+    grep -Eq "in0: seen [0-9]+ = fast [1-9]" "$WORK/mtg.out"
+  check "Time Exceeded counted (ttl_expired)" \
+    grep -Eq "dropped: ttl_expired +[1-9]" "$WORK/mtg.out"
+}
+
+ROUTE_MTU=1400 bash deploy/lab.sh up router >/dev/null 2>&1
+start_mtugate
+test_ping_both_ways
+test_tcp_clamped
+test_tcp_not_clamped
+test_too_big
+test_time_exceeded
+test_router_itself
+test_route_change
+test_neighbour_flush
+test_reload
+test_metrics
+test_counters
+echo "e2e-router: $PASS passed, $FAIL failed in $((SECONDS - T0)) s"
+[[ $FAIL -eq 0 ]]
