@@ -231,6 +231,16 @@ impl Pipe {
         }
     }
 
+    /// Router mode: sends the IP packet of `f` through the kernel's output
+    /// (no neighbour yet); whether the kernel took it.
+    #[cold]
+    fn to_kernel<B: Backend>(&self, q: &Queue<B>, f: &Frame) -> bool {
+        match (&self.kernel, q.data(f).get(ETHERNET_LEN..)) {
+            (Some(k), Some(ip)) => k.send(ip),
+            _ => false,
+        }
+    }
+
     #[inline]
     fn tx<B: Backend>(&mut self, q: &mut Queue<B>, port: usize, f: Frame) {
         let len = f.len() as u64;
@@ -291,11 +301,7 @@ impl<B: Backend> Handler<B> for Pipe {
                     // Router mode, no neighbour yet: the kernel's output
                     // (untagged Ethernet: the XDP stage passes VLAN frames).
                     q.set_len(&mut f, len);
-                    let sent = match (&self.kernel, q.data(&f).get(ETHERNET_LEN..)) {
-                        (Some(k), Some(ip)) => k.send(ip),
-                        _ => false,
-                    };
-                    if !sent {
+                    if !self.to_kernel(q, &f) {
                         // Counted as what it became: a drop, not a forward.
                         let c = &mut self.state.counters[port];
                         c.forwarded -= 1;
@@ -310,6 +316,25 @@ impl<B: Backend> Handler<B> for Pipe {
                 Verdict::Reply { len } => {
                     q.set_len(&mut f, len);
                     self.tx(q, port, f);
+                }
+                Verdict::Fragments { first_len, .. } if via_kernel => {
+                    // A SYN that grew past the route MTU (an inserted MSS
+                    // option, DF clear): every fragment the same way.
+                    q.set_len(&mut f, first_len);
+                    let mut all_sent = self.to_kernel(q, &f);
+                    q.free(f);
+                    let mut frags = std::mem::take(&mut self.frags);
+                    for g in frags.drain(..) {
+                        all_sent &= self.to_kernel(q, &g);
+                        q.free(g);
+                    }
+                    self.frags = frags;
+                    if !all_sent {
+                        let c = &mut self.state.counters[port];
+                        c.drops[DropReason::NoRoute as usize] += 1;
+                        c.fragmented -= 1;
+                    }
+                    self.top_up_stash(q);
                 }
                 Verdict::Fragments {
                     first_len, egress, ..
