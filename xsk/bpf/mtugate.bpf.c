@@ -462,6 +462,7 @@ static __always_inline int route(struct xdp_md *ctx, const struct mtg_cfg *cfg)
 	struct route_ctx r = {};
 	__u32 tot, hops;
 	int syn = 0, granted = 0, no_neigh = 0;
+	__u8 dst[16] = {}; /* the frame's destination (the lookup overwrites it) */
 	long rc;
 
 	if ((void *)(eth + 1) > end)
@@ -491,6 +492,7 @@ static __always_inline int route(struct xdp_md *ctx, const struct mtg_cfg *cfg)
 		r.fib.l4_protocol = ip->protocol;
 		r.fib.ipv4_src = ip->saddr;
 		r.fib.ipv4_dst = ip->daddr;
+		__builtin_memcpy(dst, &ip->daddr, 4);
 		if (syn)
 			r.fib.l4_protocol = IPPROTO_TCP;
 	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
@@ -529,6 +531,7 @@ static __always_inline int route(struct xdp_md *ctx, const struct mtg_cfg *cfg)
 		r.fib.l4_protocol = ip6->nexthdr;
 		__builtin_memcpy(r.fib.ipv6_src, &ip6->saddr, 16);
 		__builtin_memcpy(r.fib.ipv6_dst, &ip6->daddr, 16);
+		__builtin_memcpy(dst, &ip6->daddr, 16);
 	} else {
 		/* ARP, LLDP, VLAN-tagged frames ...: the kernel's. */
 		return to_kernel();
@@ -551,8 +554,11 @@ static __always_inline int route(struct xdp_md *ctx, const struct mtg_cfg *cfg)
 		}
 		if (!syn || !(cfg->flags & (r.v6 ? MTG_FLAG_CLAMP6 : MTG_FLAG_CLAMP4)))
 			return to_kernel();
-		/* Again without the neighbour: the egress and the route MTU. */
+		/* Again without the neighbour: the egress and the route MTU.
+		 * The first lookup left the gateway in the destination and the
+		 * egress in ifindex: put the frame's own back. */
 		r.fib.ifindex = ctx->ingress_ifindex;
+		__builtin_memcpy(r.fib.ipv6_dst, dst, 16); /* ipv4_dst: its first 4 */
 		if (bpf_fib_lookup(ctx, &r.fib, sizeof(r.fib), BPF_FIB_LOOKUP_SKIP_NEIGH) !=
 		    BPF_FIB_LKUP_RET_SUCCESS)
 			return to_kernel();
