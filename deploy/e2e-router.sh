@@ -265,6 +265,14 @@ test_neighbour_flush() {
   connect 6 "$C" "$S" 2001:db8:b::1 5113
   check "... IPv6 likewise (SYN ${SYN:-none}, SYN-ACK ${SYNACK:-none})" \
     test "$SYN $SYNACK" = "1340 1 1340 1"
+  # Through a gateway (the second network): the route MTU is that route's.
+  flush_neighbours
+  connect 4 "$C" "$S" 192.0.2.1 5114
+  check "... via a gateway, the normal route's MSS: SYN keeps 1460 (got: ${SYN:-none})" \
+    test "$SYN" = "1460 1"
+  flush_neighbours
+  connect 6 "$C" "$S" 2001:db8:c::1 5115
+  check "... IPv6 via a gateway: SYN keeps 1440 (got: ${SYN:-none})" test "$SYN" = "1440 1"
   flush_neighbours
   check "neighbours flushed on the DUT: IPv4 ping re-resolves and crosses (no manual step)" \
     $C ping -q -c 3 -i 0.2 -W 1 -w 5 203.0.113.1

@@ -656,6 +656,7 @@ fn run(
         }
     }
     tracing::info!(
+        mode = v.restart.mode.name(),
         ports = ?ifaces,
         mtu = ?cfg.settings().port_mtu,
         clamp_v4 = ?cfg.ports().map(|p| cfg.clamp_for(0, p)).collect::<Vec<_>>(),

@@ -491,6 +491,7 @@ static __always_inline int route(struct xdp_md *ctx, const struct mtg_cfg *cfg)
 	struct syn_info si = {};
 	__u32 tot, hops;
 	int syn = 0, granted = 0, no_neigh = 0;
+	__u8 dst[16] = {}; /* the frame's destination (the lookup overwrites it) */
 	long rc;
 
 	if ((void *)(eth + 1) > end)
@@ -527,6 +528,7 @@ static __always_inline int route(struct xdp_md *ctx, const struct mtg_cfg *cfg)
 		r.fib.l4_protocol = ip->protocol;
 		r.fib.ipv4_src = ip->saddr;
 		r.fib.ipv4_dst = ip->daddr;
+		__builtin_memcpy(dst, &ip->daddr, 4);
 		if (syn)
 			r.fib.l4_protocol = IPPROTO_TCP;
 	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
@@ -568,6 +570,7 @@ static __always_inline int route(struct xdp_md *ctx, const struct mtg_cfg *cfg)
 		r.fib.l4_protocol = ip6->nexthdr;
 		__builtin_memcpy(r.fib.ipv6_src, &ip6->saddr, 16);
 		__builtin_memcpy(r.fib.ipv6_dst, &ip6->daddr, 16);
+		__builtin_memcpy(dst, &ip6->daddr, 16);
 	} else {
 		/* ARP, LLDP, VLAN-tagged frames ...: the kernel's. */
 		return to_kernel();
@@ -590,8 +593,11 @@ static __always_inline int route(struct xdp_md *ctx, const struct mtg_cfg *cfg)
 		}
 		if (!syn || !(cfg->flags & (r.v6 ? MTG_FLAG_CLAMP6 : MTG_FLAG_CLAMP4)))
 			return to_kernel();
-		/* Again without the neighbour: the egress and the route MTU. */
+		/* Again without the neighbour: the egress and the route MTU.
+		 * The first lookup left the gateway in the destination and the
+		 * egress in ifindex: put the frame's own back. */
 		r.fib.ifindex = ctx->ingress_ifindex;
+		__builtin_memcpy(r.fib.ipv6_dst, dst, 16); /* ipv4_dst: its first 4 */
 		if (bpf_fib_lookup(ctx, &r.fib, sizeof(r.fib), BPF_FIB_LOOKUP_SKIP_NEIGH) !=
 		    BPF_FIB_LKUP_RET_SUCCESS)
 			return to_kernel();
@@ -606,8 +612,15 @@ static __always_inline int route(struct xdp_md *ctx, const struct mtg_cfg *cfg)
 		/* For this host, forwarding off, encapsulation, errors. */
 		return to_kernel();
 	}
-	if (!bpf_map_lookup_elem(&mtg_ports, &r.fib.ifindex))
-		return to_kernel(); /* the egress is not one of our ports */
+	/*
+	 * The egress must be one of our ports. Asking for the redirect now
+	 * is that check and the fast path's redirect in one devmap lookup
+	 * (the redirect happens when the program returns; the slow path's
+	 * own redirect to a socket replaces it). Not ours: XDP_PASS, the
+	 * frame still untouched.
+	 */
+	if (bpf_redirect_map(&mtg_ports, r.fib.ifindex, XDP_PASS) != XDP_REDIRECT)
+		return to_kernel();
 
 	if (hops <= 1) {
 		r.why = MTG_WHY_TTL;
@@ -676,12 +689,8 @@ static __always_inline int route(struct xdp_md *ctx, const struct mtg_cfg *cfg)
 	}
 	__builtin_memcpy(eth->h_dest, r.fib.dmac, ETH_ALEN);
 	__builtin_memcpy(eth->h_source, r.fib.smac, ETH_ALEN);
-	if (bpf_redirect_map(&mtg_ports, r.fib.ifindex, 0) == XDP_REDIRECT) {
-		count(MTG_STAT_FAST);
-		return XDP_REDIRECT;
-	}
-	count(MTG_STAT_REDIRECT_ERR);
-	return XDP_DROP;
+	count(MTG_STAT_FAST);
+	return XDP_REDIRECT; /* to the port asked for above */
 }
 
 SEC("xdp")
