@@ -856,13 +856,10 @@ fn xdp_text(
     for (i, (p, x)) in programs.iter().zip(xdp).enumerate() {
         // Steered frames reach a worker or are dropped by the kernel on
         // the way (fill ring empty, RX ring full).
-        let (mut rx, mut lost) = (0, 0);
-        for r in reports {
-            rx += r.counters.io[i].rx_frames;
-            if let Some(k) = r.counters.kernel[i] {
-                lost += k.rx_dropped + k.rx_ring_full;
-            }
-        }
+        let rx: u64 = reports.iter().map(|r| r.counters.io[i].rx_frames).sum();
+        // The socket side of what the accounting line reports as lost.
+        let l = report::lost(reports, i, Default::default());
+        let lost = l.xsk_rx_dropped + l.xsk_rx_ring_full;
         s.push_str(&format!(
             "  {}: seen {} = fast {} + steered {} + bypassed {} + blocked {} + redirect errors {} + to kernel {} (no route {}) + SYNs policed {}{}\n",
             p.iface(),

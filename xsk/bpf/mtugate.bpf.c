@@ -307,6 +307,15 @@ static __always_inline int gcra_take(__u64 *tat_p, __u64 now, __u64 interval, __
 
 enum police { GRANTED, SOURCE_LIMITED, OVER_LIMIT };
 
+/* What becomes of a policed SYN, in both modes. */
+enum syn_fate {
+	SYN_CLAMP, /* granted: to the workers, to be clamped */
+	SYN_DROP,  /* over its host's budget, or over the appliance's with
+		    * over_limit = "drop": drop it (counted) */
+	SYN_PASS,  /* over the appliance's budget, over_limit = "pass":
+		    * forward it unclamped if the caller can */
+};
+
 static __always_inline enum police police(const struct mtg_cfg *cfg, struct syn_info *info)
 {
 	__u64 now = bpf_ktime_get_ns();
@@ -332,6 +341,24 @@ static __always_inline enum police police(const struct mtg_cfg *cfg, struct syn_
 	if (!gcra_take(&g->tat, now, cfg->global_interval, cfg->global_tolerance))
 		return OVER_LIMIT;
 	return GRANTED;
+}
+
+/* The policer's decision and the over-limit policy, with the drops counted. */
+static __always_inline enum syn_fate syn_fate(const struct mtg_cfg *cfg, struct syn_info *info)
+{
+	switch (police(cfg, info)) {
+	case SOURCE_LIMITED:
+		count(MTG_STAT_SYN_SOURCE);
+		return SYN_DROP;
+	case OVER_LIMIT:
+		if (cfg->syn_over != MTG_OVER_PASS) {
+			count(MTG_STAT_SYN_OVER_DROP);
+			return SYN_DROP;
+		}
+		return SYN_PASS;
+	default:
+		return SYN_CLAMP;
+	}
 }
 
 static __always_inline int fail(const struct mtg_cfg *cfg)
@@ -628,19 +655,14 @@ static __always_inline int route(struct xdp_md *ctx, const struct mtg_cfg *cfg)
 	}
 	if (syn && (cfg->flags & (r.v6 ? MTG_FLAG_CLAMP6 : MTG_FLAG_CLAMP4))) {
 		if (cfg->flags & MTG_FLAG_POLICE) {
-			switch (police(cfg, &si)) {
-			case SOURCE_LIMITED:
-				count(MTG_STAT_SYN_SOURCE);
+			switch (syn_fate(cfg, &si)) {
+			case SYN_DROP:
 				return XDP_DROP;
-			case OVER_LIMIT:
-				if (cfg->syn_over != MTG_OVER_PASS) {
-					count(MTG_STAT_SYN_OVER_DROP);
-					return XDP_DROP;
-				}
+			case SYN_PASS:
 				count(MTG_STAT_SYN_OVER_PASS);
 				syn = 0; /* forwarded unclamped, below */
 				break;
-			case GRANTED:
+			case SYN_CLAMP:
 				granted = 1;
 				break;
 			}
@@ -728,15 +750,10 @@ int mtugate_xdp(struct xdp_md *ctx)
 				/* Not clamped on this port: an ordinary segment. */
 				v = info.fits ? FAST : SLOW;
 			} else if (cfg->flags & MTG_FLAG_POLICE) {
-				switch (police(cfg, &info)) {
-				case SOURCE_LIMITED:
-					count(MTG_STAT_SYN_SOURCE);
+				switch (syn_fate(cfg, &info)) {
+				case SYN_DROP:
 					return XDP_DROP;
-				case OVER_LIMIT:
-					if (cfg->syn_over != MTG_OVER_PASS) {
-						count(MTG_STAT_SYN_OVER_DROP);
-						return XDP_DROP;
-					}
+				case SYN_PASS:
 					if (egress && info.fits) {
 						count(MTG_STAT_SYN_OVER_PASS);
 						return forward();
@@ -744,7 +761,7 @@ int mtugate_xdp(struct xdp_md *ctx)
 					/* Too big to pass as it is: the pipeline's. */
 					v = SLOW;
 					break;
-				case GRANTED:
+				case SYN_CLAMP:
 					granted = 1;
 					v = SLOW;
 					break;
