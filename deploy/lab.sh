@@ -39,9 +39,8 @@
 #             in every mode so kernel bridge/router runs are comparable.
 #
 #   ROUTE_MTU router mode: the DUT's routes toward the server's network
-#             (203.0.113.0/24, 2001:db8:b::/64) get `mtu lock ROUTE_MTU`, as a
-#             tunnel's would (default: none). Locked, because the kernel's
-#             bpf_fib_lookup only reports a locked route MTU.
+#             (203.0.113.0/24, 2001:db8:b::/64) get `mtu ROUTE_MTU`, as a
+#             tunnel's would (default: none).
 #   QUEUES    RX/TX queues of every veth (default 1). With more, a sender's
 #             TX queue (chosen per flow, or per CPU for packet sockets)
 #             is the receiver's RX queue: mtugate can run one worker per
@@ -212,9 +211,9 @@ lab_up() {
         nsx "$NS_D" ip -6 route add 2001:db8:c::/64 via 2001:db8:b::1 dev out0
         if [[ -n $ROUTE_MTU ]]; then
             nsx "$NS_D" ip route replace 203.0.113.0/24 dev out0 proto kernel scope link \
-                src 203.0.113.254 mtu lock "$ROUTE_MTU"
+                src 203.0.113.254 mtu "$ROUTE_MTU"
             nsx "$NS_D" ip -6 route replace 2001:db8:b::/64 dev out0 proto kernel metric 256 \
-                mtu lock "$ROUTE_MTU"
+                mtu "$ROUTE_MTU"
         fi
     fi
 

@@ -1168,7 +1168,7 @@ impl FileConfig {
                 (Mode::Router, Some(_)) => {
                     return Err(invalid(
                         format!("port[{i}].mtu"),
-                        "router mode takes the MTU from the kernel's routes (ip route ... mtu lock N): remove it",
+                        "router mode takes the MTU from the kernel's routes (ip route ... mtu N): remove it",
                     ))
                 }
             };
@@ -1587,6 +1587,7 @@ fn flat<T: Serialize>(v: &T) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mtugate_datapath::router::Route;
 
     const LAB: &str = r#"
 mode = "wire"
@@ -1627,10 +1628,26 @@ iface = "dmz0"
         let cfg = v.worker_config().unwrap();
         assert_eq!(cfg.port_count(), 3);
         let port = PortId::new(1);
+        let route = |mtu, reverse_mtu| Route {
+            egress: PortId::new(0),
+            next_hop: [0; 6],
+            src_mac: [0; 6],
+            mtu,
+            reverse_mtu,
+            advmss: None,
+            icmp_v4: None,
+            icmp_v6: None,
+        };
         // auto: the smaller route MTU minus 40 / 60.
-        assert_eq!(cfg.router_clamp(0, port, 1400, Some(1500)), Some(1360));
-        assert_eq!(cfg.router_clamp(1, port, 1500, Some(1400)), Some(1340));
-        assert_eq!(cfg.router_clamp(0, port, 1500, None), Some(1460));
+        assert_eq!(
+            cfg.router_clamp(0, port, &route(1400, Some(1500))),
+            Some(1360)
+        );
+        assert_eq!(
+            cfg.router_clamp(1, port, &route(1500, Some(1400))),
+            Some(1340)
+        );
+        assert_eq!(cfg.router_clamp(0, port, &route(1500, None)), Some(1460));
         let fixed = FileConfig::parse(&format!(
             "{ROUTER}[mss]\nipv4 = 1300\n[router]\non_failure = \"block\"\n"
         ))
@@ -1639,7 +1656,10 @@ iface = "dmz0"
         .unwrap();
         assert_eq!(fixed.fast_path(0, 0).unwrap().on_failure, OnFailure::Block);
         let cfg = fixed.worker_config().unwrap();
-        assert_eq!(cfg.router_clamp(0, port, 1400, Some(1500)), Some(1300));
+        assert_eq!(
+            cfg.router_clamp(0, port, &route(1400, Some(1500))),
+            Some(1300)
+        );
         // Each mode's section belongs to it; a reload cannot switch modes.
         let wire = FileConfig::parse(LAB).unwrap().validate().unwrap();
         assert!(matches!(wire.reload_to(&v), ReloadPlan::Restart(_)));

@@ -214,6 +214,7 @@ fn decide<B: Backend>(q: &Queue<B>, f: &Frame, ingress: PortId, ports: &[u32]) -
             src_mac: m.src_mac,
             mtu: m.mtu,
             reverse_mtu: m.reverse_mtu,
+            advmss: m.advmss,
             icmp_v4: m.src4,
             icmp_v6: m.src6,
         },

@@ -11,6 +11,7 @@ pub mod nic;
 pub mod privs;
 pub mod reload;
 pub mod report;
+pub mod routes;
 
 /// The git revision of this build (`build.rs`): the abbreviated commit,
 /// `-dirty` if the tree had changes, or `unknown` outside git.

@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use mtugate::config::{FileConfig, Mode, Validated, XskModeName, DEFAULT_RUN_DIR};
 use mtugate::nic::NicBaseline;
 use mtugate::reload::FileReloader;
-use mtugate::{engine, idle, privs, report};
+use mtugate::{engine, idle, privs, report, routes};
 use mtugate_datapath::pipeline::{Clamp, DfPolicy, PortId};
 use mtugate_datapath::pmtu::LearnTables;
 use mtugate_mgmt::client::{self, ClientError, Endpoint};
@@ -599,9 +599,19 @@ fn run(
 
     // The XDP stage of every port: ownership first (a live owner is
     // refused before anything changes), then the program.
-    let attach = attach_options(&v, path);
-    // The first port's program creates the SYN policer's budgets; every
-    // other port's shares them (one budget for the appliance).
+    let mut attach = attach_options(&v, path);
+    // Router mode: the routes' MTU and advmss, which the kernel's FIB
+    // lookup in the XDP stage does not report, mirrored from netlink; in
+    // the tries before the first frame.
+    let mirror = if v.restart.mode == Mode::Router {
+        let m = routes::Mirror::read().context("reading the kernel's routes (rtnetlink)")?;
+        attach.routes = m.entries();
+        Some(m)
+    } else {
+        None
+    };
+    // The first port's program creates the SYN policer's budgets and the
+    // route mirror; every other port's shares them (one for the appliance).
     let mut programs: Vec<Arc<PortProgram>> = Vec::with_capacity(ifaces.len());
     for (i, iface) in ifaces.iter().enumerate() {
         let fp = fast_path(&v, i)?;
@@ -621,6 +631,13 @@ fn run(
     for p in &programs {
         log_takeover(p);
     }
+    let routes_thread = match (mirror, programs.first()) {
+        (Some(m), Some(first)) => Some(
+            m.spawn(first.route_table()?, stop)
+                .context("following the kernel's routes (rtnetlink)")?,
+        ),
+        _ => None,
+    };
     let prog_refs: Vec<&PortProgram> = programs.iter().map(|p| p.as_ref()).collect();
 
     // Set once, here: nothing else sets it.
@@ -719,6 +736,9 @@ fn run(
         }
     }
     tracing::info!("stopping");
+    if let Some(t) = routes_thread {
+        let _ = t.join();
+    }
     let mut reports = Vec::new();
     for h in handles {
         match h.join() {

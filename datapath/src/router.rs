@@ -49,6 +49,9 @@ pub struct Route {
     pub mtu: u16,
     /// The route MTU toward the source, if the kernel has a route back.
     pub reverse_mtu: Option<u16>,
+    /// The smaller `advmss` of those two routes, if either has one: an
+    /// `auto` clamp goes no higher (a fixed one is the operator's word).
+    pub advmss: Option<u16>,
     /// Source of an ICMPv4 error about the frame (the address the kernel
     /// would use to reach its sender).
     pub icmp_v4: Option<[u8; 4]>,
@@ -153,14 +156,8 @@ impl Config {
     /// Router mode: the MSS SYNs of `fam` (0 = IPv4, 1 = IPv6) arriving on
     /// `ingress` are clamped to on a path with these route MTUs (`auto`:
     /// the smaller minus 40 / 60), if any.
-    pub fn router_clamp(
-        &self,
-        fam: usize,
-        ingress: PortId,
-        mtu: u16,
-        reverse_mtu: Option<u16>,
-    ) -> Option<u16> {
-        self.router_clamp_params(fam, ingress, mtu, reverse_mtu)
+    pub fn router_clamp(&self, fam: usize, ingress: PortId, route: &Route) -> Option<u16> {
+        self.router_clamp_params(fam, ingress, route)
             .map(|p| p.clamp)
     }
 
@@ -168,9 +165,9 @@ impl Config {
         &self,
         fam: usize,
         ingress: PortId,
-        mtu: u16,
-        reverse_mtu: Option<u16>,
+        route: &Route,
     ) -> Option<ClampParams> {
+        let (mtu, reverse_mtu) = (route.mtu, route.reverse_mtu);
         let m = &self.settings.mss;
         if !m.on_ingress.get(ingress.index()).copied().unwrap_or(false) {
             return None;
@@ -183,7 +180,10 @@ impl Config {
         let clamp = match c {
             Clamp::Off => return None,
             Clamp::Fixed(v) => v,
-            Clamp::Auto => mtu.min(reverse_mtu.unwrap_or(mtu)).saturating_sub(overhead),
+            Clamp::Auto => mtu
+                .min(reverse_mtu.unwrap_or(mtu))
+                .saturating_sub(overhead)
+                .min(route.advmss.unwrap_or(u16::MAX)),
         };
         (clamp > 0).then_some(ClampParams {
             clamp,
@@ -233,8 +233,7 @@ pub fn process_routed<E: ExtraFrames>(
         egress: route.egress,
         egress_mtu: route.mtu,
         ingress_mtu,
-        clamp: [family::V4, family::V6]
-            .map(|f| cfg.router_clamp_params(f, ingress, route.mtu, route.reverse_mtu)),
+        clamp: [family::V4, family::V6].map(|f| cfg.router_clamp_params(f, ingress, route)),
         policy: false,
     };
     let hop = Hop {

@@ -64,6 +64,7 @@ fn route(mtu: u16, reverse_mtu: Option<u16>) -> Route {
         src_mac: OUT,
         mtu,
         reverse_mtu,
+        advmss: None,
         icmp_v4: Some(ROUTER4),
         icmp_v6: Some(ROUTER6),
     }
@@ -227,6 +228,15 @@ fn clamps_to_the_smaller_route_mtu_both_ways() {
     }
     let (_, out, _) = run(&cfg, &mut st, &syn_v6(1440), &route(1400, Some(1500)));
     assert_eq!(mss_of(&out), (1340, true));
+    // A route's advmss caps the auto clamp when it is lower (and only then).
+    for (advmss, want) in [(1200, 1200), (1400, 1360)] {
+        let r = Route {
+            advmss: Some(advmss),
+            ..route(1400, None)
+        };
+        let (_, out, _) = run(&cfg, &mut st, &syn_v4(1460, 64), &r);
+        assert_eq!(mss_of(&out), (want, true), "advmss {advmss}");
+    }
     // Never raised (VECTORS M6); a fixed value holds whatever the route.
     let (_, out, _) = run(&cfg, &mut st, &syn_v4(1200, 64), &route(1400, None));
     assert_eq!(mss_of(&out).0, 1200);
@@ -234,6 +244,16 @@ fn clamps_to_the_smaller_route_mtu_both_ways() {
     let mut st = State::new(&fixed, 0, 1);
     let (_, out, _) = run(&fixed, &mut st, &syn_v4(1460, 64), &route(1500, None));
     assert_eq!(mss_of(&out), (1300, true));
+    let r = Route {
+        advmss: Some(1200),
+        ..route(1500, None)
+    };
+    let (_, out, _) = run(&fixed, &mut st, &syn_v4(1460, 64), &r);
+    assert_eq!(
+        mss_of(&out),
+        (1300, true),
+        "a fixed clamp is not lowered by advmss"
+    );
     let (_, out, _) = run(&fixed, &mut st, &syn_v6(1440), &route(1400, None));
     assert_eq!(mss_of(&out), (1440, true));
 }

@@ -97,6 +97,29 @@ struct {
 	__type(value, struct mtg_gcra);
 } mtg_syn_src SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, MTG_ROUTE_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct mtg_lpm4);
+	__type(value, struct mtg_route_mtu);
+} mtg_rmtu4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, MTG_ROUTE_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct mtg_lpm6);
+	__type(value, struct mtg_route_mtu);
+} mtg_rmtu6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u32);
+} mtg_rmtu_min SEC(".maps");
+
 static __always_inline void count(__u32 stat)
 {
 	__u64 *v = bpf_map_lookup_elem(&mtg_stats, &stat);
@@ -413,9 +436,51 @@ static __always_inline int forward(void)
 /* Where the worker's frames are, and the lookup that decided. */
 struct route_ctx {
 	struct bpf_fib_lookup fib; /* the lookup toward the destination */
+	__u16 advmss;              /* SYNs: the route's advmss (0: none) */
+	__u8 syn;                  /* a SYN the worker clamps */
 	__u8 why;
 	__u8 v6;
 };
+
+/* Whether a frame of `tot` bytes could exceed a mirrored route MTU: the
+ * trie is only searched for those (and for SYNs). */
+static __always_inline int route_mtu_may_apply(int v6, __u32 tot)
+{
+	__u32 k = v6;
+	__u32 *min = bpf_map_lookup_elem(&mtg_rmtu_min, &k);
+
+	return !min || tot > *min;
+}
+
+/*
+ * The kernel's route toward `addr` as mirrored from netlink (see mtugate.h,
+ * mtg_rmtu4): its MTU lowers *mtu when it is smaller and the route leaves
+ * by `ifindex`, as the FIB said; its advmss goes to *advmss. Needed because
+ * bpf_fib_lookup reports a route MTU only when it is locked.
+ */
+static __always_inline void route_metrics(int v6, const void *addr, __u32 ifindex, __u16 *mtu,
+					  __u16 *advmss)
+{
+	struct mtg_route_mtu *e;
+
+	if (v6) {
+		struct mtg_lpm6 k = { .prefixlen = 128 };
+
+		__builtin_memcpy(k.addr, addr, 16);
+		e = bpf_map_lookup_elem(&mtg_rmtu6, &k);
+	} else {
+		struct mtg_lpm4 k = { .prefixlen = 32 };
+
+		__builtin_memcpy(k.addr, addr, 4);
+		e = bpf_map_lookup_elem(&mtg_rmtu4, &k);
+	}
+	if (!e || (e->oif && e->oif != ifindex))
+		return;
+	if (e->mtu && e->mtu < *mtu)
+		*mtu = e->mtu;
+	if (advmss)
+		*advmss = e->advmss;
+}
 
 /* TTL minus one with the header checksum updated in place (RFC 1624): the
  * TTL is the high byte of its 16-bit word, so the word drops by 0x0100 and
@@ -448,6 +513,17 @@ static __always_inline void reverse_lookup(struct xdp_md *ctx, struct route_ctx 
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
 		return;
 	m->rev_mtu = b.mtu_result;
+	if (r->syn) {
+		__u16 adv = 0;
+
+		/* The clamp looks both ways (--clamp-mss-to-pmtu). */
+		if (r->v6)
+			route_metrics(1, r->fib.ipv6_src, b.ifindex, &m->rev_mtu, &adv);
+		else
+			route_metrics(0, &r->fib.ipv4_src, b.ifindex, &m->rev_mtu, &adv);
+		if (adv && (!m->advmss || adv < m->advmss))
+			m->advmss = adv;
+	}
 	if (r->v6) {
 		if (r->why == MTG_WHY_TTL || r->why == MTG_WHY_TOO_BIG)
 			__builtin_memcpy(m->src6, b.ipv6_src, 16);
@@ -487,6 +563,7 @@ static __always_inline int route_slow(struct xdp_md *ctx, const struct mtg_cfg *
 		m->fwd.ifindex = r->fib.ifindex;
 	}
 	m->mtu = r->fib.mtu_result;
+	m->advmss = r->syn ? r->advmss : 0;
 	m->why = r->why;
 	m->magic = MTG_META_MAGIC;
 	reverse_lookup(ctx, r, m);
@@ -648,6 +725,9 @@ static __always_inline int route(struct xdp_md *ctx, const struct mtg_cfg *cfg)
 	 */
 	if (bpf_redirect_map(&mtg_ports, r.fib.ifindex, XDP_PASS) != XDP_REDIRECT)
 		return to_kernel();
+	/* The route's own MTU (unlocked ones too) and advmss. */
+	if (syn || route_mtu_may_apply(r.v6, tot))
+		route_metrics(r.v6, dst, r.fib.ifindex, &r.fib.mtu_result, &r.advmss);
 
 	if (hops <= 1) {
 		r.why = MTG_WHY_TTL;
@@ -667,6 +747,7 @@ static __always_inline int route(struct xdp_md *ctx, const struct mtg_cfg *cfg)
 				break;
 			}
 		}
+		r.syn = syn;
 		if (syn && no_neigh) {
 			/* Too big as well: the kernel's (its own ICMP error). */
 			if (tot > r.fib.mtu_result)

@@ -16,8 +16,16 @@
  *   mtg_ports  devmap_hash ifindex -> ifindex: router mode, every port of
  *              the appliance (a FIB result naming another interface goes to
  *              the kernel)
- * The two SYN maps are created by the first port's program and reused by
- * every other port's (one budget for the appliance, shared by all CPUs).
+ *   mtg_rmtu4 / mtg_rmtu6 LPM tries: router mode, the MTU and advmss of
+ *              the kernel's routes (main table), mirrored by user space from
+ *              netlink: bpf_fib_lookup reports a route's MTU only when it is
+ *              locked, the kernel's forwarding honours it either way
+ *   mtg_rmtu_min array[2] the smallest MTU in each trie (0: IPv4, 1: IPv6;
+ *              0 = unknown: always look; 65535: none): frames up to it
+ *              skip the lookup
+ * The SYN and route maps are created by the first port's program and reused
+ * by every other port's (one budget, one mirror for the appliance, shared by
+ * all CPUs).
  */
 #ifndef MTUGATE_H
 #define MTUGATE_H
@@ -46,6 +54,10 @@
 /* mtg_cfg.syn_over: a SYN within its source's budget over the global one */
 #define MTG_OVER_DROP 0 /* drop it (the host retransmits) */
 #define MTG_OVER_PASS 1 /* forward it unclamped */
+
+/* Entries of each route trie (routes with an MTU or advmss, and the more
+ * specific routes inside them). */
+#define MTG_ROUTE_ENTRIES 262144
 
 /* Entries of mtg_syn_src (the least recently used is evicted). */
 #define MTG_SRC_ENTRIES 65536
@@ -97,6 +109,28 @@ struct mtg_src_key {
 	unsigned char addr[16];
 };
 
+/* Keys of mtg_rmtu4 / mtg_rmtu6 (LPM trie: prefix length, then the
+ * address in network byte order). */
+struct mtg_lpm4 {
+	unsigned int prefixlen;
+	unsigned char addr[4];
+};
+
+struct mtg_lpm6 {
+	unsigned int prefixlen;
+	unsigned char addr[16];
+};
+
+/* A mirrored route's metrics. oif: its egress interface (0: several, a
+ * multipath route); applied only when the FIB's own result leaves by the
+ * same interface (a policy rule may have chosen another table). mtu 0:
+ * the route has none (the device's MTU stands); advmss 0: none. */
+struct mtg_route_mtu {
+	unsigned int oif;
+	unsigned short mtu;
+	unsigned short advmss;
+};
+
 /*
  * Router mode: what the XDP stage hands the worker in front of a frame it
  * steers (XDP metadata, bpf_xdp_adjust_meta; AF_XDP copies it into the
@@ -111,15 +145,16 @@ struct mtg_src_key {
  *   src4: the IPv4 source of an ICMP error (0: none found)
  *   mtu: the route MTU toward the destination
  *   rev_mtu: the route MTU toward the source (0: no route back found)
+ *   advmss: SYNs only, the smaller advmss of the routes either way (0: none)
  *
  * Error sources and rev_mtu come from a second lookup, toward the frame's
  * source as this host's own output would make it (BPF_FIB_LOOKUP_OUTPUT |
  * BPF_FIB_LOOKUP_SRC): the address the kernel would send an ICMP error
  * from. Every field in network byte order except ifindex, mtu, rev_mtu,
- * magic (host order). 28 bytes: within the kernel's 32-byte limit.
+ * advmss, magic (host order). 32 bytes: within the kernel's 32-byte limit.
  */
 #define MTG_META_MAGIC 0x6d74 /* "mt" */
-#define MTG_META_LEN 28
+#define MTG_META_LEN 32
 
 /* mtg_meta.why */
 #define MTG_WHY_FORWARD 1 /* steer = all: to be forwarded by the worker */
@@ -145,6 +180,8 @@ struct mtg_meta {
 	unsigned int src4;
 	unsigned short mtu;
 	unsigned short rev_mtu;
+	unsigned short advmss;
+	unsigned short pad2;
 	unsigned char why;
 	unsigned char pad;
 	unsigned short magic;

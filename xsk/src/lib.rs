@@ -77,8 +77,9 @@ pub use driver::{Forward, Handler, Idle, Poller};
 pub use mem::{MemBackend, MemConfig, MemDrop};
 #[cfg(feature = "afxdp")]
 pub use prog::{
-    AttachOptions, FastPath, OnFailure, PortProgram, ReplacedProgram, Steer, SynPolice, Takeover,
-    XdpMode, MAX_PORTS, MAX_QUEUES, SRC_ENTRIES,
+    smallest_route_mtus, AttachOptions, FastPath, OnFailure, PortProgram, ReplacedProgram,
+    RouteMetrics, RouteMtuTable, RoutePrefix, Steer, SynPolice, Takeover, XdpMode, MAX_PORTS,
+    MAX_QUEUES, ROUTE_ENTRIES, SRC_ENTRIES,
 };
 pub use queue::{ConservationError, Frame, FrameCounts, PortCounters, Queue, RefillError};
 pub use sys::{stop_flag_on_signals, XskStats};

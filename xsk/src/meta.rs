@@ -11,10 +11,15 @@
 //! The one gap: `bpf_fib_lookup` reports a route's `mtu` only when it is
 //! locked (`ip route ... mtu lock 1400`) or, for IPv4, with
 //! `net.ipv4.ip_forward_use_pmtu = 1` (the kernel's
-//! `ip_mtu_from_fib_result`); an unlocked route MTU reads as the device's.
+//! `ip_mtu_from_fib_result`); an unlocked route MTU reads as the device's,
+//! and the `advmss` metric is not reported at all. Those two come from a
+//! small netlink mirror of the routes that carry them
+//! ([`RouteMtuTable`](crate::prog::RouteMtuTable)), which the XDP stage
+//! consults after its FIB lookup and applies only when the FIB chose the
+//! same egress: the metadata below already holds the result.
 
 /// `MTG_META_LEN`: bytes of metadata in front of a steered frame.
-pub const META_LEN: usize = 28;
+pub const META_LEN: usize = 32;
 /// `MTG_META_MAGIC`.
 const MAGIC: u16 = 0x6d74;
 
@@ -64,6 +69,9 @@ pub struct RouteMeta {
     pub mtu: u16,
     /// The route MTU toward the source, if a route back was found.
     pub reverse_mtu: Option<u16>,
+    /// SYNs: the smaller `advmss` of the routes toward the destination and
+    /// back toward the source, if either has one.
+    pub advmss: Option<u16>,
 }
 
 impl RouteMeta {
@@ -73,10 +81,10 @@ impl RouteMeta {
     pub fn parse(b: &[u8], ipv6: bool) -> Option<RouteMeta> {
         let b: &[u8; META_LEN] = b.get(..META_LEN)?.try_into().ok()?;
         let u16_at = |i: usize| u16::from_ne_bytes([b[i], b[i + 1]]);
-        if u16_at(26) != MAGIC {
+        if u16_at(30) != MAGIC {
             return None;
         }
-        let why = match b[24] {
+        let why = match b[28] {
             WHY_FORWARD => Why::Forward,
             WHY_SYN => Why::Syn,
             WHY_TOO_BIG => Why::TooBig,
@@ -100,6 +108,7 @@ impl RouteMeta {
         }
         let src4 = [b[16], b[17], b[18], b[19]];
         let rev = u16_at(22);
+        let advmss = u16_at(24);
         Some(RouteMeta {
             why,
             dst_mac,
@@ -109,6 +118,7 @@ impl RouteMeta {
             src4: (src4 != [0; 4]).then_some(src4),
             mtu: u16_at(20),
             reverse_mtu: (rev != 0).then_some(rev),
+            advmss: (advmss != 0).then_some(advmss),
         })
     }
 }
@@ -174,6 +184,8 @@ mod tests {
                 "unsigned int src4",
                 "unsigned short mtu",
                 "unsigned short rev_mtu",
+                "unsigned short advmss",
+                "unsigned short pad2",
                 "unsigned char why",
                 "unsigned char pad",
                 "unsigned short magic"
@@ -189,8 +201,9 @@ mod tests {
         b[16..20].copy_from_slice(&[198, 51, 100, 254]);
         b[20..22].copy_from_slice(&1400u16.to_ne_bytes());
         b[22..24].copy_from_slice(&1500u16.to_ne_bytes());
-        b[24] = why;
-        b[26..28].copy_from_slice(&MAGIC.to_ne_bytes());
+        b[24..26].copy_from_slice(&1300u16.to_ne_bytes());
+        b[28] = why;
+        b[30..32].copy_from_slice(&MAGIC.to_ne_bytes());
         b
     }
 
@@ -203,6 +216,7 @@ mod tests {
         assert_eq!(m.egress_ifindex, 7);
         assert_eq!(m.src4, Some([198, 51, 100, 254]));
         assert_eq!((m.mtu, m.reverse_mtu), (1400, Some(1500)));
+        assert_eq!(m.advmss, Some(1300));
         assert_eq!(m.src6, None);
     }
 
@@ -217,10 +231,10 @@ mod tests {
     #[test]
     fn refuses_what_is_not_ours() {
         let mut b = raw(WHY_SYN);
-        b[27] ^= 1;
+        b[31] ^= 1;
         assert_eq!(RouteMeta::parse(&b, false), None);
         assert_eq!(RouteMeta::parse(&raw(9), false), None);
-        assert_eq!(RouteMeta::parse(&raw(WHY_SYN)[..27], false), None);
+        assert_eq!(RouteMeta::parse(&raw(WHY_SYN)[..31], false), None);
         let mut b = raw(WHY_SYN);
         b[22..24].copy_from_slice(&[0, 0]);
         assert_eq!(RouteMeta::parse(&b, false).unwrap().reverse_mtu, None);

@@ -50,8 +50,15 @@ use crate::{AttachMode, XdpStats, XskError};
 /// The compiled program.
 static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/mtugate.bpf.o"));
 
-/// The SYN policer's maps: one set for the whole appliance.
-const SHARED_MAPS: [&str; 2] = ["mtg_syn_global", "mtg_syn_src"];
+/// The SYN policer's maps and the route mirror: one set for the whole
+/// appliance.
+const SHARED_MAPS: [&str; 5] = [
+    "mtg_syn_global",
+    "mtg_syn_src",
+    "mtg_rmtu4",
+    "mtg_rmtu6",
+    "mtg_rmtu_min",
+];
 
 /// Name of our XDP program as the kernel reports it.
 pub(crate) const PROG_NAME: &str = "mtugate_xdp";
@@ -78,6 +85,8 @@ const OVER_PASS: u8 = 1;
 /// Sources the policer remembers (`MTG_SRC_ENTRIES`; least recently used
 /// evicted).
 pub const SRC_ENTRIES: u32 = 65536;
+/// Entries of each route trie (`MTG_ROUTE_ENTRIES`).
+pub const ROUTE_ENTRIES: u32 = 262144;
 
 /// `struct mtg_cfg`.
 #[repr(C)]
@@ -266,6 +275,9 @@ pub struct AttachOptions {
     pub persist: bool,
     /// Who we are, written into the lock file (e.g. the config path).
     pub owner: String,
+    /// Router mode: the route mirror's entries at start, written into the
+    /// appliance's tries before the first port's program sees a frame.
+    pub routes: Vec<(RoutePrefix, RouteMetrics)>,
 }
 
 impl Default for AttachOptions {
@@ -277,6 +289,7 @@ impl Default for AttachOptions {
             replace_foreign: false,
             persist: true,
             owner: String::new(),
+            routes: Vec::new(),
         }
     }
 }
@@ -678,7 +691,7 @@ impl PortProgram {
             if let (Some(other), true) = (share, SHARED_MAPS.iter().any(|&n| name == n)) {
                 let theirs = find_map(&other.obj, name.to_str().unwrap_or_default())?;
                 m.reuse_fd(theirs.as_fd())
-                    .map_err(map_err(iface, "sharing the SYN budgets between ports"))?;
+                    .map_err(map_err(iface, "sharing the appliance's maps between ports"))?;
             }
         }
         let obj = open
@@ -695,6 +708,11 @@ impl PortProgram {
 
         // Configure before the program sees a frame.
         configure_obj(&obj, iface, fp)?;
+        if share.is_none() && !o.routes.is_empty() {
+            RouteMtuTable::of(&obj, iface)?
+                .install(&o.routes)
+                .map_err(bpf_err("filling the route mirror"))?;
+        }
         let baseline = stats_obj(&obj).map_err(bpf_err("reading the XDP counters"))?;
 
         let (link, takeover) = if let Some((fd, previous_prog_id)) = old_link {
@@ -821,6 +839,11 @@ impl PortProgram {
         Ok(())
     }
 
+    /// The appliance's route mirror (shared by every port's program).
+    pub fn route_table(&self) -> Result<RouteMtuTable, XskError> {
+        RouteMtuTable::of(&self.obj, &self.iface)
+    }
+
     /// Steers RX queue `queue` of this port to the AF_XDP socket `fd`.
     pub fn register(&self, queue: u32, fd: RawFd) -> Result<(), XskError> {
         if queue >= MAX_QUEUES {
@@ -884,6 +907,207 @@ impl PortProgram {
     /// the pin, and with it the failure mode, ends with the process.
     pub fn pin_is_private(&self) -> bool {
         self.private_bpffs
+    }
+}
+
+/// A route's destination prefix, as a key of the route mirror.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RoutePrefix {
+    /// IPv4 network (address, prefix length).
+    V4([u8; 4], u8),
+    /// IPv6 network.
+    V6([u8; 16], u8),
+}
+
+impl RoutePrefix {
+    /// The prefix with its host bits cleared (prefix lengths beyond the
+    /// address are cut to its size).
+    pub fn new_v4(addr: [u8; 4], len: u8) -> RoutePrefix {
+        let len = len.min(32);
+        let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+        RoutePrefix::V4((u32::from_be_bytes(addr) & mask).to_be_bytes(), len)
+    }
+
+    /// As [`new_v4`](Self::new_v4), for IPv6.
+    pub fn new_v6(addr: [u8; 16], len: u8) -> RoutePrefix {
+        let len = len.min(128);
+        let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+        RoutePrefix::V6((u128::from_be_bytes(addr) & mask).to_be_bytes(), len)
+    }
+
+    /// Whether `other` lies within this prefix and is longer.
+    pub fn strictly_covers(&self, other: &RoutePrefix) -> bool {
+        match (*self, *other) {
+            (RoutePrefix::V4(a, l), RoutePrefix::V4(b, m)) if l < m => {
+                RoutePrefix::new_v4(b, l) == RoutePrefix::V4(a, l)
+            }
+            (RoutePrefix::V6(a, l), RoutePrefix::V6(b, m)) if l < m => {
+                RoutePrefix::new_v6(b, l) == RoutePrefix::V6(a, l)
+            }
+            _ => false,
+        }
+    }
+
+    /// IPv6.
+    pub fn is_v6(&self) -> bool {
+        matches!(self, RoutePrefix::V6(..))
+    }
+
+    /// `struct mtg_lpm4` / `struct mtg_lpm6`.
+    fn key(&self) -> Vec<u8> {
+        let (addr, len): (&[u8], u8) = match self {
+            RoutePrefix::V4(a, l) => (a, *l),
+            RoutePrefix::V6(a, l) => (a, *l),
+        };
+        let mut k = u32::from(len).to_ne_bytes().to_vec();
+        k.extend_from_slice(addr);
+        k
+    }
+}
+
+impl std::fmt::Display for RoutePrefix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RoutePrefix::V4(a, l) => write!(f, "{}/{l}", std::net::Ipv4Addr::from(*a)),
+            RoutePrefix::V6(a, l) => write!(f, "{}/{l}", std::net::Ipv6Addr::from(*a)),
+        }
+    }
+}
+
+/// What the mirror holds of a route (`struct mtg_route_mtu`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RouteMetrics {
+    /// Its egress interface; 0: several (multipath) or unknown.
+    pub oif: u32,
+    /// Its `mtu` metric; 0: none (the device's MTU stands).
+    pub mtu: u16,
+    /// Its `advmss` metric; 0: none.
+    pub advmss: u16,
+}
+
+impl RouteMetrics {
+    fn value(&self) -> [u8; 8] {
+        let mut v = [0u8; 8];
+        v[..4].copy_from_slice(&self.oif.to_ne_bytes());
+        v[4..6].copy_from_slice(&self.mtu.to_ne_bytes());
+        v[6..].copy_from_slice(&self.advmss.to_ne_bytes());
+        v
+    }
+}
+
+/// The appliance's route mirror in the XDP stage: the tries of route
+/// metrics and the smallest MTU of each family (frames up to it skip the
+/// lookup). Its own descriptors: it can live on another thread than the
+/// programs.
+#[derive(Debug)]
+pub struct RouteMtuTable {
+    v4: libbpf_rs::MapHandle,
+    v6: libbpf_rs::MapHandle,
+    min: libbpf_rs::MapHandle,
+    iface: String,
+}
+
+/// The smallest route MTU of each family among `entries` (65535: none).
+pub fn smallest_route_mtus<'a>(
+    entries: impl IntoIterator<Item = (&'a RoutePrefix, &'a RouteMetrics)>,
+) -> [u16; 2] {
+    let mut min = [u16::MAX; 2];
+    for (p, m) in entries {
+        let f = usize::from(p.is_v6());
+        if m.mtu != 0 {
+            min[f] = min[f].min(m.mtu);
+        }
+    }
+    min
+}
+
+impl RouteMtuTable {
+    fn of(obj: &Object, iface: &str) -> Result<RouteMtuTable, XskError> {
+        let handle = |name: &str| -> Result<libbpf_rs::MapHandle, XskError> {
+            libbpf_rs::MapHandle::try_from(&find_map(obj, name)?)
+                .map_err(map_err(iface, "opening the route mirror"))
+        };
+        Ok(RouteMtuTable {
+            v4: handle("mtg_rmtu4")?,
+            v6: handle("mtg_rmtu6")?,
+            min: handle("mtg_rmtu_min")?,
+            iface: iface.to_owned(),
+        })
+    }
+
+    fn trie(&self, p: &RoutePrefix) -> &libbpf_rs::MapHandle {
+        if p.is_v6() {
+            &self.v6
+        } else {
+            &self.v4
+        }
+    }
+
+    fn write_min(&self, min: [u16; 2]) -> io::Result<()> {
+        for (f, m) in min.iter().enumerate() {
+            self.min
+                .update(
+                    &(f as u32).to_ne_bytes(),
+                    &u32::from(*m).to_ne_bytes(),
+                    MapFlags::ANY,
+                )
+                .map_err(|e| io::Error::other(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    fn read_min(&self) -> io::Result<[u16; 2]> {
+        let mut out = [0u16; 2];
+        for (f, o) in out.iter_mut().enumerate() {
+            let v = self
+                .min
+                .lookup(&(f as u32).to_ne_bytes(), MapFlags::ANY)
+                .map_err(|e| io::Error::other(e.to_string()))?
+                .unwrap_or_default();
+            let mut b = [0u8; 4];
+            b.copy_from_slice(v.get(..4).unwrap_or(&[0; 4]));
+            *o = u16::try_from(u32::from_ne_bytes(b)).unwrap_or(u16::MAX);
+        }
+        Ok(out)
+    }
+
+    /// Writes `entries` into empty tries (a fresh program's).
+    pub fn install(&self, entries: &[(RoutePrefix, RouteMetrics)]) -> io::Result<()> {
+        self.update(
+            entries,
+            &[],
+            smallest_route_mtus(entries.iter().map(|(p, m)| (p, m))),
+        )
+    }
+
+    /// Sets `set`, removes `remove`, and records `min` as the tries'
+    /// smallest MTUs (what [`smallest_route_mtus`] gives for their new
+    /// content). A lower minimum is written first and a higher one last, so
+    /// no frame skips a lookup it needs while the tries change.
+    pub fn update(
+        &self,
+        set: &[(RoutePrefix, RouteMetrics)],
+        remove: &[RoutePrefix],
+        min: [u16; 2],
+    ) -> io::Result<()> {
+        let old = self.read_min()?;
+        let lower = [old[0].min(min[0]), old[1].min(min[1])];
+        if lower != old {
+            self.write_min(lower)?;
+        }
+        for (p, m) in set {
+            self.trie(p)
+                .update(&p.key(), &m.value(), MapFlags::ANY)
+                .map_err(|e| io::Error::other(format!("{}: route {p}: {e}", self.iface)))?;
+        }
+        for p in remove {
+            // Already gone is fine: the mirror only wants it absent.
+            let _ = self.trie(p).delete(&p.key());
+        }
+        if min != lower {
+            self.write_min(min)?;
+        }
+        Ok(())
     }
 }
 
@@ -1000,6 +1224,7 @@ mod tests {
         assert_eq!(def("MTG_OVER_DROP"), u64::from(OVER_DROP));
         assert_eq!(def("MTG_OVER_PASS"), u64::from(OVER_PASS));
         assert_eq!(def("MTG_SRC_ENTRIES"), u64::from(SRC_ENTRIES));
+        assert_eq!(def("MTG_ROUTE_ENTRIES"), u64::from(ROUTE_ENTRIES));
         assert_eq!(def("MTG_STAT_COUNT"), STAT_COUNT as u64);
         for (i, n) in [
             "MTG_STAT_SEEN",
@@ -1130,5 +1355,56 @@ mod tests {
         );
         assert_eq!(gcra(None), (0, 0));
         assert_eq!(gcra(Some((0, 5))), (u64::MAX, 0));
+    }
+
+    #[test]
+    fn route_prefixes_are_masked_and_nest() {
+        let p = RoutePrefix::new_v4([10, 8, 3, 7], 16);
+        assert_eq!(p, RoutePrefix::V4([10, 8, 0, 0], 16));
+        assert_eq!(p.to_string(), "10.8.0.0/16");
+        assert_eq!(
+            RoutePrefix::new_v4([1, 2, 3, 4], 0),
+            RoutePrefix::V4([0; 4], 0)
+        );
+        assert_eq!(
+            RoutePrefix::new_v4([1, 2, 3, 4], 40),
+            RoutePrefix::V4([1, 2, 3, 4], 32)
+        );
+        let mut a = [0u8; 16];
+        a[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+        a[15] = 1;
+        let six = RoutePrefix::new_v6(a, 32);
+        assert_eq!(six.to_string(), "2001:db8::/32");
+        assert!(six.strictly_covers(&RoutePrefix::new_v6(a, 64)));
+        assert!(!six.strictly_covers(&six));
+        assert!(!six.strictly_covers(&p));
+        assert!(p.strictly_covers(&RoutePrefix::new_v4([10, 8, 1, 0], 24)));
+        assert!(!p.strictly_covers(&RoutePrefix::new_v4([10, 9, 1, 0], 24)));
+        assert!(!p.strictly_covers(&RoutePrefix::new_v4([10, 0, 0, 0], 8)));
+        assert!(RoutePrefix::new_v4([0; 4], 0).strictly_covers(&p));
+        // struct mtg_lpm4: the prefix length (host order), then the address.
+        let mut k = 16u32.to_ne_bytes().to_vec();
+        k.extend_from_slice(&[10, 8, 0, 0]);
+        assert_eq!(p.key(), k);
+        assert_eq!(six.key().len(), 20);
+        let m = RouteMetrics {
+            oif: 3,
+            mtu: 1400,
+            advmss: 1300,
+        };
+        let mut v = 3u32.to_ne_bytes().to_vec();
+        v.extend_from_slice(&1400u16.to_ne_bytes());
+        v.extend_from_slice(&1300u16.to_ne_bytes());
+        assert_eq!(m.value().to_vec(), v);
+        let hole = RouteMetrics::default();
+        let entries = [
+            (p, m),
+            (RoutePrefix::new_v4([10, 8, 1, 0], 24), hole),
+            (six, hole),
+        ];
+        assert_eq!(
+            smallest_route_mtus(entries.iter().map(|(p, m)| (p, m))),
+            [1400, u16::MAX]
+        );
     }
 }
