@@ -702,6 +702,24 @@ pub struct XskConfig {
     /// A bpffs mount where the XDP links are pinned (so that the XDP stage
     /// outlives the process).
     pub bpffs: PathBuf,
+    /// Where the ports' receive processing (NAPI: the XDP stage, the copy
+    /// into the UMEM) runs: `workers` (threaded NAPI, pinned to the
+    /// workers' cores) or `kernel` (left as the system has it).
+    pub napi: NapiPlacement,
+}
+
+/// `[xsk] napi`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NapiPlacement {
+    /// Threaded NAPI on every port, its threads pinned to the workers'
+    /// cores: one queue's receive work, fast path and slow path on the
+    /// cores mtugate owns.
+    #[default]
+    Workers,
+    /// Untouched: receive work runs where the system's IRQ / RPS settings
+    /// put it.
+    Kernel,
 }
 
 impl Default for XskConfig {
@@ -719,6 +737,7 @@ impl Default for XskConfig {
             busy_poll: false,
             steer: Steer::Exceptions,
             bpffs: PathBuf::from("/sys/fs/bpf"),
+            napi: NapiPlacement::Workers,
         }
     }
 }
@@ -2162,6 +2181,7 @@ batch = 32
 busy_poll = true
 steer = "all"
 bpffs = "/run/mtugate/bpffs"
+napi = "kernel"
 [wire]
 on_failure = "block"
 [mgmt]
@@ -2192,7 +2212,7 @@ min_mtu = 576
     fn every_key_is_in_exactly_one_part() {
         let file = FileConfig::parse(FULL).unwrap();
         let all = keys(&file);
-        assert_eq!(all.len(), 51, "FULL sets every key: {all:?}");
+        assert_eq!(all.len(), 52, "FULL sets every key: {all:?}");
         let (restart, live) = file.clone().split();
         let (r, l) = (keys(&restart), keys(&live));
         for k in &all {

@@ -7,6 +7,7 @@ pub mod config;
 pub mod docs;
 pub mod engine;
 pub mod idle;
+pub mod napi;
 pub mod nic;
 pub mod privs;
 pub mod reload;

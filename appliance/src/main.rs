@@ -9,10 +9,10 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use mtugate::config::{FileConfig, Mode, Validated, XskModeName, DEFAULT_RUN_DIR};
+use mtugate::config::{FileConfig, Mode, NapiPlacement, Validated, XskModeName, DEFAULT_RUN_DIR};
 use mtugate::nic::NicBaseline;
 use mtugate::reload::FileReloader;
-use mtugate::{engine, idle, privs, report, routes};
+use mtugate::{engine, idle, napi, privs, report, routes};
 use mtugate_datapath::pipeline::{Clamp, DfPolicy, PortId};
 use mtugate_datapath::pmtu::LearnTables;
 use mtugate_mgmt::client::{self, ClientError, Endpoint};
@@ -631,6 +631,12 @@ fn run(
     for p in &programs {
         log_takeover(p);
     }
+    // The ports' receive work onto the workers' cores (the programs are
+    // attached: a veth has NAPI only then).
+    let napi = match v.restart.xsk.napi {
+        NapiPlacement::Workers => Some(napi::place(&ifaces, &p.cores)),
+        NapiPlacement::Kernel => None,
+    };
     let routes_thread = match (mirror, programs.first()) {
         (Some(m), Some(first)) => Some(
             m.spawn(first.route_table()?, stop)
@@ -738,6 +744,9 @@ fn run(
     tracing::info!("stopping");
     if let Some(t) = routes_thread {
         let _ = t.join();
+    }
+    if let Some(n) = napi {
+        n.restore();
     }
     let mut reports = Vec::new();
     for h in handles {

@@ -156,6 +156,9 @@ pub enum System {
     Bridge,
     /// Raw AF_XDP forwarding, no processing.
     Raw,
+    /// A bare XDP redirect in the router lab (MACs written, no lookup):
+    /// the ceiling of any XDP fast path here (deploy/perf/xdp_redirect.c).
+    XdpRedirect,
 }
 
 impl System {
@@ -167,8 +170,9 @@ impl System {
             "mtugate-router" => System::MtugateRouter,
             "bridge" => System::Bridge,
             "raw" => System::Raw,
+            "xdp-redirect" => System::XdpRedirect,
             _ => bail!(
-                "unknown system {s:?} (mtugate, mtugate-all, router, mtugate-router, bridge, raw)"
+                "unknown system {s:?} (mtugate, mtugate-all, router, mtugate-router, bridge, raw, xdp-redirect)"
             ),
         })
     }
@@ -182,12 +186,13 @@ impl System {
             System::MtugateRouter => "mtugate router mode, fast path (1 worker)",
             System::Bridge => "kernel bridge + br_netfilter + TCPMSS",
             System::Raw => "raw AF_XDP l2fwd (ceiling)",
+            System::XdpRedirect => "bare XDP redirect (fast-path ceiling)",
         }
     }
 
     fn lab_mode(self) -> &'static str {
         match self {
-            System::Router | System::MtugateRouter => "router",
+            System::Router | System::MtugateRouter | System::XdpRedirect => "router",
             System::Bridge => "bridge",
             System::Mtugate | System::MtugateAll | System::Raw => "wire",
         }
@@ -196,7 +201,11 @@ impl System {
     fn af_xdp(self) -> bool {
         matches!(
             self,
-            System::Mtugate | System::MtugateAll | System::MtugateRouter | System::Raw
+            System::Mtugate
+                | System::MtugateAll
+                | System::MtugateRouter
+                | System::Raw
+                | System::XdpRedirect
         )
     }
 
@@ -210,7 +219,10 @@ impl System {
 
     /// Routed: the lab's router addressing, frames sent to the DUT's MAC.
     fn routed(self) -> bool {
-        matches!(self, System::Router | System::MtugateRouter)
+        matches!(
+            self,
+            System::Router | System::MtugateRouter | System::XdpRedirect
+        )
     }
 }
 
@@ -665,7 +677,7 @@ impl Ctx {
                     ),
                 )?;
             }
-            System::Mtugate | System::MtugateAll | System::Raw => {}
+            System::Mtugate | System::MtugateAll | System::Raw | System::XdpRedirect => {}
         }
         Ok(())
     }
@@ -750,11 +762,66 @@ impl Ctx {
                     final_stats: None,
                 })
             }
+            System::XdpRedirect => {
+                // Compiled for this lab: out0's index, the server's and
+                // out0's MAC addresses.
+                let obj = self.a.out.join(format!("xdp_redirect-{tag}.o"));
+                let bytes = |mac: String| -> String {
+                    mac.split(':')
+                        .map(|b| format!("0x{b}"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                };
+                let dmac = bytes(lab.mac("server", "eth0")?);
+                let smac = bytes(lab.mac("dut", "out0")?);
+                let ifindex = lab.sh("dut", "cat /sys/class/net/out0/ifindex")?;
+                let arch_inc = format!("/usr/include/{}-linux-gnu", std::env::consts::ARCH);
+                let st = Command::new("clang")
+                    .args(["-O2", "-g0", "-target", "bpf", "-I", &arch_inc])
+                    .arg(format!("-DOUT_IFINDEX={}", ifindex.trim()))
+                    .arg(format!("-DDMAC={dmac}"))
+                    .arg(format!("-DSMAC={smac}"))
+                    .arg("-c")
+                    .arg(self.a.assets.join("xdp_redirect.c"))
+                    .arg("-o")
+                    .arg(&obj)
+                    .status()
+                    .context("running clang for the bare XDP redirect")?;
+                if !st.success() {
+                    bail!("compiling xdp_redirect.c failed");
+                }
+                let err = self.a.out.join(format!("xdp_redirect-{tag}.log"));
+                // Attached while this shell lives; detached when it is
+                // stopped (TERM), bounded by the same 600 s as l2fwd.
+                let script = format!(
+                    "ip link set dev in0 xdpdrv obj {} sec xdp || exit 1; \
+                     trap 'ip link set dev in0 xdp off; exit 0' TERM INT; \
+                     echo 'xdp-redirect: in0 -> out0 attached' >&2; \
+                     i=0; while [ $i -lt 6000 ]; do sleep 0.1; i=$((i+1)); done; \
+                     ip link set dev in0 xdp off",
+                    obj.display()
+                );
+                let child = lab
+                    .cmd("dut")
+                    .args(["sh", "-c", &script])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(std::fs::File::create(&err)?)
+                    .spawn()
+                    .context("attaching the bare XDP redirect")?;
+                Some(Dut {
+                    child,
+                    stderr: err,
+                    final_stats: None,
+                })
+            }
             System::Router | System::Bridge => None,
         };
         if let Some(d) = &dut {
             let want = if system.is_mtugate() {
                 "mtugate running"
+            } else if system == System::XdpRedirect {
+                "xdp-redirect: in0 -> out0 attached"
             } else {
                 "l2fwd: in0+out0"
             };
@@ -773,6 +840,10 @@ impl Ctx {
         if placement == Placement::Confined {
             let mask = format!("{:x}", 1u64 << self.a.dut_core);
             if system.af_xdp() {
+                // mtugate may have turned threaded NAPI on itself ([xsk]
+                // napi = "workers"): off and on, so the threads that appear
+                // are in0's of this lab.
+                lab.sh("dut", "echo 0 > /sys/class/net/in0/threaded")?;
                 let before = napi_threads("in0");
                 lab.sh("dut", "echo 1 > /sys/class/net/in0/threaded")?;
                 let mut pinned = 0;
@@ -1321,6 +1392,10 @@ pub fn run(a: CompareArgs) -> Result<()> {
                     let tag = format!("{}-{:?}-{rep}", placement.name(), system);
                     let dut = ctx.start(system, placement, &tag, true)?;
                     for &sc in &tput {
+                        // The bare redirect does not fragment: 64 B only.
+                        if system == System::XdpRedirect && sc != "64" {
+                            continue;
+                        }
                         let r = ctx.throughput(sc, placement, system, rep)?;
                         eprintln!(
                             "compare: rep {rep} {sc:>5} {:9} {:40} offered {:>8.0} sink {:>8.0} pps ({:>8.0} datagrams/s) loss {:5.1} % load {:.2}",
@@ -1545,6 +1620,7 @@ fn short_label(s: System) -> &'static str {
         System::MtugateRouter => "mtugate router",
         System::Bridge => "kernel bridge",
         System::Raw => "raw AF_XDP",
+        System::XdpRedirect => "bare XDP redirect",
     }
 }
 
@@ -1739,6 +1815,22 @@ pub fn markdown(r: &Report, systems: &[System], placements: &[Placement], reps: 
             m("64", System::MtugateRouter) / m("64", System::Router),
             if p == Placement::Confined { 2.0 } else { 1.5 },
         );
+        // What the lab can show at all: a bare XDP redirect against the
+        // kernel router, and router mode against that ceiling.
+        for (name, v) in [
+            (
+                "lab ceiling: bare XDP redirect / kernel router, 64 B",
+                m("64", System::XdpRedirect) / m("64", System::Router),
+            ),
+            (
+                "mtugate router / bare XDP redirect (share of the ceiling), 64 B",
+                m("64", System::MtugateRouter) / m("64", System::XdpRedirect),
+            ),
+        ] {
+            if v.is_finite() {
+                let _ = writeln!(o, "| {name} | {} | {v:.2}× | — |", p.name());
+            }
+        }
         let p99 = |s: System| {
             r.latency
                 .iter()
