@@ -345,6 +345,33 @@ test_counters() {
     grep -Eq "dropped: ttl_expired +[1-9]" "$WORK/mtg.out"
 }
 
+test_two_queues() {
+  # A multi-queue port (as on a NIC with RSS): two RX queues, a worker on
+  # each, one XDP program. The client's veth picks a TX queue per flow, and
+  # that is in0's RX queue, so connections spread over both workers.
+  stop_mtugate TERM
+  ROUTE_MTU=1400 QUEUES=2 bash deploy/lab.sh up router >/dev/null 2>&1
+  sed -i -e 's/^queues = .*/queues = [0, 1]/' -e 's/^cores = .*/cores = [0, 1]/' "$CFG"
+  start_mtugate
+  forget_pmtu
+  capture "$S" "$WORK/mq.pcap" "tcp[tcpflags] & tcp-syn != 0 and tcp[tcpflags] & tcp-ack == 0"
+  local i
+  for i in $(seq 40); do
+    $C timeout 2 nc -4 -z -p $((20000 + i)) 203.0.113.1 5200 >/dev/null 2>&1 || true
+  done
+  capture_stop
+  stop_mtugate TERM
+  local n clamped q0 q1
+  n=$(tshark -r "$WORK/mq.pcap" -T fields -e tcp.options.mss_val 2>/dev/null | wc -l)
+  clamped=$(tshark -r "$WORK/mq.pcap" -T fields -e tcp.options.mss_val 2>/dev/null | grep -c '^1360$' || true)
+  q0=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(sum(p['rx_frames'] for p in d['queues'][0]['io']))" "$WORK/final.json" 2>/dev/null || echo 0)
+  q1=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(sum(p['rx_frames'] for p in d['queues'][1]['io']))" "$WORK/final.json" 2>/dev/null || echo 0)
+  check "two queues, two workers: 40 SYNs from 40 source ports reach the server clamped to 1360 ($clamped of $n)" \
+    test "$n" -eq 40 -a "$clamped" -eq 40
+  check "... both workers took SYNs (queue 0: $q0 frames, queue 1: $q1)" test "$q0" -gt 0 -a "$q1" -gt 0
+  check "... mtugate's final accounting balances" grep -q "accounting: balanced" "$WORK/mtg.out"
+}
+
 ROUTE_MTU=1400 bash deploy/lab.sh up router >/dev/null 2>&1
 start_mtugate
 test_ping_both_ways
@@ -359,5 +386,6 @@ test_neighbour_flush
 test_reload
 test_metrics
 test_counters
+test_two_queues
 echo "e2e-router: $PASS passed, $FAIL failed in $((SECONDS - T0)) s"
 [[ $FAIL -eq 0 ]]
