@@ -329,10 +329,10 @@ impl Mirror {
         self.installed.iter().map(|(p, m)| (*p, *m)).collect()
     }
 
-    fn sync(&mut self, table: &RouteMtuTable) -> io::Result<()> {
+    fn sync(&mut self, table: &RouteMtuTable, always: bool) -> io::Result<()> {
         let want = self.shadow.desired();
         let (set, remove) = diff(&self.installed, &want);
-        if set.is_empty() && remove.is_empty() {
+        if set.is_empty() && remove.is_empty() && !always {
             return Ok(());
         }
         table.update(&set, &remove, smallest_route_mtus(&want))?;
@@ -353,7 +353,7 @@ impl Mirror {
         let sock = subscribe()?;
         // Changes between the first read and the subscription: read again.
         self.shadow = dump()?;
-        self.sync(&table)?;
+        self.sync(&table, true)?;
         log_changes(&self.entries(), &[]);
         std::thread::Builder::new()
             .name("mtugate-routes".into())
@@ -407,7 +407,7 @@ impl Mirror {
                 self.shadow.apply(ev);
             }
             if changed {
-                if let Err(e) = self.sync(table) {
+                if let Err(e) = self.sync(table, false) {
                     tracing::warn!("route mirror: writing the XDP stage's tries: {e}");
                 }
             }

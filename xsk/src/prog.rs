@@ -708,7 +708,10 @@ impl PortProgram {
 
         // Configure before the program sees a frame.
         configure_obj(&obj, iface, fp)?;
-        if share.is_none() && !o.routes.is_empty() {
+        if share.is_none() {
+            // Also when there is nothing to mirror: the smallest MTUs are
+            // then written as "none", and no frame searches the tries (an
+            // unwritten minimum, 0, sends every frame to them).
             RouteMtuTable::of(&obj, iface)?
                 .install(&o.routes)
                 .map_err(bpf_err("filling the route mirror"))?;
@@ -1091,7 +1094,8 @@ impl RouteMtuTable {
         min: [u16; 2],
     ) -> io::Result<()> {
         let old = self.read_min()?;
-        let lower = [old[0].min(min[0]), old[1].min(min[1])];
+        // 0 is "not written yet" (every frame looks): never kept as lower.
+        let lower = [0, 1].map(|f| if old[f] == 0 { min[f] } else { old[f].min(min[f]) });
         if lower != old {
             self.write_min(lower)?;
         }
