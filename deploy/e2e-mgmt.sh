@@ -8,31 +8,21 @@
 # any failure. Bounded in time (about 40 s); the lab is torn down on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The lab tests' shared helpers (a path from the repository root, where the
+# line above put us).
+# shellcheck source-path=SCRIPTDIR/..
+source deploy/lib/e2e.sh
 
-if [[ $(id -u) -ne 0 ]]; then
-  echo "e2e-mgmt: needs root (network namespaces, XDP, the control socket)" >&2
-  exit 1
-fi
-
-BIN=${1:-}
-if [[ -z "$BIN" ]]; then
-  cargo build --release -p mtugate --locked >&2
-  BIN=target/release/mtugate
-fi
-BIN=$(readlink -f "$BIN")
-WORK=$(mktemp -d /tmp/mtg-e2e-mgmt.XXXXXX)
+e2e_require_root e2e-mgmt "network namespaces, XDP, the control socket"
+e2e_bin "${1:-}"
+e2e_workdir /tmp/mtg-e2e-mgmt.XXXXXX
 export LAB_PREFIX=${LAB_PREFIX:-mtgm}
-C="ip netns exec $LAB_PREFIX-client"
-S="ip netns exec $LAB_PREFIX-server"
-D="ip netns exec $LAB_PREFIX-dut"
+e2e_hosts
 # A run directory of this lab's own, so that no other appliance on the
 # machine is disturbed (or refuses us).
 RUN_DIR=/run/mtugate-$LAB_PREFIX
 SOCK=$RUN_DIR/mtugate.sock
 CFG=$WORK/mgmt.toml
-PASS=0
-FAIL=0
-MTG_PID=""
 PING_PID=""
 
 cleanup() {
@@ -47,12 +37,6 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-ok() { PASS=$((PASS + 1)); echo "ok     - $*"; }
-bad() { FAIL=$((FAIL + 1)); echo "FAILED - $*"; }
-check() { # check "name" cmd...   (pass if cmd succeeds)
-  local name=$1; shift
-  if "$@"; then ok "$name"; else bad "$name"; fi
-}
 refused_with() { # refused_with RC OUTPUT WORD...: non-zero exit naming every WORD
   local rc=$1 out=$2 w; shift 2
   [[ $rc -ne 0 ]] || return 1
@@ -73,29 +57,8 @@ write_config() {
 }
 set_mss() { sed -i "s/^ipv4 = .*/ipv4 = $1/" "$CFG"; }
 
-start_mtugate() {
-  : >"$WORK/mtg.err"
-  $D "$BIN" run --config "$CFG" --final-stats "$WORK/final.json" >"$WORK/mtg.out" 2>"$WORK/mtg.err" &
-  MTG_PID=$!
-  disown "$MTG_PID"
-  for _ in $(seq 100); do
-    grep -q "mtugate running" "$WORK/mtg.err" && return 0
-    kill -0 "$MTG_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "mtugate did not start:" >&2
-  cat "$WORK/mtg.err" >&2
-  return 1
-}
-
-stop_mtugate() { # stop_mtugate [TERM|KILL]
-  local sig=${1:-TERM}
-  [[ -n "$MTG_PID" ]] || return 0
-  kill "-$sig" "$MTG_PID" 2>/dev/null || true
-  for _ in $(seq 50); do kill -0 "$MTG_PID" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$MTG_PID" 2>/dev/null || true
-  MTG_PID=""
-}
+# mtugate's lifecycle (start_mtugate runs $CFG) and the captures are
+# deploy/lib/e2e.sh's.
 
 # HTTP inside the DUT namespace, where the listener is (bounded).
 http() { $D curl -sS -m 5 "$@"; }
@@ -119,30 +82,12 @@ wait_interval() {
   return 1
 }
 
-# --immediate-mode: without it tcpdump holds packets in a capture block for
-# up to a second, and a capture stopped sooner loses them.
-CAPS=()
-capture() { # capture NS-CMD FILE FILTER...
-  local ns=$1 file=$2; shift 2
-  $ns timeout 20 tcpdump -i eth0 -nn -U --immediate-mode -w "$file" "$@" 2>"$file.log" &
-  CAPS+=($!)
-  for _ in $(seq 100); do
-    grep -q "listening on" "$file.log" 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "tcpdump did not start: $(cat "$file.log")" >&2
-  return 1
-}
-capture_stop() {
-  sleep 0.3
-  kill -INT "${CAPS[@]}" 2>/dev/null || true
-  wait "${CAPS[@]}" 2>/dev/null || true
-  CAPS=()
-}
+# A capture's safety bound (capture_stop ends it sooner): 20 s here.
+CAP_TIMEOUT=20
 
 # A new TCP connection client -> server; prints the MSS of the SYN as the
 # server received it, and its checksum status (1 = good).
-syn_mss() { # syn_mss PORT
+new_syn_mss() { # new_syn_mss PORT
   local port=$1 pcap=$WORK/syn$1.pcap
   capture "$S" "$pcap" tcp port "$port"
   $S timeout 3 nc -4 -l -p "$port" >/dev/null &
@@ -151,12 +96,7 @@ syn_mss() { # syn_mss PORT
   echo hello | $C timeout 2 nc -4 -q 1 192.0.2.2 "$port" || true
   wait "$srv" 2>/dev/null || true
   capture_stop
-  tshark -r "$pcap" -o tcp.check_checksum:TRUE -Y "tcp.flags.syn == 1 && tcp.flags.ack == 0" \
-    -T fields -e tcp.options.mss_val -e tcp.checksum.status 2>/dev/null | head -1 | tr '\t' ' '
-}
-
-no_program_left() {
-  ! $D ip link show in0 | grep -q "prog/xdp" && ! $D ip link show out0 | grep -q "prog/xdp"
+  syn_mss "$pcap" 0
 }
 
 # --- run -----------------------------------------------------------------------
@@ -269,13 +209,13 @@ backlog0=$(backlog_drops)
 $C timeout 20 ping -q -i 0.002 -c 2500 -w 15 192.0.2.2 >"$WORK/ping.out" 2>&1 &
 PING_PID=$!
 sleep 0.3
-before=$(syn_mss 5101)
+before=$(new_syn_mss 5101)
 check "before the reload, a new SYN carries MSS 1360 ($before)" test "$before" = "1360 1"
 set_mss 1300
 out=$("$BIN" reload --config "$CFG" 2>&1) && rc=0 || rc=$?
 check "mtugate reload 1360 -> 1300 under traffic: exit $rc ($out)" \
   grep -q "mss.ipv4: 1360 -> 1300" <<<"$out"
-after=$(syn_mss 5102)
+after=$(new_syn_mss 5102)
 check "after the reload, a new SYN carries MSS 1300 ($after)" test "$after" = "1300 1"
 wait "$PING_PID" 2>/dev/null || true
 PING_PID=""
@@ -313,7 +253,7 @@ check "a reload changing a port's interface is refused as needing a restart: exi
   refused_with "$rc" "$out" "restart" "port[1].iface: out0 -> out9" "nothing changed"
 sed -i 's/iface = "out9"/iface = "out0"/' "$CFG"
 set_mss 1500 # the file is invalid again; what is in force must stay 1300
-kept=$(syn_mss 5103)
+kept=$(new_syn_mss 5103)
 check "after the refused reloads, 1300 stays in force ($kept)" test "$kept" = "1300 1"
 
 # SIGHUP does the same as mtugate reload.
@@ -325,7 +265,7 @@ for _ in $(seq 30); do
   [[ $gen == 3 ]] && break
   sleep 0.1
 done
-hup=$(syn_mss 5104)
+hup=$(new_syn_mss 5104)
 check "SIGHUP reloads: generation $gen, a new SYN carries MSS 1280 ($hup)" \
   test "$gen" = 3 -a "$hup" = "1280 1"
 check "a one-line summary is logged every summary_secs ($(grep -c 'summary: rx' "$WORK/mtg.err") so far)" \
@@ -370,5 +310,4 @@ answers() { grep -q 'removed a stale control socket' "$WORK/mtg.err" && "$BIN" s
 check "the next run removes the stale socket and answers" answers
 stop_mtugate TERM
 
-echo "e2e-mgmt: $PASS passed, $FAIL failed"
-[[ $FAIL -eq 0 ]]
+e2e_summary "e2e-mgmt: "

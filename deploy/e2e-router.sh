@@ -19,115 +19,37 @@
 # exit, whatever happens.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The lab tests' shared helpers (a path from the repository root, where the
+# line above put us).
+# shellcheck source-path=SCRIPTDIR/..
+source deploy/lib/e2e.sh
 
-if [[ $(id -u) -ne 0 ]]; then
-  echo "e2e-router: needs root (network namespaces, XDP)" >&2
-  exit 1
-fi
-
-BIN=${1:-}
-if [[ -z "$BIN" ]]; then
-  cargo build --release -p mtugate --locked >&2
-  BIN=target/release/mtugate
-fi
-BIN=$(readlink -f "$BIN")
-WORK=$(mktemp -d /tmp/mtgo-e2e.XXXXXX)
+e2e_require_root e2e-router
+e2e_bin "${1:-}"
+e2e_workdir /tmp/mtgo-e2e.XXXXXX
 export LAB_PREFIX=mtgo
 CFG="$WORK/router.toml"
 sed -e "s|^run_dir = .*|run_dir = \"/run/mtugate-$LAB_PREFIX\"|" deploy/configs/router.toml >"$CFG"
-C="ip netns exec $LAB_PREFIX-client"
-S="ip netns exec $LAB_PREFIX-server"
-D="ip netns exec $LAB_PREFIX-dut"
-PASS=0
-FAIL=0
-MTG_PID=""
+e2e_hosts
+# A capture's safety bound (capture_stop ends it sooner): 20 s here.
+CAP_TIMEOUT=20
+# Only the verdicts are printed, not what the checked commands say.
+E2E_CHECK_QUIET=1
 BG=() # background helpers (listeners, captures) started by this script
 T0=$SECONDS
 
 cleanup() {
   set +e
   stop_mtugate KILL
-  for p in "${BG[@]}"; do kill "$p" 2>/dev/null; done
+  # Captures not yet stopped are in CAPS (deploy/lib/e2e.sh).
+  for p in "${BG[@]}" "${CAPS[@]}"; do kill "$p" 2>/dev/null; done
   ROUTE_MTU='' bash deploy/lab.sh down >/dev/null 2>&1
   rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
 
-ok() { PASS=$((PASS + 1)); echo "ok     - $*"; }
-bad() { FAIL=$((FAIL + 1)); echo "FAILED - $*"; }
-check() { # check "name" cmd...   (the command's output is not shown)
-  local name=$1; shift
-  if "$@" >/dev/null 2>&1; then ok "$name"; else bad "$name"; fi
-}
-
-start_mtugate() {
-  : >"$WORK/mtg.err"
-  $D "$BIN" run --config "$CFG" --final-stats "$WORK/final.json" >"$WORK/mtg.out" 2>"$WORK/mtg.err" &
-  MTG_PID=$!
-  disown "$MTG_PID"
-  for _ in $(seq 100); do
-    grep -q "mtugate running" "$WORK/mtg.err" && return 0
-    kill -0 "$MTG_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "mtugate did not start:" >&2
-  cat "$WORK/mtg.err" >&2
-  return 1
-}
-
-stop_mtugate() { # stop_mtugate [TERM|KILL]
-  local sig=${1:-TERM}
-  [[ -n "$MTG_PID" ]] || return 0
-  kill "-$sig" "$MTG_PID" 2>/dev/null || true
-  for _ in $(seq 50); do kill -0 "$MTG_PID" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$MTG_PID" 2>/dev/null || true
-  MTG_PID=""
-}
-
-CAPS=()
-capture() { # capture NS-CMD FILE FILTER...
-  local ns=$1 file=$2; shift 2
-  # shellcheck disable=SC2086 # $ns is a command prefix
-  $ns timeout 20 tcpdump -i eth0 --immediate-mode -U -w "$file" "$@" >"$file.log" 2>&1 &
-  CAPS+=($!)
-  BG+=($!)
-  for _ in $(seq 100); do
-    grep -q "listening on" "$file.log" 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "tcpdump did not start: $(cat "$file.log")" >&2
-  return 1
-}
-capture_stop() {
-  sleep 0.3
-  kill -INT "${CAPS[@]}" 2>/dev/null || true
-  wait "${CAPS[@]}" 2>/dev/null || true
-  CAPS=()
-}
-
-forget_pmtu() {
-  local ns
-  for ns in "$C" "$S"; do
-    $ns ip route flush cache
-    $ns ip -6 route flush cache
-  done
-}
-
-wait_listen() { # wait_listen NS-CMD PORT: until a TCP listener is up (at most 5 s)
-  local ns=$1 port=$2
-  for _ in $(seq 50); do
-    $ns ss -Hltn "sport = :$port" 2>/dev/null | grep -q . && return 0
-    sleep 0.1
-  done
-  echo "no listener on port $port" >&2
-}
-
-# MSS of the first SYN (ack 0) or SYN-ACK (ack 1) in a capture, with its
-# TCP checksum status (1 = good): "1360 1".
-syn_mss() { # syn_mss FILE ACK
-  tshark -r "$1" -o tcp.check_checksum:TRUE -Y "tcp.flags.syn == 1 && tcp.flags.ack == $2" \
-    -T fields -e tcp.options.mss_val -e tcp.checksum.status 2>/dev/null | head -1 | tr '\t' ' '
-}
+# mtugate's lifecycle, the captures, forget_pmtu, wait_listen and syn_mss
+# are deploy/lib/e2e.sh's; start_mtugate runs $CFG.
 
 # One TCP connection FROM-NS -> ADDR:PORT carrying a line, both ends captured.
 # Sets SYN and SYNACK to what the far ends saw, and GOT to what arrived.
@@ -387,5 +309,4 @@ test_reload
 test_metrics
 test_counters
 test_two_queues
-echo "e2e-router: $PASS passed, $FAIL failed in $((SECONDS - T0)) s"
-[[ $FAIL -eq 0 ]]
+e2e_summary "e2e-router: " " in $((SECONDS - T0)) s"

@@ -29,30 +29,22 @@
 # on failure. Every wait and every transfer is bounded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The lab tests' shared helpers (a path from the repository root, where the
+# line above put us).
+# shellcheck source-path=SCRIPTDIR/..
+source deploy/lib/e2e.sh
 
-if [[ $(id -u) -ne 0 ]]; then
-  echo "e2e-rules: needs root (network namespaces, XDP)" >&2
-  exit 1
-fi
-
-BIN=${1:-}
-if [[ -z "$BIN" ]]; then
-  cargo build --release -p mtugate --locked >&2
-  BIN=target/release/mtugate
-fi
-BIN=$(readlink -f "$BIN")
+e2e_require_root e2e-rules
+e2e_bin "${1:-}"
 export LAB_PREFIX=mtgr
-WORK=$(mktemp -d /tmp/mtgr-e2e.XXXXXX)
+e2e_workdir /tmp/mtgr-e2e.XXXXXX
+# No final report: these tests read /metrics and `mtugate stats`.
+MTG_FINAL_STATS=""
 NS_FAR=$LAB_PREFIX-far
-C="ip netns exec $LAB_PREFIX-client"
-S="ip netns exec $LAB_PREFIX-server"
-D="ip netns exec $LAB_PREFIX-dut"
+e2e_hosts
 F="ip netns exec $NS_FAR"
 # scapy from Debian's python3-scapy (deploy/deps.sh), whatever python3 PATH finds.
 PY=/usr/bin/python3
-PASS=0
-FAIL=0
-MTG_PID=""
 T0=$SECONDS
 
 cleanup() {
@@ -67,13 +59,6 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
-
-ok() { PASS=$((PASS + 1)); echo "ok     - $*"; }
-bad() { FAIL=$((FAIL + 1)); echo "FAILED - $*"; }
-check() { # check "name" cmd...
-  local name=$1; shift
-  if "$@"; then ok "$name"; else bad "$name"; fi
-}
 
 # --- the lab -----------------------------------------------------------------
 
@@ -142,53 +127,8 @@ run_dir = "/run/mtugate-$LAB_PREFIX"
 EOF
 }
 
-start_mtugate() { # start_mtugate CONFIG
-  : >"$WORK/mtg.err"
-  $D "$BIN" run --config "$1" >"$WORK/mtg.out" 2>"$WORK/mtg.err" &
-  MTG_PID=$!
-  disown "$MTG_PID"
-  for _ in $(seq 100); do
-    grep -q "mtugate running" "$WORK/mtg.err" && return 0
-    kill -0 "$MTG_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "mtugate did not start:" >&2
-  cat "$WORK/mtg.err" >&2
-  return 1
-}
-
-stop_mtugate() { # stop_mtugate [TERM|KILL]
-  [[ -n "$MTG_PID" ]] || return 0
-  kill "-${1:-TERM}" "$MTG_PID" 2>/dev/null || true
-  for _ in $(seq 50); do kill -0 "$MTG_PID" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$MTG_PID" 2>/dev/null || true
-  MTG_PID=""
-}
-
-CAPS=()
-capture() { # capture NS-CMD IFACE FILE FILTER...
-  local ns=$1 dev=$2 file=$3; shift 3
-  $ns timeout 30 tcpdump --immediate-mode -i "$dev" -nn -U -w "$file" "$@" 2>"$file.log" &
-  CAPS+=($!)
-  for _ in $(seq 100); do
-    grep -q "listening on" "$file.log" 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "tcpdump did not start: $(cat "$file.log")" >&2
-  return 1
-}
-capture_stop() {
-  sleep 0.3
-  kill -INT "${CAPS[@]}" 2>/dev/null || true
-  wait "${CAPS[@]}" 2>/dev/null || true
-  CAPS=()
-}
-
-# MSS and checksum status of the first SYN (ack 0) or SYN-ACK (ack 1).
-syn_mss() { # syn_mss FILE ACK
-  tshark -r "$1" -o tcp.check_checksum:TRUE -Y "tcp.flags.syn == 1 && tcp.flags.ack == $2" \
-    -T fields -e tcp.options.mss_val -e tcp.checksum.status 2>/dev/null | head -1 | tr '\t' ' '
-}
+# mtugate's lifecycle, the captures (on eth0) and syn_mss are
+# deploy/lib/e2e.sh's.
 
 metric() { # metric NAME-WITH-LABELS: its value in /metrics (0 if absent)
   sleep 0.5 # two statistics intervals
@@ -203,8 +143,8 @@ metric_sum() { # metric_sum NAME: the sum of its series (every port and queue)
 
 test_rule() { # test_rule 4|6 ADDR PORT WANT
   local fam=$1 addr=$2 port=$3 want=$4
-  capture "$S" eth0 "$WORK/s$port.pcap" tcp port "$port"
-  capture "$C" eth0 "$WORK/c$port.pcap" tcp port "$port"
+  capture "$S" "$WORK/s$port.pcap" tcp port "$port"
+  capture "$C" "$WORK/c$port.pcap" tcp port "$port"
   $S timeout 4 nc "-$fam" -l -p "$port" >/dev/null &
   sleep 0.3
   echo hello | $C timeout 3 nc "-$fam" -q 1 "$addr" "$port" || true
@@ -236,8 +176,8 @@ fi
 # UDP socket, which Linux gives IPv4 ID 0 (it trusts DF: nobody fragments).
 # clear-udp fragments them for the 1400-byte outside port; each must get a
 # fresh ID of its own, and the server must reassemble all three.
-capture "$S" eth0 "$WORK/ids.pcap" udp port 7000 or "ip[6:2] & 0x1fff != 0"
-capture "$C" eth0 "$WORK/ids-c.pcap" udp port 7000
+capture "$S" "$WORK/ids.pcap" udp port 7000 or "ip[6:2] & 0x1fff != 0"
+capture "$C" "$WORK/ids-c.pcap" udp port 7000
 $S timeout 10 python3 -c '
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -289,8 +229,8 @@ upload() { # upload PORT SECONDS [4|6]
   head -c $((2 * 1024 * 1024)) /dev/urandom >"$WORK/up.bin"
   rm -f "$WORK/up.rcv"
   # (tcpdump's tcp[] does not reach into IPv6: the SYNs are picked by tshark.)
-  capture "$F" eth0 "$WORK/far$port.pcap" "ip$([[ $fam == 4 ]] || echo 6)" and tcp port "$port" and less 200
-  capture "$C" eth0 "$WORK/cli$port.pcap" "ip$([[ $fam == 4 ]] || echo 6)" and tcp port "$port" and less 200
+  capture "$F" "$WORK/far$port.pcap" "ip$([[ $fam == 4 ]] || echo 6)" and tcp port "$port" and less 200
+  capture "$C" "$WORK/cli$port.pcap" "ip$([[ $fam == 4 ]] || echo 6)" and tcp port "$port" and less 200
   $F timeout $((secs + 2)) nc "-$fam" -l -p "$port" >"$WORK/up.rcv" &
   local srv=$!
   sleep 0.3
@@ -366,5 +306,4 @@ check "mtugate stats shows the rule and the learned path MTUs" \
   bash -c 'grep -q "first-server" <<<"$1" && grep -q "pmtu .*entries 2" <<<"$1"' sh "$stats"
 stop_mtugate
 
-echo "$PASS passed, $FAIL failed ($((SECONDS - T0)) s)"
-[[ $FAIL -eq 0 ]]
+e2e_summary "" " ($((SECONDS - T0)) s)"

@@ -13,19 +13,14 @@
 # whatever happens.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The lab tests' shared helpers (a path from the repository root, where the
+# line above put us).
+# shellcheck source-path=SCRIPTDIR/..
+source deploy/lib/e2e.sh
 
-if [[ $(id -u) -ne 0 ]]; then
-  echo "e2e: needs root (network namespaces, XDP)" >&2
-  exit 1
-fi
-
-BIN=${1:-}
-if [[ -z "$BIN" ]]; then
-  cargo build --release -p mtugate --locked >&2
-  BIN=target/release/mtugate
-fi
-BIN=$(readlink -f "$BIN")
-WORK=$(mktemp -d /tmp/mtg-e2e.XXXXXX)
+e2e_require_root e2e
+e2e_bin "${1:-}"
+e2e_workdir /tmp/mtg-e2e.XXXXXX
 # [xsk] steer for the whole suite: "exceptions" (the XDP program forwards
 # what needs no work) or "all" (every frame through AF_XDP).
 STEER=${STEER:-exceptions}
@@ -35,12 +30,7 @@ export LAB_PREFIX=${LAB_PREFIX:-mtg}
 # Its own run directory, so that labs with other prefixes can run beside it.
 sed -e "s/^steer = .*/steer = \"$STEER\"/" -e "s|^run_dir = .*|run_dir = \"/run/mtugate-$LAB_PREFIX\"|" \
   deploy/configs/lab.toml >"$LAB"
-C="ip netns exec $LAB_PREFIX-client"
-S="ip netns exec $LAB_PREFIX-server"
-D="ip netns exec $LAB_PREFIX-dut"
-PASS=0
-FAIL=0
-MTG_PID=""
+e2e_hosts
 DEMO=${DEMO:-0}
 
 cleanup() {
@@ -52,84 +42,16 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-ok() { PASS=$((PASS + 1)); echo "ok     - $*"; }
-bad() { FAIL=$((FAIL + 1)); echo "FAILED - $*"; }
 # In demo mode, show what the hosts saw (indented), else nothing.
 show() { if [[ $DEMO == 1 ]]; then sed 's/^/         | /'; else cat >/dev/null; fi; }
-check() { # check "name" cmd...   (pass if cmd succeeds)
-  local name=$1; shift
-  if "$@"; then ok "$name"; else bad "$name"; fi
-}
-
-# --- mtugate lifecycle -------------------------------------------------------
-
-start_mtugate() { # start_mtugate CONFIG
-  local cfg=$1
-  : >"$WORK/mtg.err"
-  $D "$BIN" run --config "$cfg" --final-stats "$WORK/final.json" >"$WORK/mtg.out" 2>"$WORK/mtg.err" &
-  MTG_PID=$!
-  disown "$MTG_PID" # no job-control notice when a test kills it
-  for _ in $(seq 100); do
-    grep -q "mtugate running" "$WORK/mtg.err" && return 0
-    kill -0 "$MTG_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "mtugate did not start:" >&2
-  cat "$WORK/mtg.err" >&2
-  return 1
-}
-
-stop_mtugate() { # stop_mtugate [TERM|KILL]
-  local sig=${1:-TERM}
-  [[ -n "$MTG_PID" ]] || return 0
-  # The pid is `ip netns exec`, which exec'd mtugate: same process.
-  kill "-$sig" "$MTG_PID" 2>/dev/null || true
-  for _ in $(seq 50); do kill -0 "$MTG_PID" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$MTG_PID" 2>/dev/null || true
-  MTG_PID=""
-}
-
-# Packet captures on a host's eth0: started and confirmed listening (bounded)
-# before any traffic, so a slow start under load cannot empty them.
-CAPS=()
-capture() { # capture NS-CMD FILE FILTER...
-  local ns=$1 file=$2; shift 2
-  # --immediate-mode: hand each packet over at once; otherwise a capture
-  # stopped soon after the traffic can end with packets still in the ring.
-  $ns timeout 30 tcpdump --immediate-mode -i eth0 -nn -U -w "$file" "$@" 2>"$file.log" &
-  CAPS+=($!)
-  for _ in $(seq 100); do
-    grep -q "listening on" "$file.log" 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "tcpdump did not start: $(cat "$file.log")" >&2
-  return 1
-}
-capture_stop() {
-  sleep 0.3 # let the last packets reach the capture
-  kill -INT "${CAPS[@]}" 2>/dev/null || true
-  wait "${CAPS[@]}" 2>/dev/null || true
-  CAPS=()
-}
+# mtugate's lifecycle (start_mtugate, stop_mtugate) and the captures
+# (capture, capture_stop) are deploy/lib/e2e.sh's.
 
 config_with() { # config_with KEY-LINE-SED > file : derive a config from the lab's
   sed "$@" "$LAB"
 }
 
-forget_pmtu() {
-  $C ip route flush cache
-  $C ip -6 route flush cache
-  $S ip route flush cache
-  $S ip -6 route flush cache
-}
-
 # --- the checks ----------------------------------------------------------------
-
-# tshark fields of SYNs in a capture: src, MSS, checksum status (1 = good).
-syn_fields() {
-  tshark -r "$1" -o tcp.check_checksum:TRUE -Y "tcp.flags.syn == 1" \
-    -T fields -e tcp.flags.ack -e tcp.options.mss_val -e tcp.checksum.status 2>/dev/null
-}
 
 test_mss() { # test_mss 4|6 ADDR PORT EXPECTED
   local fam=$1 addr=$2 port=$3 want=$4
@@ -148,8 +70,8 @@ test_mss() { # test_mss 4|6 ADDR PORT EXPECTED
     echo "client's capture (tshark):"
     tshark -r "$WORK/cli$fam.pcap" -Y "tcp.flags.syn == 1" 2>/dev/null
   } | show
-  srv=$(syn_fields "$WORK/srv$fam.pcap" | awk '$1==0 {print $2, $3; exit}')
-  cli=$(syn_fields "$WORK/cli$fam.pcap" | awk '$1==1 {print $2, $3; exit}')
+  srv=$(syn_mss "$WORK/srv$fam.pcap" 0)
+  cli=$(syn_mss "$WORK/cli$fam.pcap" 1)
   check "IPv$fam: server receives the SYN with MSS $want (got: ${srv:-none}; checksum status 1 = good)" \
     test "$srv" = "$want 1"
   check "IPv$fam: client receives the SYN-ACK with MSS $want (got: ${cli:-none})" \
@@ -296,10 +218,6 @@ for i, x in enumerate(j["xdp"]):
 ok &= len(j["xdp"]) == 2
 sys.exit(0 if ok else 1)
 EOF
-}
-
-no_program_left() {
-  ! $D ip link show in0 | grep -q "prog/xdp" && ! $D ip link show out0 | grep -q "prog/xdp"
 }
 
 # Refusals: each must exit non-zero with one line naming the problem, and
@@ -508,5 +426,4 @@ echo "$out" | show
 check "mtugate detach removes the XDP stage: no program left on in0/out0" no_program_left
 check "mtugate detach says what it removed" grep -q "in0: XDP stage detached" <<<"$out"
 
-echo "e2e: $PASS passed, $FAIL failed"
-[[ $FAIL -eq 0 ]]
+e2e_summary "e2e: "
