@@ -27,7 +27,11 @@ cleanup() {
   bash deploy/lab.sh down >/dev/null 2>&1
   rm -rf "$WORK"
 }
-trap cleanup EXIT INT TERM
+# A signal ends the run, through the EXIT trap (cleanup runs once), instead
+# of letting the script carry on without its lab.
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 bash deploy/lab.sh up wire >/dev/null 2>&1
 CMAC=$($C cat /sys/class/net/eth0/address)

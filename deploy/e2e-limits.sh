@@ -46,7 +46,11 @@ cleanup() {
   bash deploy/lab.sh down >/dev/null 2>&1
   [[ ${KEEP:-0} == 1 ]] && echo "kept $WORK" || rm -rf "$WORK"
 }
-trap cleanup EXIT INT TERM
+# A signal ends the run, through the EXIT trap (cleanup runs once), instead
+# of letting the script carry on without its lab.
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 lab_up() { # lab_up QUEUES
   QUEUES=$1 bash deploy/lab.sh up wire >/dev/null 2>"$WORK/lab.err" || { cat "$WORK/lab.err" >&2; exit 1; }

@@ -35,7 +35,11 @@ cleanup() {
   rmdir "$RUN_DIR" 2>/dev/null
   rm -rf "$WORK"
 }
-trap cleanup EXIT INT TERM
+# A signal ends the run, through the EXIT trap (cleanup runs once), instead
+# of letting the script carry on without its lab.
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 refused_with() { # refused_with RC OUTPUT WORD...: non-zero exit naming every WORD
   local rc=$1 out=$2 w; shift 2

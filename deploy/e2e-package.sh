@@ -79,7 +79,11 @@ cleanup() {
   mountpoint -q "$WORK/bpffs" && umount "$WORK/bpffs"
   rm -rf "$WORK"
 }
-trap cleanup EXIT INT TERM
+# A signal ends the run, through the EXIT trap (cleanup runs once), instead
+# of letting the script carry on without its lab.
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # A package left by an earlier run that was killed before its trap: ours
 # (this project's maintainer field), so it goes; anything else stays.

@@ -41,7 +41,11 @@ cleanup() {
   bash deploy/lab.sh down >/dev/null 2>&1
   rm -rf "$OUT"
 }
-trap cleanup EXIT INT TERM
+# A signal ends the run, through the EXIT trap (cleanup runs once), instead
+# of letting the script carry on without its lab.
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 ok() { PASS=$((PASS + 1)); echo "ok     - $*"; }
 bad() { FAIL=$((FAIL + 1)); echo "FAILED - $*"; }

@@ -46,7 +46,11 @@ cleanup() {
   ROUTE_MTU='' bash deploy/lab.sh down >/dev/null 2>&1
   rm -rf "$WORK"
 }
-trap cleanup EXIT INT TERM
+# A signal ends the run, through the EXIT trap (cleanup runs once), instead
+# of letting the script carry on without its lab.
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # mtugate's lifecycle, the captures, forget_pmtu, wait_listen and syn_mss
 # are deploy/lib/e2e.sh's; start_mtugate runs $CFG.

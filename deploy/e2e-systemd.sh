@@ -52,7 +52,11 @@ cleanup() {
   mountpoint -q "$CT/up" && umount "$CT/up"
   rm -rf "$CT"
 }
-trap cleanup EXIT INT TERM
+# A signal ends the run, through the EXIT trap (cleanup runs once), instead
+# of letting the script carry on without its lab.
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 mkdir -p "$CT/up" "$CT/root"
 mount -t tmpfs mtgd-ct "$CT/up"

@@ -40,7 +40,11 @@ cleanup() {
   bash deploy/lab.sh down >/dev/null 2>&1
   rm -rf "$WORK"
 }
-trap cleanup EXIT INT TERM
+# A signal ends the run, through the EXIT trap (cleanup runs once), instead
+# of letting the script carry on without its lab.
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # In demo mode, show what the hosts saw (indented), else nothing.
 show() { if [[ $DEMO == 1 ]]; then sed 's/^/         | /'; else cat >/dev/null; fi; }
