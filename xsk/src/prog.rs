@@ -1095,7 +1095,13 @@ impl RouteMtuTable {
     ) -> io::Result<()> {
         let old = self.read_min()?;
         // 0 is "not written yet" (every frame looks): never kept as lower.
-        let lower = [0, 1].map(|f| if old[f] == 0 { min[f] } else { old[f].min(min[f]) });
+        let lower = [0, 1].map(|f| {
+            if old[f] == 0 {
+                min[f]
+            } else {
+                old[f].min(min[f])
+            }
+        });
         if lower != old {
             self.write_min(lower)?;
         }
