@@ -6,7 +6,8 @@
 //! on veth, the sender) happened to be. For a poll-mode appliance that owns
 //! its cores that is the wrong place: the work competes with whatever else
 //! runs there, and a fast path forwarding in softirq on a busy core is no
-//! faster than the kernel. With `napi = "workers"` (the default) mtugate
+//! faster than the kernel. With `napi = "workers"` (opt-in; the default,
+//! `"kernel"`, leaves placement to the system's IRQ affinity) mtugate
 //! turns on threaded NAPI for each port (`/sys/class/net/IFACE/threaded`)
 //! and pins the port's NAPI threads to the workers' cores: one queue's
 //! receive, fast path and slow path all run on the cores given to mtugate,
