@@ -309,19 +309,27 @@ fn log_changes(set: &[(RoutePrefix, RouteMetrics)], remove: &[RoutePrefix]) {
     }
 }
 
-/// The mirror's state: the main table as read, and what the tries hold.
+/// The mirror's state: the main table as read, what the tries hold, and
+/// the notification socket that keeps both current.
 pub struct Mirror {
     shadow: Shadow,
     installed: BTreeMap<RoutePrefix, RouteMetrics>,
+    sock: Socket,
 }
 
 impl Mirror {
-    /// Reads the main table; [`Mirror::entries`] is what the tries must
-    /// start with.
+    /// Subscribes to route changes, then reads the main table:
+    /// [`Mirror::entries`] is what the tries must start with, and every
+    /// change after the read waits in the socket for [`Mirror::spawn`].
     pub fn read() -> io::Result<Mirror> {
+        let sock = subscribe()?;
         let shadow = dump()?;
         let installed = shadow.desired();
-        Ok(Mirror { shadow, installed })
+        Ok(Mirror {
+            shadow,
+            installed,
+            sock,
+        })
     }
 
     /// The tries' content.
@@ -329,10 +337,10 @@ impl Mirror {
         self.installed.iter().map(|(p, m)| (*p, *m)).collect()
     }
 
-    fn sync(&mut self, table: &RouteMtuTable, always: bool) -> io::Result<()> {
+    fn sync(&mut self, table: &RouteMtuTable) -> io::Result<()> {
         let want = self.shadow.desired();
         let (set, remove) = diff(&self.installed, &want);
-        if set.is_empty() && remove.is_empty() && !always {
+        if set.is_empty() && remove.is_empty() {
             return Ok(());
         }
         table.update(&set, &remove, smallest_route_mtus(&want))?;
@@ -341,33 +349,31 @@ impl Mirror {
         Ok(())
     }
 
-    /// Follows the kernel's route changes into `table` until `stop`, on a
-    /// thread of its own. The notification socket is opened first and the
-    /// table read again after it, so no change since [`Mirror::read`] is
-    /// missed.
+    /// Follows the kernel's route changes into `table` (the tries filled
+    /// with [`Mirror::entries`]) until `stop`, on a thread of its own.
     pub fn spawn(
-        mut self,
+        self,
         table: RouteMtuTable,
         stop: &'static AtomicBool,
     ) -> io::Result<std::thread::JoinHandle<()>> {
-        let sock = subscribe()?;
-        // Changes between the first read and the subscription: read again.
-        self.shadow = dump()?;
-        self.sync(&table, true)?;
         log_changes(&self.entries(), &[]);
         std::thread::Builder::new()
             .name("mtugate-routes".into())
-            .spawn(move || self.follow(sock, &table, stop))
+            .spawn(move || self.follow(&table, stop))
     }
 
-    fn follow(mut self, sock: Socket, table: &RouteMtuTable, stop: &AtomicBool) {
+    fn follow(mut self, table: &RouteMtuTable, stop: &AtomicBool) {
         let mut rx = vec![0u8; 1 << 16];
         let mut events = Vec::new();
+        // The tries lag the table (a write failed): retried every round.
+        let mut behind = false;
         while !stop.load(Ordering::Relaxed) {
             let mut fds = [nix::poll::PollFd::new(
-                sock.as_fd(),
+                self.sock.as_fd(),
                 nix::poll::PollFlags::POLLIN,
             )];
+            // Only a wait: whatever it returns, the reads below are
+            // non-blocking and say what there is.
             let _ = nix::poll::poll(
                 &mut fds,
                 nix::poll::PollTimeout::from(POLL.as_millis() as u16),
@@ -375,20 +381,20 @@ impl Mirror {
             let mut resync = false;
             // Everything queued, then one update of the tries.
             loop {
-                match sock.recv(&mut &mut rx[..], 0) {
+                match self.sock.recv(&mut &mut rx[..], 0) {
                     Ok(n) => {
                         if parse_batch(&rx[..n], &mut events).is_err() {
                             resync = true;
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.raw_os_error() == Some(libc_enobufs()) => {
+                    Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ENOBUFS as i32) => {
                         tracing::warn!("route mirror: notifications lost (buffer overrun); reading the table again");
                         resync = true;
                     }
                     Err(e) => {
                         tracing::warn!(
-                            fd = sock.as_raw_fd(),
+                            fd = self.sock.as_raw_fd(),
                             "route mirror: reading notifications: {e}"
                         );
                         break;
@@ -406,18 +412,19 @@ impl Mirror {
             for ev in events.drain(..) {
                 self.shadow.apply(ev);
             }
-            if changed {
-                if let Err(e) = self.sync(table, false) {
-                    tracing::warn!("route mirror: writing the XDP stage's tries: {e}");
+            if changed || behind {
+                match self.sync(table) {
+                    Ok(()) => behind = false,
+                    Err(e) => {
+                        if !behind {
+                            tracing::warn!("route mirror: writing the XDP stage's tries (retried until it succeeds): {e}");
+                        }
+                        behind = true;
+                    }
                 }
             }
         }
     }
-}
-
-/// `ENOBUFS`, without a libc dependency for one constant.
-fn libc_enobufs() -> i32 {
-    nix::errno::Errno::ENOBUFS as i32
 }
 
 #[cfg(test)]

@@ -1111,8 +1111,16 @@ impl RouteMtuTable {
                 .map_err(|e| io::Error::other(format!("{}: route {p}: {e}", self.iface)))?;
         }
         for p in remove {
-            // Already gone is fine: the mirror only wants it absent.
-            let _ = self.trie(p).delete(&p.key());
+            match self.trie(p).delete(&p.key()) {
+                // Already gone is fine: the mirror only wants it absent.
+                Err(e) if e.kind() != libbpf_rs::ErrorKind::NotFound => {
+                    return Err(io::Error::other(format!(
+                        "{}: removing route {p}: {e}",
+                        self.iface
+                    )));
+                }
+                _ => {}
+            }
         }
         if min != lower {
             self.write_min(min)?;
