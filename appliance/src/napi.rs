@@ -19,34 +19,13 @@
 //! A driver without threaded NAPI is left as it is, with a warning. On a
 //! clean stop the previous setting is restored.
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use mtugate_xsk::napi_threads;
+
 /// How long to wait for the NAPI threads to appear.
 const APPEAR: Duration = Duration::from_secs(2);
-
-/// Threads named `napi/IFACE-N` (kernel threads of threaded NAPI).
-fn napi_threads(iface: &str) -> HashSet<i32> {
-    let prefix = format!("napi/{iface}-");
-    let mut out = HashSet::new();
-    let Ok(rd) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for e in rd.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        if let Ok(comm) = std::fs::read_to_string(format!("/proc/{pid}/comm")) {
-            // comm is cut at 15 bytes: a long name matches by its start.
-            let comm = comm.trim_end();
-            if comm.starts_with(&prefix) || (comm.len() == 15 && prefix.starts_with(comm)) {
-                out.insert(pid);
-            }
-        }
-    }
-    out
-}
 
 /// What was changed, to be put back on a clean stop.
 #[derive(Debug, Default)]
@@ -90,14 +69,14 @@ pub fn place(ifaces: &[&str], cores: &[usize]) -> Placed {
                 continue;
             }
         };
-        let before = if old == "0" {
-            napi_threads(iface)
-        } else {
-            // Already threaded: off and on again, so that the threads that
-            // appear are this interface's.
-            let _ = std::fs::write(&path, "0");
-            napi_threads(iface)
-        };
+        // Already threaded: off and on again, so that the threads that
+        // appear are this interface's.
+        if old != "0" {
+            if let Err(e) = std::fs::write(&path, "0") {
+                tracing::warn!(iface, "napi: switching threaded NAPI off first: {e}");
+            }
+        }
+        let before = napi_threads(iface);
         if let Err(e) = std::fs::write(&path, "1") {
             tracing::warn!(
                 iface,

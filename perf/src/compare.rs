@@ -25,7 +25,7 @@
 //! the other traffic, and the SYN rewrite rate.
 
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::BTreeMap,
     fmt::Write as _,
     path::PathBuf,
     process::{Child, Command, Stdio},
@@ -35,6 +35,7 @@ use std::{
 use anyhow::{bail, Context, Result};
 use mtugate_datapath::pipeline::family;
 use mtugate_mgmt::final_stats::FinalStats;
+use mtugate_xsk::napi_threads;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -565,25 +566,6 @@ struct Ctx {
     /// Router mode's configuration (`router.toml` beside `base_config`).
     router_config: String,
     stop: &'static std::sync::atomic::AtomicBool,
-}
-
-/// Threads named `napi/IFACE-N` (kernel threads of threaded NAPI).
-fn napi_threads(iface: &str) -> HashSet<i32> {
-    let mut out = HashSet::new();
-    let prefix = format!("napi/{iface}-");
-    if let Ok(rd) = std::fs::read_dir("/proc") {
-        for e in rd.flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            if let Ok(comm) = std::fs::read_to_string(format!("/proc/{pid}/comm")) {
-                if comm.trim_end().starts_with(&prefix) {
-                    out.insert(pid);
-                }
-            }
-        }
-    }
-    out
 }
 
 fn load1() -> f64 {

@@ -61,6 +61,7 @@ mod config;
 pub mod driver;
 mod mem;
 pub mod meta;
+mod napi;
 #[cfg(feature = "afxdp")]
 mod prog;
 mod queue;
@@ -75,6 +76,7 @@ pub use afxdp::{open_queue, PortSpec, SetupReport, XdpBackend, XdpQueue};
 pub use config::{AttachMode, BindMode, BusyPoll, XskConfig, XskMode};
 pub use driver::{Forward, Handler, Idle, Poller};
 pub use mem::{MemBackend, MemConfig, MemDrop};
+pub use napi::napi_threads;
 #[cfg(feature = "afxdp")]
 pub use prog::{
     smallest_route_mtus, AttachOptions, FastPath, OnFailure, PortProgram, ReplacedProgram,
