@@ -8,6 +8,8 @@
 //! an ICMP error quoting it). The counters are compared with the frames
 //! actually seen, not with each other.
 
+mod common;
+use common::{Frames, FRAME};
 use etherparse::defrag::IpDefragPool;
 use etherparse::icmpv4::DestUnreachableHeader;
 use etherparse::{
@@ -15,8 +17,8 @@ use etherparse::{
     NetSlice, PacketBuilder, SlicedPacket, TcpOptionElement, TcpSlice, TransportSlice,
 };
 use mtugate_datapath::pipeline::{
-    self, Clamp, Config, Counters, DfPolicy, DropReason, ExtraFrames, OverLimit, PortId, Rate,
-    Settings, SettingsError, State, Verdict,
+    self, Clamp, Config, Counters, DfPolicy, DropReason, OverLimit, PortId, Rate, Settings,
+    SettingsError, State, Verdict,
 };
 use proptest::prelude::*;
 
@@ -26,43 +28,6 @@ const SRC4: [u8; 4] = [192, 0, 2, 1];
 const DST4: [u8; 4] = [192, 0, 2, 2];
 const SRC6: [u8; 16] = [0x20, 1, 0xd, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
 const DST6: [u8; 16] = [0x20, 1, 0xd, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
-const FRAME: usize = 2048;
-
-/// Extra frames backed by vectors.
-struct Frames {
-    free: usize,
-    out: Vec<Vec<u8>>,
-    pending: Vec<u8>,
-}
-
-impl Frames {
-    fn new(free: usize) -> Self {
-        Frames {
-            free,
-            out: Vec::new(),
-            pending: Vec::new(),
-        }
-    }
-}
-
-impl ExtraFrames for Frames {
-    fn available(&self) -> usize {
-        self.free
-    }
-    fn next_buf(&mut self) -> Option<&mut [u8]> {
-        if self.free == 0 {
-            return None;
-        }
-        self.pending = vec![0; FRAME];
-        Some(&mut self.pending)
-    }
-    fn commit(&mut self, len: usize) {
-        self.free -= 1;
-        let mut f = std::mem::take(&mut self.pending);
-        f.truncate(len);
-        self.out.push(f);
-    }
-}
 
 /// The appliance of the lab: port 0 inside at 1500, port 1 the tunnel at 1400.
 fn settings() -> Settings {

@@ -3,12 +3,12 @@
 //! `process_routed` / `time_exceeded` with the kernel's decision given as
 //! a `Route`. VECTORS R1–R5 and I1/I3 in router form.
 
+mod common;
+use common::{Frames, FRAME};
 use etherparse::{
     Icmpv4Type, Icmpv6Type, NetSlice, PacketBuilder, SlicedPacket, TcpOptionElement, TransportSlice,
 };
-use mtugate_datapath::pipeline::{
-    Clamp, Config, DropReason, ExtraFrames, PortId, Settings, State, Verdict,
-};
+use mtugate_datapath::pipeline::{Clamp, Config, DropReason, PortId, Settings, State, Verdict};
 use mtugate_datapath::router::{self, Route};
 
 const HOST: [u8; 6] = [2, 0, 0, 0, 0, 1]; // the client
@@ -21,28 +21,6 @@ const ROUTER4: [u8; 4] = [198, 51, 100, 254];
 const SRC6: [u8; 16] = [0x20, 1, 0xd, 0xb8, 0, 0xa, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
 const DST6: [u8; 16] = [0x20, 1, 0xd, 0xb8, 0, 0xb, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
 const ROUTER6: [u8; 16] = [0x20, 1, 0xd, 0xb8, 0, 0xa, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xfe];
-const FRAME: usize = 2048;
-
-/// Extra frames backed by vectors.
-struct Frames {
-    out: Vec<Vec<u8>>,
-    pending: Vec<u8>,
-}
-
-impl ExtraFrames for Frames {
-    fn available(&self) -> usize {
-        16 - self.out.len()
-    }
-    fn next_buf(&mut self) -> Option<&mut [u8]> {
-        self.pending = vec![0; FRAME];
-        Some(&mut self.pending)
-    }
-    fn commit(&mut self, len: usize) {
-        let mut f = std::mem::take(&mut self.pending);
-        f.truncate(len);
-        self.out.push(f);
-    }
-}
 
 fn config(v4: Clamp, v6: Clamp) -> Config {
     let mut s = Settings {
@@ -74,10 +52,7 @@ fn route(mtu: u16, reverse_mtu: Option<u16>) -> Route {
 fn run(cfg: &Config, st: &mut State, input: &[u8], r: &Route) -> (Verdict, Vec<u8>, Vec<Vec<u8>>) {
     let mut buf = input.to_vec();
     buf.resize(FRAME, 0);
-    let mut extra = Frames {
-        out: Vec::new(),
-        pending: Vec::new(),
-    };
+    let mut extra = Frames::new(16);
     let v = router::process_routed(
         &mut buf,
         input.len(),

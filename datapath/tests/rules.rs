@@ -3,14 +3,14 @@
 //! expected values from the operator's point of view, and a property test
 //! of the compiled rule lookup against a plain linear scan.
 
+mod common;
+use common::{Frames, FRAME};
 use etherparse::icmpv4::DestUnreachableHeader;
 use etherparse::{
     Icmpv4Type, Icmpv6Type, NetSlice, PacketBuilder, SlicedPacket, TcpOptionElement,
     TransportSlice, VlanId,
 };
-use mtugate_datapath::pipeline::{
-    self, Clamp, Config, DfPolicy, ExtraFrames, PortId, Settings, State, Verdict,
-};
+use mtugate_datapath::pipeline::{self, Clamp, Config, DfPolicy, PortId, Settings, State, Verdict};
 use mtugate_datapath::pmtu::Reject;
 use mtugate_datapath::rules::{Addrs, Prefix, RuleCounters, RuleSettings, Rules};
 use proptest::prelude::*;
@@ -18,30 +18,9 @@ use proptest::prelude::*;
 const MAC_A: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const MAC_B: [u8; 6] = [2, 0, 0, 0, 0, 2];
 const CLIENT: [u8; 4] = [192, 0, 2, 1];
-const FRAME: usize = 2048;
 const SEC: u64 = 1_000_000_000;
 const INSIDE: usize = 0;
 const OUTSIDE: usize = 1;
-
-struct Frames {
-    out: Vec<Vec<u8>>,
-    pending: Vec<u8>,
-}
-
-impl ExtraFrames for Frames {
-    fn available(&self) -> usize {
-        64 - self.out.len()
-    }
-    fn next_buf(&mut self) -> Option<&mut [u8]> {
-        self.pending = vec![0; FRAME];
-        Some(&mut self.pending)
-    }
-    fn commit(&mut self, len: usize) {
-        let mut f = std::mem::take(&mut self.pending);
-        f.truncate(len);
-        self.out.push(f);
-    }
-}
 
 struct Dut {
     cfg: Config,
@@ -61,10 +40,7 @@ impl Dut {
     fn run(&mut self, frame: &[u8], port: usize) -> (Verdict, Vec<Vec<u8>>) {
         let mut buf = vec![0u8; FRAME];
         buf[..frame.len()].copy_from_slice(frame);
-        let mut extra = Frames {
-            out: Vec::new(),
-            pending: Vec::new(),
-        };
+        let mut extra = Frames::new(64);
         let v = pipeline::process_frame(
             &mut buf,
             frame.len(),
