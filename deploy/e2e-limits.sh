@@ -151,7 +151,22 @@ within_budget() {
 # burst_and_within_budget CLAMPED ELAPSED RATE BURST: also at least the burst.
 burst_and_within_budget() { [ "$1" -ge "$4" ] && within_budget "$@"; }
 
-final() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$WORK/final.json" "$1"; }
+# run_burst CONFIG: the 5000-SYN burst through mtugate run with CONFIG, while a
+# busy loop shares the worker's core; the SYNs the server saw go to
+# $WORK/syns.txt, and n / clamped count them (all / at 1360).
+run_burst() {
+  start_mtugate "$1"
+  capture 'tcp[tcpflags] & tcp-syn != 0'
+  hog 1 15
+  sleep 0.3
+  replay 0 "$WORK/burst.pcap"
+  capture_stop
+  unhog
+  stop_mtugate
+  syns "$CAP_FILE" >"$WORK/syns.txt"
+  n=$(wc -l <"$WORK/syns.txt")
+  clamped=$(awk '$2 == 1360' "$WORK/syns.txt" | wc -l)
+}
 
 # ---------------------------------------------------------------------------
 echo "== one queue, one worker"
@@ -160,17 +175,7 @@ gen syn "$WORK/burst.pcap" --dst 192.0.2.2 --sources 5000 --src-net 10.0.0.0
 
 # 1. The burst with the worker's core shared: defaults absorb it.
 config "$WORK/default.toml"
-start_mtugate "$WORK/default.toml"
-capture 'tcp[tcpflags] & tcp-syn != 0'
-hog 1 15
-sleep 0.3
-replay 0 "$WORK/burst.pcap"
-capture_stop
-unhog
-stop_mtugate
-syns "$CAP_FILE" >"$WORK/syns.txt"
-n=$(wc -l <"$WORK/syns.txt")
-clamped=$(awk '$2 == 1360' "$WORK/syns.txt" | wc -l)
+run_burst "$WORK/default.toml"
 check "5000-SYN burst, worker core shared, default rings: all arrive (got $n)" test "$n" -eq 5000
 check "... every one clamped to 1360 (got $clamped)" test "$clamped" -eq 5000
 check "... the report says balanced: nothing lost before mtugate" grep -q "accounting: balanced" "$WORK/mtg.out"
@@ -180,17 +185,7 @@ check "... the XDP stage granted all 5000 (got $granted)" test "$granted" -eq 50
 # 2. The same burst over a small budget, over_limit = pass: everything
 #    arrives, the clamped ones stay within the budget.
 config "$WORK/small.toml" rate=1000 burst=500 over=pass
-start_mtugate "$WORK/small.toml"
-capture 'tcp[tcpflags] & tcp-syn != 0'
-hog 1 15
-sleep 0.3
-replay 0 "$WORK/burst.pcap"
-capture_stop
-unhog
-stop_mtugate
-syns "$CAP_FILE" >"$WORK/syns.txt"
-n=$(wc -l <"$WORK/syns.txt")
-clamped=$(awk '$2 == 1360' "$WORK/syns.txt" | wc -l)
+run_burst "$WORK/small.toml"
 unclamped=$(awk '$2 == 1460' "$WORK/syns.txt" | wc -l)
 elapsed=$(awk 'NR == 1 {f = $1} {l = $1} END {printf "%.6f", l - f}' "$WORK/syns.txt")
 check "burst over a 1000/s burst-500 budget (pass): all 5000 arrive (got $n: $clamped clamped, $unclamped unclamped)" \

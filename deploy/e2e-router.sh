@@ -290,8 +290,8 @@ test_two_queues() {
   local n clamped q0 q1
   n=$(tshark -r "$WORK/mq.pcap" -T fields -e tcp.options.mss_val 2>/dev/null | wc -l)
   clamped=$(tshark -r "$WORK/mq.pcap" -T fields -e tcp.options.mss_val 2>/dev/null | grep -c '^1360$' || true)
-  q0=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(sum(p['rx_frames'] for p in d['queues'][0]['io']))" "$WORK/final.json" 2>/dev/null || echo 0)
-  q1=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(sum(p['rx_frames'] for p in d['queues'][1]['io']))" "$WORK/final.json" 2>/dev/null || echo 0)
+  q0=$(final "sum(p['rx_frames'] for p in d['queues'][0]['io'])" 2>/dev/null || echo 0)
+  q1=$(final "sum(p['rx_frames'] for p in d['queues'][1]['io'])" 2>/dev/null || echo 0)
   check "two queues, two workers: 40 SYNs from 40 source ports reach the server clamped to 1360 ($clamped of $n)" \
     test "$n" -eq 40 -a "$clamped" -eq 40
   check "... both workers took SYNs (queue 0: $q0 frames, queue 1: $q1)" test "$q0" -gt 0 -a "$q1" -gt 0

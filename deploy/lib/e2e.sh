@@ -158,6 +158,12 @@ syn_mss() { # syn_mss FILE ACK
     -T fields -e tcp.options.mss_val -e tcp.checksum.status 2>/dev/null | head -1 | tr '\t' ' '
 }
 
+# final EXPR: a Python expression over d, the final counters of the last
+# mtugate run (MTG_FINAL_STATS), printed.
+final() {
+  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$MTG_FINAL_STATS" "$1"
+}
+
 # --- the hosts ---------------------------------------------------------------------
 
 # Forgets the path MTUs the client and server learned, so that each test
