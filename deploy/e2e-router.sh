@@ -124,15 +124,26 @@ test_too_big() {
     grep -q "From 2001:db8:a::fe .*Packet too big: mtu=1400" <<<"$out"
   check "IPv6: the client's route cache shows mtu 1400" \
     grep -q "mtu 1400" <<<"$($C ip -6 route get 2001:db8:b::1)"
-  # DF clear: fragmented by mtugate to the route MTU, reassembled by the server.
+  # DF clear: fragmented to the route MTU by the kernel ([router] fragment
+  # = "kernel", the lab config's and the default), reassembled by the server.
+  local m
+  df_clear_ping "the kernel fragments"
+  m=$($D curl -s --max-time 3 http://127.0.0.1:9090/metrics || true)
+  check "... handed to the kernel by the XDP stage (mtugate_xdp_frag_to_kernel_total on inside > 0)" \
+    grep -Eq '^mtugate_xdp_frag_to_kernel_total\{[^}]*port="inside"[^}]*\} [1-9]' <<<"$m"
+}
+
+# 1828-byte DF-clear pings to the server: answered, and every fragment the
+# server captures is at most the route MTU, 1400.
+df_clear_ping() { # df_clear_ping WHO
+  local out biggest
   forget_pmtu
   capture "$S" "$WORK/frag.pcap" icmp
   out=$($C ping -M dont -s 1800 -c 2 -i 0.3 -W 1 203.0.113.1 2>&1 || true)
   capture_stop
-  local biggest
   biggest=$(tshark -r "$WORK/frag.pcap" -Y "ip.src == 198.51.100.1" -T fields -e ip.len 2>/dev/null | sort -n | tail -1)
   [[ -n $biggest ]] || { echo "frag capture:"; cat "$WORK/frag.pcap.log"; tshark -r "$WORK/frag.pcap" 2>&1 | head; echo "$out"; } >&2
-  check "IPv4 DF clear: 1828-byte pings answered, every fragment at the server <= 1400 (largest ${biggest:-none})" \
+  check "IPv4 DF clear, $1: 1828-byte pings answered, every fragment at the server <= 1400 (largest ${biggest:-none})" \
     bash -c "grep -q ' 0% packet loss' <<<\"\$1\" && [[ -n \$2 && \$2 -le 1400 ]]" _ "$out" "$biggest"
 }
 
@@ -277,8 +288,11 @@ test_two_queues() {
   # that is in0's RX queue, so connections spread over both workers.
   stop_mtugate TERM
   ROUTE_MTU=1400 QUEUES=2 bash deploy/lab.sh up router >/dev/null 2>&1
-  sed -i -e 's/^queues = .*/queues = [0, 1]/' -e 's/^cores = .*/cores = [0, 1]/' "$CFG"
+  # The workers fragment in this run (fragment = "workers"), checked below.
+  sed -i -e 's/^queues = .*/queues = [0, 1]/' -e 's/^cores = .*/cores = [0, 1]/' \
+    -e 's/^fragment = .*/fragment = "workers"/' "$CFG"
   start_mtugate
+  df_clear_ping 'fragment = "workers"'
   forget_pmtu
   capture "$S" "$WORK/mq.pcap" "tcp[tcpflags] & tcp-syn != 0 and tcp[tcpflags] & tcp-ack == 0"
   local i
@@ -287,7 +301,9 @@ test_two_queues() {
   done
   capture_stop
   stop_mtugate TERM
-  local n clamped q0 q1
+  local n clamped q0 q1 fr
+  fr=$(final "d['ports']['inside']['fragmented']" 2>/dev/null || echo 0)
+  check "... fragmented by the workers (fragmented on inside: $fr)" test "$fr" -gt 0
   n=$(tshark -r "$WORK/mq.pcap" -T fields -e tcp.options.mss_val 2>/dev/null | wc -l)
   clamped=$(tshark -r "$WORK/mq.pcap" -T fields -e tcp.options.mss_val 2>/dev/null | grep -c '^1360$' || true)
   q0=$(final "sum(p['rx_frames'] for p in d['queues'][0]['io'])" 2>/dev/null || echo 0)

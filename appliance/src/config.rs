@@ -774,6 +774,27 @@ pub struct RouterConfig {
     /// errors); `block` drops them. Plain transit traffic keeps taking the
     /// XDP fast path either way.
     pub on_failure: OnFailure,
+    /// Who fragments an IPv4 packet with DF clear that is larger than its
+    /// route's MTU: the workers, or the kernel (the XDP stage hands it to
+    /// the kernel's forwarding, which fragments it at the same route MTU).
+    pub fragment: Fragmenter,
+}
+
+/// `[router] fragment`: where DF-clear IPv4 packets over the route MTU are
+/// fragmented.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fragmenter {
+    /// A worker: copied into user space, fragmented, each fragment sent
+    /// (counted as mtugate's `fragmented`).
+    Workers,
+    /// The kernel's forwarding path, which fragments in place (counted by
+    /// the XDP stage as `frag_to_kernel`, by the kernel as
+    /// `Ip: FragCreates`): the default, about three times the workers'
+    /// rate in the lab (BENCHMARKS.md), since it saves the copies into and
+    /// out of user space that copy-mode AF_XDP makes.
+    #[default]
+    Kernel,
 }
 
 impl RouterConfig {
@@ -792,6 +813,7 @@ impl Default for RouterConfig {
     fn default() -> Self {
         RouterConfig {
             on_failure: OnFailure::Bypass,
+            fragment: Fragmenter::default(),
         }
     }
 }
@@ -934,6 +956,7 @@ impl Validated {
             syn: self.syn_police(port),
             pmtu_errors: self.settings.pmtu.learn,
             router: false,
+            frag_kernel: false,
         })
     }
 
@@ -949,6 +972,7 @@ impl Validated {
             // Learning is wire mode's for now (refused in router mode).
             pmtu_errors: false,
             router: true,
+            frag_kernel: self.restart.router.fragment == Fragmenter::Kernel,
         })
     }
 
@@ -1648,6 +1672,16 @@ iface = "dmz0"
         assert_eq!(fp.egress, None);
         assert_eq!(fp.on_failure, OnFailure::Bypass);
         assert_eq!(fp.syn.clamp, [true, true]);
+        assert!(fp.frag_kernel, "the kernel fragments unless told");
+        let w = FileConfig::parse(&format!("{ROUTER}[router]\nfragment = \"workers\"\n"))
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert!(!w.fast_path(0, 0).unwrap().frag_kernel);
+        let e = FileConfig::parse(&format!("{ROUTER}[router]\nfragment = \"nobody\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("fragment"), "{e}");
         let cfg = v.worker_config().unwrap();
         assert_eq!(cfg.port_count(), 3);
         let port = PortId::new(1);
@@ -1729,6 +1763,7 @@ iface = "dmz0"
                 },
                 pmtu_errors: false,
                 router: false,
+                frag_kernel: false,
             })
         );
         assert_eq!(v.fast_path(1, 3).and_then(|f| f.egress), Some((3, 1500)));

@@ -890,7 +890,7 @@ fn xdp_text(
         let l = report::lost(reports, i, Default::default());
         let lost = l.xsk_rx_dropped + l.xsk_rx_ring_full;
         s.push_str(&format!(
-            "  {}: seen {} = fast {} + steered {} + bypassed {} + blocked {} + redirect errors {} + to kernel {} (no route {}) + SYNs policed {}{}\n",
+            "  {}: seen {} = fast {} + steered {} + bypassed {} + blocked {} + redirect errors {} + to kernel {} (no route {}, to fragment {}) + SYNs policed {}{}\n",
             p.iface(),
             x.seen,
             x.fast,
@@ -900,6 +900,7 @@ fn xdp_text(
             x.redirect_errors,
             x.passed + x.to_kernel,
             x.no_route,
+            x.frag_to_kernel,
             x.dropped(),
             if x.balanced() { "" } else { " (NOT BALANCED)" }
         ));

@@ -272,6 +272,18 @@ pub fn render(stats: &Stats, latency: &[(u32, &LatencyHists)]) -> String {
             );
         }
         o.family(
+            "mtugate_xdp_frag_to_kernel_total",
+            "counter",
+            "Router mode with [router] fragment = \"kernel\": IPv4 packets with DF clear over their route's MTU that the XDP stage gave to the kernel to fragment as it forwards them, by ingress port (part of the to_kernel outcome; the kernel counts the fragments as Ip FragCreates).",
+        );
+        for p in &stats.xdp {
+            o.sample(
+                "mtugate_xdp_frag_to_kernel_total",
+                &[("port", &p.port)],
+                p.stats.frag_to_kernel,
+            );
+        }
+        o.family(
             "mtugate_xdp_syn_total",
             "counter",
             "SYNs (and SYN-ACKs) the XDP stage policed before the copy, by ingress port and decision: granted (within budget, clamped by a worker), source_limited (over its source's budget: dropped), over_dropped / over_passed (within its source's budget, over the global one: dropped / forwarded unclamped).",

@@ -18,8 +18,8 @@
 //!   UMEM) runs on the sender's CPU, i.e. the generator's.
 //!
 //! Measured: offered rate (the generator's completed frames), received
-//! rate at the sink (the server's eth0 `rx_packets`, counted before a tc
-//! drop program, `deploy/perf/sink_drop.c`), loss; latency percentiles of
+//! rate at the sink (the server's eth0 `rx_packets`, counted before the
+//! tc or XDP drop program of `--sink`, `deploy/perf/sink_drop.c`), loss; latency percentiles of
 //! probes at 50 % of the slowest system's 64-byte rate; under a SYN flood,
 //! legitimate connections (completed, MSS seen by the server), the rate of
 //! the other traffic, and the SYN rewrite rate.
@@ -138,6 +138,12 @@ pub struct CompareArgs {
     /// thread starved the worker) although the natural ones improved.
     #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
     nice: i32,
+    /// The sink on the server's eth0 (`deploy/perf/sink_drop.c`): `tc`
+    /// (a tc ingress drop: every frame becomes an skb first) or `xdp` (a
+    /// native XDP drop in the veth's NAPI poll: no skb, the nearer model
+    /// of a NIC's transmit). The same sink serves every system of a run.
+    #[arg(long, default_value = "tc", value_parser = ["tc", "xdp"])]
+    sink: String,
 }
 
 /// A device under test.
@@ -602,13 +608,18 @@ impl Ctx {
         self.check_stop()?;
         let lab = &self.lab;
         lab.up(system.lab_mode(), out_mtu)?;
-        lab.sh(
-            "server",
-            &format!(
+        let sink = if self.a.sink == "xdp" {
+            format!(
+                "ip link set dev eth0 xdpdrv obj {} sec xdp",
+                self.sink_obj.display()
+            )
+        } else {
+            format!(
                 "tc qdisc add dev eth0 clsact && tc filter add dev eth0 ingress bpf direct-action obj {} sec tc",
                 self.sink_obj.display()
-            ),
-        )?;
+            )
+        };
+        lab.sh("server", &sink)?;
         // Carrier changes reach the bridge (and operstate) through linkwatch,
         // up to a second later: a bridge port stays "disabled" until then.
         let end = Instant::now() + Duration::from_secs(5);
@@ -1325,6 +1336,7 @@ pub fn run(a: CompareArgs) -> Result<()> {
         sh_out("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"),
     );
     meta.insert("cpus".into(), sh_out("nproc"));
+    meta.insert("sink".into(), a.sink.clone());
     meta.insert("iptables".into(), sh_out("iptables -V"));
     meta.insert(
         "command".into(),
@@ -1650,6 +1662,20 @@ fn fmt_num(x: f64, f: impl Fn(f64) -> String) -> String {
     }
 }
 
+/// The generator's highest median offered 64-byte rate over the run's
+/// systems and placements: what no device under test can exceed.
+fn generator_ceiling(r: &Report, systems: &[System], placements: &[Placement]) -> f64 {
+    placements
+        .iter()
+        .flat_map(|&p| {
+            systems
+                .iter()
+                .map(move |&s| med(&r.throughput, "64", p, s, |t| t.offered_pps))
+        })
+        .filter(|v| v.is_finite())
+        .fold(f64::NAN, f64::max)
+}
+
 /// The Markdown report: the table (a row per placement and system), the
 /// goals, and the flood results.
 pub fn markdown(r: &Report, systems: &[System], placements: &[Placement], reps: u32) -> String {
@@ -1808,6 +1834,13 @@ pub fn markdown(r: &Report, systems: &[System], placements: &[Placement], reps: 
                 "mtugate router / bare XDP redirect (share of the ceiling), 64 B",
                 m("64", System::MtugateRouter) / m("64", System::XdpRedirect),
             ),
+            // No device can forward more than the generator offers: its
+            // highest median offered rate of the run (any system, any
+            // placement) bounds every ratio from above.
+            (
+                "lab ceiling: the generator's rate (highest median offered) / kernel router, 64 B",
+                generator_ceiling(r, systems, placements) / m("64", System::Router),
+            ),
         ] {
             if v.is_finite() {
                 let _ = writeln!(o, "| {name} | {} | {v:.2}× | — |", p.name());
@@ -1944,6 +1977,12 @@ mod tests {
         assert!(md.contains(
             "| mtugate fast path / all via AF_XDP (today's datapath), fragmented datagrams/s ≥ 1× | natural | 2.00× | yes |"
         ));
+        // The generator's best offered rate (mtugate's 1.2 Mpps) over the
+        // kernel router's 0.5 Mpps.
+        assert!(
+            md.contains("| lab ceiling: the generator's rate (highest median offered) / kernel router, 64 B | natural | 2.40× | — |"),
+            "{md}"
+        );
     }
 
     /// Against a system that loses nothing up to 412 kpps and a generator

@@ -594,7 +594,7 @@ static __always_inline int route(struct xdp_md *ctx, const struct mtg_cfg *cfg)
 	struct route_ctx r = {};
 	struct syn_info si = {};
 	__u32 tot, hops;
-	int syn = 0, granted = 0, no_neigh = 0;
+	int syn = 0, granted = 0, no_neigh = 0, df = 0;
 	__u8 dst[16] = {}; /* the frame's destination (the lookup overwrites it) */
 	long rc;
 
@@ -627,6 +627,7 @@ static __always_inline int route(struct xdp_md *ctx, const struct mtg_cfg *cfg)
 			}
 		}
 		hops = ip->ttl;
+		df = !!(ip->frag_off & bpf_htons(0x4000));
 		r.fib.family = AF_INET_;
 		r.fib.tos = ip->tos;
 		r.fib.l4_protocol = ip->protocol;
@@ -764,6 +765,14 @@ static __always_inline int route(struct xdp_md *ctx, const struct mtg_cfg *cfg)
 	if (no_neigh)
 		return to_kernel();
 	if (tot > r.fib.mtu_result) {
+		/* IPv4 that may be fragmented: the kernel forwards it and
+		 * fragments it in place at the same route MTU (it honours a
+		 * plain route mtu when forwarding), where a worker would copy it
+		 * in and each fragment out. DF set: the worker's ICMP error. */
+		if (!r.v6 && !df && (cfg->flags & MTG_FLAG_FRAG_KERNEL)) {
+			count(MTG_STAT_FRAG_KERNEL);
+			return to_kernel();
+		}
 		r.why = MTG_WHY_TOO_BIG;
 		return route_slow(ctx, cfg, &r, 0);
 	}

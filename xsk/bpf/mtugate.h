@@ -50,6 +50,9 @@
 #define MTG_FLAG_ROUTER 16 /* router mode: the kernel's FIB decides, mtg_ports */
 #define MTG_FLAG_PMTU_ERRORS 32 /* ICMP Frag Needed / ICMPv6 Packet Too Big
 				  * to the workers (they learn path MTUs) */
+#define MTG_FLAG_FRAG_KERNEL 64 /* router: an IPv4 packet over the route MTU
+				  * with DF clear goes to the kernel, which
+				  * fragments it in place as it forwards it */
 
 /* mtg_cfg.syn_over: a SYN within its source's budget over the global one */
 #define MTG_OVER_DROP 0 /* drop it (the host retransmits) */
@@ -76,7 +79,8 @@
 #define MTG_STAT_SYN_GRANTED 10 /* SYN within budget, to be clamped (also in STEERED) */
 #define MTG_STAT_TO_KERNEL 11   /* router: given to the kernel's stack (local, ARP/ND, no neighbour, ...) */
 #define MTG_STAT_NO_ROUTE 12    /* router: ... because the FIB has no usable route (also in TO_KERNEL) */
-#define MTG_STAT_COUNT 13
+#define MTG_STAT_FRAG_KERNEL 13 /* router: ... because it is IPv4, DF clear, over the route MTU (the kernel fragments it; also in TO_KERNEL) */
+#define MTG_STAT_COUNT 14
 
 /*
  * Budgets are GCRA (the generic cell rate algorithm): a token costs

@@ -78,6 +78,7 @@ const FLAG_CLAMP6: u32 = 4;
 const FLAG_POLICE: u32 = 8;
 const FLAG_PMTU_ERRORS: u32 = 32;
 const FLAG_ROUTER: u32 = 16;
+const FLAG_FRAG_KERNEL: u32 = 64;
 /// Ports a router's program can forward to (`MTG_MAX_PORTS`).
 pub const MAX_PORTS: u32 = 64;
 const OVER_DROP: u8 = 0;
@@ -204,6 +205,10 @@ pub struct FastPath {
     /// (among the ports given to [`PortProgram::set_router_ports`]);
     /// `egress` is then `None`.
     pub router: bool,
+    /// Router mode: an IPv4 packet over its route's MTU with DF clear goes
+    /// to the kernel, which fragments it as it forwards it, instead of to
+    /// a worker (`[router] fragment = "kernel"`).
+    pub frag_kernel: bool,
 }
 
 impl FastPath {
@@ -221,6 +226,7 @@ impl FastPath {
         },
         pmtu_errors: false,
         router: false,
+        frag_kernel: false,
     };
 
     fn raw(&self) -> RawCfg {
@@ -233,7 +239,8 @@ impl FastPath {
                 | flag(self.syn.clamp[1], FLAG_CLAMP6)
                 | flag(self.syn.enabled, FLAG_POLICE)
                 | flag(self.pmtu_errors, FLAG_PMTU_ERRORS)
-                | flag(self.router, FLAG_ROUTER),
+                | flag(self.router, FLAG_ROUTER)
+                | flag(self.router && self.frag_kernel, FLAG_FRAG_KERNEL),
             syn_over: if self.syn.over_pass {
                 OVER_PASS
             } else {
@@ -1238,6 +1245,7 @@ mod tests {
         assert_eq!(def("MTG_FLAG_POLICE"), u64::from(FLAG_POLICE));
         assert_eq!(def("MTG_FLAG_PMTU_ERRORS"), u64::from(FLAG_PMTU_ERRORS));
         assert_eq!(def("MTG_FLAG_ROUTER"), u64::from(FLAG_ROUTER));
+        assert_eq!(def("MTG_FLAG_FRAG_KERNEL"), u64::from(FLAG_FRAG_KERNEL));
         assert_eq!(def("MTG_MAX_PORTS"), u64::from(MAX_PORTS));
         assert_eq!(def("MTG_OVER_DROP"), u64::from(OVER_DROP));
         assert_eq!(def("MTG_OVER_PASS"), u64::from(OVER_PASS));
@@ -1258,6 +1266,7 @@ mod tests {
             "MTG_STAT_SYN_GRANTED",
             "MTG_STAT_TO_KERNEL",
             "MTG_STAT_NO_ROUTE",
+            "MTG_STAT_FRAG_KERNEL",
         ]
         .iter()
         .enumerate()
@@ -1340,6 +1349,7 @@ mod tests {
             },
             pmtu_errors: true,
             router: false,
+            frag_kernel: true,
         };
         assert_eq!(
             fp.raw(),
@@ -1367,9 +1377,11 @@ mod tests {
             egress: None,
             ..fp
         };
+        // The kernel fragments only in router mode (in wire mode it is no
+        // router: frag_kernel is ignored, as above).
         assert_eq!(
             router.raw().flags,
-            FLAG_ROUTER | FLAG_CLAMP4 | FLAG_POLICE | FLAG_PMTU_ERRORS
+            FLAG_ROUTER | FLAG_CLAMP4 | FLAG_POLICE | FLAG_PMTU_ERRORS | FLAG_FRAG_KERNEL
         );
         assert_eq!(gcra(None), (0, 0));
         assert_eq!(gcra(Some((0, 5))), (u64::MAX, 0));

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Number of counters (`MTG_STAT_COUNT`).
-pub(crate) const STAT_COUNT: usize = 13;
+pub(crate) const STAT_COUNT: usize = 14;
 
 /// The XDP program's counters of one port (summed over CPUs).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +45,11 @@ pub struct XdpStats {
     /// (unreachable, blackhole, prohibit; also in `to_kernel`).
     #[serde(default)]
     pub no_route: u64,
+    /// Router mode: ... because it was IPv4 with DF clear over its route's
+    /// MTU, for the kernel to fragment (`[router] fragment = "kernel"`;
+    /// also in `to_kernel`).
+    #[serde(default)]
+    pub frag_to_kernel: u64,
 }
 
 impl XdpStats {
@@ -63,6 +68,7 @@ impl XdpStats {
             syn_granted: v[10],
             to_kernel: v[11],
             no_route: v[12],
+            frag_to_kernel: v[13],
         }
     }
 
@@ -81,6 +87,7 @@ impl XdpStats {
             self.syn_granted,
             self.to_kernel,
             self.no_route,
+            self.frag_to_kernel,
         ]
     }
 
@@ -98,7 +105,7 @@ impl XdpStats {
 
     /// Frames with exactly one outcome: `seen` = the sum of the outcomes
     /// (`syn_over_passed` and `syn_granted` are parts of `fast` and
-    /// `steered`, `no_route` of `to_kernel`).
+    /// `steered`, `no_route` and `frag_to_kernel` of `to_kernel`).
     pub fn balanced(&self) -> bool {
         self.seen
             == self.fast
