@@ -10,9 +10,11 @@
 //!
 //! Placements (2 CPUs: the generator on `--gen-core`, the device under test
 //! on `--dut-core`):
-//! - *confined*: all of the device's work on its core. Kernel: RPS on in0
-//!   moves the forwarding softirq there. AF_XDP: in0's NAPI made a kthread
-//!   (threaded NAPI) pinned there, beside the worker.
+//! - *confined*: all of the device's work on its core: in0's NAPI made a
+//!   kthread (threaded NAPI) pinned there, beside the worker for AF_XDP;
+//!   for the kernel (`--kernel-confined napi`, the default) GRO on in0
+//!   first, so that the veth has a NAPI instance. `--kernel-confined rps`
+//!   moves the kernel's forwarding softirq there with RPS instead.
 //! - *natural*: the kernel's defaults. veth has no interrupts: the receive
 //!   work of a packet (kernel forwarding, or XDP and the copy into the
 //!   UMEM) runs on the sender's CPU, i.e. the generator's.
@@ -144,6 +146,14 @@ pub struct CompareArgs {
     /// of a NIC's transmit). The same sink serves every system of a run.
     #[arg(long, default_value = "tc", value_parser = ["tc", "xdp"])]
     sink: String,
+    /// How the kernel router and bridge are confined to the device's core:
+    /// `napi` (GRO on in0 gives the veth a NAPI instance, made a thread
+    /// pinned there: the mechanism the AF_XDP systems get, and the
+    /// kernel's faster one here) or `rps` (RPS on in0 moves the
+    /// forwarding softirq there, at the cost of an IPI and a backlog
+    /// queue per batch: about 0.75× of `napi` in the router lab).
+    #[arg(long, default_value = "napi", value_parser = ["rps", "napi"])]
+    kernel_confined: String,
 }
 
 /// A device under test.
@@ -832,7 +842,13 @@ impl Ctx {
         }
         if placement == Placement::Confined {
             let mask = format!("{:x}", 1u64 << self.a.dut_core);
-            if system.af_xdp() {
+            let napi = system.af_xdp() || self.a.kernel_confined == "napi";
+            if napi && !system.af_xdp() {
+                // The kernel's own forwarding in a NAPI thread: veth has
+                // NAPI only with XDP or GRO.
+                lab.sh("dut", "ethtool -K in0 gro on >/dev/null")?;
+            }
+            if napi {
                 // mtugate may have turned threaded NAPI on itself ([xsk]
                 // napi = "workers"): off and on, so the threads that appear
                 // are in0's of this lab.
@@ -1337,6 +1353,7 @@ pub fn run(a: CompareArgs) -> Result<()> {
     );
     meta.insert("cpus".into(), sh_out("nproc"));
     meta.insert("sink".into(), a.sink.clone());
+    meta.insert("kernel_confined".into(), a.kernel_confined.clone());
     meta.insert("iptables".into(), sh_out("iptables -V"));
     meta.insert(
         "command".into(),
@@ -1345,10 +1362,15 @@ pub fn run(a: CompareArgs) -> Result<()> {
     meta.insert(
         "placement".into(),
         format!(
-            "lab processes and the NAPI thread at nice {n}; generator on CPU {g}; device under test on CPU {d}. confined: kernel forwarding softirq moved to CPU {d} by RPS on in0 / AF_XDP: in0 threaded NAPI pinned to CPU {d} beside the worker. natural: kernel defaults (veth receive work runs on the sender's CPU {g})",
+            "lab processes and the NAPI thread at nice {n}; generator on CPU {g}; device under test on CPU {d}. confined: in0 threaded NAPI pinned to CPU {d} (beside the worker for AF_XDP); the kernel's forwarding {k}. natural: kernel defaults (veth receive work runs on the sender's CPU {g})",
             g = a.gen_core,
             d = a.dut_core,
-            n = a.nice
+            n = a.nice,
+            k = if a.kernel_confined == "napi" {
+                "likewise (GRO on in0 for a NAPI instance)"
+            } else {
+                "moved there by RPS on in0 instead"
+            }
         ),
     );
     let ctx = Ctx {
