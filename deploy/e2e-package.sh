@@ -32,45 +32,33 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
+# The lab tests' shared helpers (a path from the repository root, where the
+# line above put us).
+# shellcheck source-path=SCRIPTDIR/..
+source deploy/lib/e2e.sh
 
-if [[ $(id -u) -ne 0 ]]; then
-  echo "e2e-package: needs root (dpkg, network namespaces, XDP)" >&2
-  exit 1
-fi
+e2e_require_root e2e-package "dpkg, network namespaces, XDP"
 export LAB_PREFIX=mtgd
 T0=$SECONDS
 WORK=$(mktemp -d /tmp/mtgd-pkg.XXXXXX)
 chmod 0755 "$WORK" # the mtugate user reads its config and writes its stats under it
-C="ip netns exec $LAB_PREFIX-client"
-S="ip netns exec $LAB_PREFIX-server"
-D="ip netns exec $LAB_PREFIX-dut"
-PASS=0
-FAIL=0
-MTG_PID=""
+e2e_hosts
+# A capture's safety bound (capture_stop ends it sooner): 20 s here.
+CAP_TIMEOUT=20
 INSTALLED=0
-CAPS=(net_admin net_raw bpf perfmon ipc_lock)
+# The capabilities the service runs with (the unit's AmbientCapabilities).
+SVC_CAPS=(net_admin net_raw bpf perfmon ipc_lock)
 CONF=/etc/mtugate/mtugate.toml
 
-ok() { PASS=$((PASS + 1)); echo "ok     - $*"; }
-bad() { FAIL=$((FAIL + 1)); echo "FAILED - $*"; }
-check() { # check "name" cmd...
-  local name=$1; shift
-  if "$@"; then ok "$name"; else bad "$name"; fi
-}
 quiet() { "$@" >/dev/null 2>&1; }
-
-stop_mtugate() {
-  [[ -n $MTG_PID ]] || return 0
-  kill -TERM "$MTG_PID" 2>/dev/null || true
-  for _ in $(seq 50); do kill -0 "$MTG_PID" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$MTG_PID" 2>/dev/null || true
-  wait "$MTG_PID" 2>/dev/null || true
-  MTG_PID=""
-}
+# check, ok, bad, stop_mtugate, capture, capture_stop, forget_pmtu:
+# deploy/lib/e2e.sh's (mtugate here is started by start_service, below).
 
 cleanup() {
   set +e
   stop_mtugate
+  # Captures not yet stopped are in CAPS (deploy/lib/e2e.sh).
+  for p in "${CAPS[@]}"; do kill "$p" 2>/dev/null; done
   bash deploy/lab.sh down >/dev/null 2>&1
   if [[ $INSTALLED == 1 ]] && dpkg-query -W -f='${Status}' mtugate 2>/dev/null | grep -q installed; then
     [[ -f $WORK/pristine.toml ]] && cp "$WORK/pristine.toml" "$CONF"
@@ -219,7 +207,7 @@ service_cmd() {
 
 start_service() { # start_service LOGFILE: mtugate run, as the unit runs it
   local log=$1
-  service_cmd "$(IFS=,; echo "${CAPS[*]}")" RUST_LOG=info -- \
+  service_cmd "$(IFS=,; echo "${SVC_CAPS[*]}")" RUST_LOG=info -- \
     /usr/bin/mtugate run --config "$CONF" --final-stats "$WORK/out/final.json"
   "${SVC[@]}" >"$WORK/mtg.out" 2>"$log" &
   MTG_PID=$!
@@ -231,29 +219,6 @@ start_service() { # start_service LOGFILE: mtugate run, as the unit runs it
   echo "mtugate did not start:" >&2
   cat "$log" >&2
   return 1
-}
-
-CAPTS=()
-capture() { # capture NS-CMD FILE FILTER...
-  local ns=$1 file=$2; shift 2
-  $ns timeout 20 tcpdump --immediate-mode -i eth0 -nn -U -w "$file" "$@" 2>"$file.log" &
-  CAPTS+=($!)
-  for _ in $(seq 100); do
-    grep -q "listening on" "$file.log" 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "tcpdump did not start: $(cat "$file.log")" >&2
-  return 1
-}
-capture_stop() {
-  sleep 0.3
-  kill -INT "${CAPTS[@]}" 2>/dev/null || true
-  wait "${CAPTS[@]}" 2>/dev/null || true
-  CAPTS=()
-}
-forget_pmtu() {
-  $C ip route flush cache; $C ip -6 route flush cache
-  $S ip route flush cache; $S ip -6 route flush cache
 }
 
 test_mss() { # test_mss 4|6 ADDR PORT EXPECTED: judged by tshark on both hosts
@@ -302,9 +267,9 @@ metric() { # metric NAME-WITH-LABELS: the sum of the matching samples of /metric
   awk -v m="$1" 'index($0, m) == 1 { s += $NF } END { print s + 0 }' "$WORK/metrics.txt"
 }
 
-echo "e2e-package: lab up ($LAB_PREFIX), the installed mtugate as user mtugate with ${CAPS[*]}"
+echo "e2e-package: lab up ($LAB_PREFIX), the installed mtugate as user mtugate with ${SVC_CAPS[*]}"
 start_service "$WORK/mtg.err"
-check "mtugate run starts as user mtugate with exactly CAP_${CAPS[*]^^}" true
+check "mtugate run starts as user mtugate with exactly CAP_${SVC_CAPS[*]^^}" true
 pid_in_ns=$(pgrep -f "^/usr/bin/mtugate run --config $CONF" | head -1 || true)
 if [[ -n $pid_in_ns ]]; then
   st=$(cat "/proc/$pid_in_ns/status")
@@ -375,9 +340,9 @@ check "SIGTERM: mtugate exits and its final counters balance" grep -q "accountin
 
 # --- 4. the capability set is minimal -----------------------------------------------
 
-for drop in "${CAPS[@]}"; do
+for drop in "${SVC_CAPS[@]}"; do
   keep=()
-  for c in "${CAPS[@]}"; do [[ $c == "$drop" ]] || keep+=("$c"); done
+  for c in "${SVC_CAPS[@]}"; do [[ $c == "$drop" ]] || keep+=("$c"); done
   name="CAP_${drop^^}"
   for mode in preflight kernel; do
     envs=(RUST_LOG=warn)
@@ -437,5 +402,4 @@ sed 's/^/         | /' "$WORK/systemd.txt"
 check "the unit under a live systemd (deploy/e2e-systemd.sh: $(tail -1 "$WORK/systemd.txt" | sed 's/^e2e-systemd: //'))" test "$rc" -eq 0
 
 echo "e2e-package: took $((SECONDS - T0)) s"
-echo "e2e-package: $PASS passed, $FAIL failed"
-[[ $FAIL -eq 0 ]]
+e2e_summary "e2e-package: "

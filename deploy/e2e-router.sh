@@ -271,6 +271,14 @@ test_metrics() {
     grep -Eq '^mtugate_icmp_time_exceeded_sent_total\{[^}]*port="inside"[^}]*family="ipv4"[^}]*\} [1-9]' <<<"$m"
   check "/metrics has the XDP stage's to_kernel outcome (ARP, ND, the router's own traffic)" \
     grep -Eq '^mtugate_xdp_frames_total\{[^}]*outcome="to_kernel"[^}]*\} [1-9]' <<<"$m"
+  # The route changes above (mtu 1300, advmss, lock, a more specific route)
+  # each updated the tries; both /24 and /64 with mtu 1400 are held now.
+  local entries updates stale
+  entries=$(awk '$1 == "mtugate_route_mirror_entries" {print $2}' <<<"$m")
+  updates=$(awk '$1 == "mtugate_route_mirror_updates_total" {print $2}' <<<"$m")
+  stale=$(awk '$1 == "mtugate_route_mirror_stale" {print $2}' <<<"$m")
+  check "/metrics: the route mirror holds the two 1400 routes (entries ${entries:-none}), followed the changes (updates ${updates:-none}), not stale (${stale:-none})" \
+    test "${entries:-0}" -ge 2 -a "${updates:-0}" -ge 5 -a "${stale:-x}" = 0
 }
 
 test_counters() {

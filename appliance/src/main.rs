@@ -561,6 +561,9 @@ fn run(
     // The interfaces' drop counters from here on: what they lose while
     // mtugate runs is reported, never hidden.
     let nic = Arc::new(NicBaseline::new(&ifaces));
+    // Router mode: the route mirror's counters (the mirror starts below).
+    let mirror_counters =
+        (v.restart.mode == Mode::Router).then(|| Arc::new(routes::MirrorCounters::default()));
     let opts = MgmtOptions {
         listen: m.listen,
         run_dir: m.run_dir.clone(),
@@ -578,6 +581,10 @@ fn run(
             .collect(),
         sighup: true,
         revision: mtugate::REVISION.to_owned(),
+        route_mirror: mirror_counters.clone().map(|c| {
+            let f: mtugate_mgmt::server::RouteMirrorSource = Arc::new(move || c.snapshot());
+            f
+        }),
         xdp: Some({
             let (cell, nic) = (xdp_cell.clone(), nic.clone());
             Arc::new(move || {
@@ -603,8 +610,9 @@ fn run(
     // Router mode: the routes' MTU and advmss, which the kernel's FIB
     // lookup in the XDP stage does not report, mirrored from netlink; in
     // the tries before the first frame.
-    let mirror = if v.restart.mode == Mode::Router {
-        let m = routes::Mirror::read().context("reading the kernel's routes (rtnetlink)")?;
+    let mirror = if let Some(c) = &mirror_counters {
+        let m =
+            routes::Mirror::read(c.clone()).context("reading the kernel's routes (rtnetlink)")?;
         attach.routes = m.entries();
         Some(m)
     } else {

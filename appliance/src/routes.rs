@@ -28,7 +28,8 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use netlink_packet_core::{
@@ -40,6 +41,7 @@ use netlink_packet_route::route::{
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
+use mtugate_mgmt::model::RouteMirrorStats;
 use mtugate_xsk::{smallest_route_mtus, RouteMetrics, RouteMtuTable, RoutePrefix};
 
 /// rtnetlink multicast groups (linux/rtnetlink.h, `RTNLGRP_*`).
@@ -309,19 +311,51 @@ fn log_changes(set: &[(RoutePrefix, RouteMetrics)], remove: &[RoutePrefix]) {
     }
 }
 
+/// The mirror's counters, written by its thread and read by the
+/// management thread (`/metrics`, `/stats`).
+#[derive(Debug, Default)]
+pub struct MirrorCounters {
+    entries: AtomicU64,
+    updates: AtomicU64,
+    resyncs: AtomicU64,
+    write_errors: AtomicU64,
+    stale: AtomicBool,
+}
+
+impl MirrorCounters {
+    /// What the management thread reports.
+    pub fn snapshot(&self) -> RouteMirrorStats {
+        RouteMirrorStats {
+            entries: self.entries.load(Ordering::Relaxed),
+            updates: self.updates.load(Ordering::Relaxed),
+            resyncs: self.resyncs.load(Ordering::Relaxed),
+            write_errors: self.write_errors.load(Ordering::Relaxed),
+            stale: self.stale.load(Ordering::Relaxed),
+        }
+    }
+
+    fn installed(&self, entries: usize) {
+        self.entries.store(entries as u64, Ordering::Relaxed);
+        self.updates.fetch_add(1, Ordering::Relaxed);
+        self.stale.store(false, Ordering::Relaxed);
+    }
+}
+
 /// The mirror's state: the main table as read, what the tries hold, and
 /// the notification socket that keeps both current.
 pub struct Mirror {
     shadow: Shadow,
     installed: BTreeMap<RoutePrefix, RouteMetrics>,
     sock: Socket,
+    counters: Arc<MirrorCounters>,
 }
 
 impl Mirror {
     /// Subscribes to route changes, then reads the main table:
     /// [`Mirror::entries`] is what the tries must start with, and every
     /// change after the read waits in the socket for [`Mirror::spawn`].
-    pub fn read() -> io::Result<Mirror> {
+    /// `counters` is where it counts what it does.
+    pub fn read(counters: Arc<MirrorCounters>) -> io::Result<Mirror> {
         let sock = subscribe()?;
         let shadow = dump()?;
         let installed = shadow.desired();
@@ -329,6 +363,7 @@ impl Mirror {
             shadow,
             installed,
             sock,
+            counters,
         })
     }
 
@@ -346,6 +381,7 @@ impl Mirror {
         table.update(&set, &remove, smallest_route_mtus(&want))?;
         log_changes(&set, &remove);
         self.installed = want;
+        self.counters.installed(self.installed.len());
         Ok(())
     }
 
@@ -357,6 +393,8 @@ impl Mirror {
         stop: &'static AtomicBool,
     ) -> io::Result<std::thread::JoinHandle<()>> {
         log_changes(&self.entries(), &[]);
+        // The first fill (before the first frame, by the attach).
+        self.counters.installed(self.installed.len());
         std::thread::Builder::new()
             .name("mtugate-routes".into())
             .spawn(move || self.follow(&table, stop))
@@ -402,6 +440,7 @@ impl Mirror {
                 }
             }
             if resync {
+                self.counters.resyncs.fetch_add(1, Ordering::Relaxed);
                 events.clear();
                 match dump() {
                     Ok(s) => self.shadow = s,
@@ -414,12 +453,19 @@ impl Mirror {
             }
             if changed || behind {
                 match self.sync(table) {
-                    Ok(()) => behind = false,
+                    Ok(()) => {
+                        behind = false;
+                        // Also when nothing was left to write (the table
+                        // went back to what the tries hold).
+                        self.counters.stale.store(false, Ordering::Relaxed);
+                    }
                     Err(e) => {
                         if !behind {
                             tracing::warn!("route mirror: writing the XDP stage's tries (retried until it succeeds): {e}");
                         }
                         behind = true;
+                        self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
+                        self.counters.stale.store(true, Ordering::Relaxed);
                     }
                 }
             }

@@ -11,8 +11,8 @@
 use crate::link::{LatencyHists, WorkerCounters, WorkerSnapshot};
 use crate::model::{
     IoStats, KernelSocketStats, Latency, PerFamily, PerIcmpType, Percentiles, PipelineCounters,
-    PortRates, PortStage, PortStats, QueueStats, Rates, Reloads, RuleStats, Stats, Tabled, Windows,
-    XdpPortStats,
+    PortRates, PortStage, PortStats, QueueStats, Rates, Reloads, RouteMirrorStats, RuleStats,
+    Stats, Tabled, Windows, XdpPortStats,
 };
 use hdrhistogram::Histogram;
 use mtugate_datapath::counters::CounterTable;
@@ -53,6 +53,7 @@ pub struct Aggregator {
     merged_interval: LatencyHists,
     merged_total: LatencyHists,
     xdp: Vec<PortStage>,
+    route_mirror: Option<RouteMirrorStats>,
     revision: String,
     stats: Stats,
 }
@@ -119,6 +120,7 @@ impl Aggregator {
             merged_interval: LatencyHists::new(),
             merged_total: LatencyHists::new(),
             xdp: Vec::new(),
+            route_mirror: None,
             revision: "unknown".to_owned(),
             stats: Stats::default(),
         };
@@ -163,6 +165,11 @@ impl Aggregator {
     /// aggregation.
     pub fn set_xdp(&mut self, v: Vec<PortStage>) {
         self.xdp = v;
+    }
+
+    /// The route mirror's counters, for the next aggregation.
+    pub fn set_route_mirror(&mut self, v: RouteMirrorStats) {
+        self.route_mirror = Some(v);
     }
 
     /// Records the generation now in force.
@@ -351,6 +358,7 @@ impl Aggregator {
         Stats {
             rules,
             pmtu,
+            route_mirror: self.route_mirror,
             version: env!("CARGO_PKG_VERSION").to_string(),
             revision: self.revision.clone(),
             uptime_s: uptime.as_secs_f64(),

@@ -444,6 +444,27 @@ pub struct Stats {
     /// Learned path MTUs, summed over the workers.
     #[serde(default)]
     pub pmtu: Tabled<PmtuCounters>,
+    /// Router mode: the route metric mirror (`None` in wire mode).
+    #[serde(default)]
+    pub route_mirror: Option<RouteMirrorStats>,
+}
+
+/// Router mode: the mirror of route metrics (`mtu`, `advmss`) from the
+/// kernel's main table into the XDP stage's tries, since mtugate started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteMirrorStats {
+    /// Prefixes in the tries now (routes with metrics, and the more
+    /// specific routes inside them).
+    pub entries: u64,
+    /// Updates of the tries (a batch of route changes each), the first
+    /// fill included.
+    pub updates: u64,
+    /// Full re-reads of the table (notifications lost or unreadable).
+    pub resyncs: u64,
+    /// Failed writes of the tries (each retried until one succeeds).
+    pub write_errors: u64,
+    /// The tries lag the kernel's table now (a write failed; retried).
+    pub stale: bool,
 }
 
 /// The XDP stage's counters of one port since mtugate started.

@@ -304,6 +304,43 @@ pub fn render(stats: &Stats, latency: &[(u32, &LatencyHists)]) -> String {
             }
         }
     }
+    if let Some(r) = &stats.route_mirror {
+        for (name, kind, help, v) in [
+            (
+                "mtugate_route_mirror_entries",
+                "gauge",
+                "Router mode: prefixes the route mirror holds in the XDP stage's tries (kernel routes with an mtu or advmss, and the more specific routes inside them).",
+                r.entries,
+            ),
+            (
+                "mtugate_route_mirror_updates_total",
+                "counter",
+                "Router mode: updates of the XDP stage's route tries from the kernel's route changes (the first fill included).",
+                r.updates,
+            ),
+            (
+                "mtugate_route_mirror_resyncs_total",
+                "counter",
+                "Router mode: full re-reads of the kernel's main table after route notifications were lost or unreadable.",
+                r.resyncs,
+            ),
+            (
+                "mtugate_route_mirror_write_errors_total",
+                "counter",
+                "Router mode: failed writes of the XDP stage's route tries (each retried until one succeeds).",
+                r.write_errors,
+            ),
+            (
+                "mtugate_route_mirror_stale",
+                "gauge",
+                "Router mode: 1 while the XDP stage's route tries lag the kernel's table (a write failed and is being retried): route MTUs and advmss may be out of date.",
+                u64::from(r.stale),
+            ),
+        ] {
+            o.family(name, kind, help);
+            o.sample(name, &[], v);
+        }
+    }
     o.family(
         "mtugate_frames_lost_total",
         "counter",
@@ -559,6 +596,39 @@ mod tests {
         assert!(screen.contains("into-tunnel 11/8/2"), "{screen}");
         assert!(
             screen.contains("pmtu     entries 1  learned 4  rejected 18"),
+            "{screen}"
+        );
+    }
+
+    #[test]
+    fn route_mirror_only_in_router_mode() {
+        let (mut a, _) = sample();
+        let text = render(&a.stats(), &a.queue_latency());
+        assert!(!text.contains("mtugate_route_mirror"), "wire mode: none");
+        a.set_route_mirror(crate::model::RouteMirrorStats {
+            entries: 3,
+            updates: 5,
+            resyncs: 1,
+            write_errors: 2,
+            stale: true,
+        });
+        a.tick(Duration::from_secs(2));
+        let m = parse(&render(&a.stats(), &a.queue_latency()));
+        for (name, v) in [
+            ("mtugate_route_mirror_entries", 3.0),
+            ("mtugate_route_mirror_updates_total", 5.0),
+            ("mtugate_route_mirror_resyncs_total", 1.0),
+            ("mtugate_route_mirror_write_errors_total", 2.0),
+            ("mtugate_route_mirror_stale", 1.0),
+        ] {
+            assert_eq!(m[name], vec![(BTreeMap::new(), v)], "{name}");
+        }
+        let j = serde_json::to_value(a.stats()).unwrap();
+        assert_eq!(j["route_mirror"]["entries"], 3);
+        assert_eq!(j["route_mirror"]["stale"], true);
+        let screen = crate::view::render(&a.stats());
+        assert!(
+            screen.contains("routes   entries 3  updates 5  resyncs 1  write errors 2  STALE"),
             "{screen}"
         );
     }

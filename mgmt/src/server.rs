@@ -16,7 +16,7 @@ use crate::aggregate::{Aggregator, QueueInfo};
 use crate::client::SOCKET_NAME;
 use crate::link::{self, Applied, Epoch, Reload, WorkerLink, WorkerSnapshot};
 use crate::model::PortStage;
-use crate::model::{Reloads, Stats};
+use crate::model::{Reloads, RouteMirrorStats, Stats};
 use crate::{hgrm, prom};
 use crossbeam_channel::{Receiver, Sender};
 use mtugate_datapath::pipeline::Config;
@@ -44,6 +44,10 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 /// statistics interval, never by a worker).
 pub type XdpSource = Arc<dyn Fn() -> Vec<PortStage> + Send + Sync>;
 
+/// Reads the route mirror's counters (router mode), once per statistics
+/// interval.
+pub type RouteMirrorSource = Arc<dyn Fn() -> RouteMirrorStats + Send + Sync>;
+
 /// What the management thread is started with.
 #[derive(Clone)]
 pub struct MgmtOptions {
@@ -64,6 +68,8 @@ pub struct MgmtOptions {
     pub sighup: bool,
     /// The XDP stage's counters, if there is one.
     pub xdp: Option<XdpSource>,
+    /// The route mirror's counters (router mode).
+    pub route_mirror: Option<RouteMirrorSource>,
     /// The source revision of the binary, for `mtugate_build_info`.
     pub revision: String,
 }
@@ -79,6 +85,7 @@ impl std::fmt::Debug for MgmtOptions {
             .field("queues", &self.queues)
             .field("sighup", &self.sighup)
             .field("xdp", &self.xdp.is_some())
+            .field("route_mirror", &self.route_mirror.is_some())
             .field("revision", &self.revision)
             .finish()
     }
@@ -466,6 +473,7 @@ pub fn summary_line(s: &Stats) -> String {
 struct Ticker {
     shared: Arc<Shared>,
     xdp: Option<XdpSource>,
+    route_mirror: Option<RouteMirrorSource>,
     snaps: Receiver<Box<WorkerSnapshot>>,
     spares: Vec<Sender<Box<WorkerSnapshot>>>,
     hup: Arc<AtomicBool>,
@@ -537,6 +545,10 @@ impl Ticker {
         if let Some(f) = &self.xdp {
             let v = f();
             lock(&self.shared.agg).set_xdp(v);
+        }
+        if let Some(f) = &self.route_mirror {
+            let v = f();
+            lock(&self.shared.agg).set_route_mirror(v);
         }
     }
 
@@ -630,6 +642,7 @@ impl Mgmt {
         };
         let ticker = Ticker {
             xdp: opts.xdp.clone(),
+            route_mirror: opts.route_mirror.clone(),
             shared: shared.clone(),
             snaps: out_rx,
             spares,
@@ -751,6 +764,7 @@ mod tests {
             summary: None,
             port_names: vec!["inside".into(), "outside".into()],
             xdp: None,
+            route_mirror: None,
             revision: "0123456789ab".into(),
             queues: vec![
                 QueueInfo {

@@ -52,7 +52,11 @@ fn pack(head: &str, items: &[(String, String)]) -> Vec<String> {
     let mut cur = head.to_string();
     let mut empty = true;
     for (k, v) in items {
-        let item = format!("{k} {v}");
+        let item = if v.is_empty() {
+            k.clone()
+        } else {
+            format!("{k} {v}")
+        };
         let sep = if empty { "" } else { "  " };
         if !empty && cur.chars().count() + sep.len() + item.chars().count() > WIDTH {
             lines.push(std::mem::replace(&mut cur, " ".repeat(indent)));
@@ -255,6 +259,18 @@ pub fn render(s: &Stats) -> String {
             ("clamped".into(), compact(p.clamped as f64)),
         ],
     ));
+    if let Some(r) = &s.route_mirror {
+        let mut items = vec![
+            ("entries".into(), compact(r.entries as f64)),
+            ("updates".into(), compact(r.updates as f64)),
+            ("resyncs".into(), compact(r.resyncs as f64)),
+            ("write errors".into(), compact(r.write_errors as f64)),
+        ];
+        if r.stale {
+            items.push(("STALE".into(), String::new()));
+        }
+        bottom.extend(pack("routes   ", &items));
+    }
     if !s.xdp.is_empty() {
         let mut x = mtugate_xsk::XdpStats::default();
         for p in &s.xdp {

@@ -127,15 +127,10 @@ impl RawCfg {
 /// `(interval, tolerance)` in ns, the interval rounded up so that the
 /// program never grants more than the rate. `None` (no limit): `(0, 0)`.
 fn gcra(budget: Option<(u64, u64)>) -> (u64, u64) {
-    match budget {
-        None => (0, 0),
-        // A closed budget (the program refuses every SYN).
-        Some((0, _)) | Some((_, 0)) => (u64::MAX, 0),
-        Some((rate, burst)) => {
-            let interval = 1_000_000_000u64.div_ceil(rate);
-            (interval, (burst - 1).saturating_mul(interval))
-        }
-    }
+    // A closed budget (rate or burst 0) refuses every SYN.
+    budget.map_or((0, 0), |(rate, burst)| {
+        mtugate_datapath::ops::bucket::gcra(rate, burst)
+    })
 }
 
 // include/uapi/linux/if_link.h

@@ -226,6 +226,20 @@ impl TokenBucket {
     }
 }
 
+/// The GCRA parameters of a budget of `rate_per_sec` tokens a second and
+/// depth `burst`: `(interval, tolerance)`, the nanoseconds a token costs
+/// (rounded up: never more than the rate) and `(burst - 1) * interval`. A
+/// closed budget (rate or burst 0) is `(u64::MAX, 0)`: nothing is granted.
+/// The one definition for [`SharedBucket`] and the XDP stage's policer
+/// (`mtugate-xsk`), so both grant alike.
+pub fn gcra(rate_per_sec: u64, burst: u64) -> (u64, u64) {
+    if rate_per_sec == 0 || burst == 0 {
+        return (u64::MAX, 0);
+    }
+    let interval = NANO.div_ceil(rate_per_sec);
+    (interval, (burst - 1).saturating_mul(interval))
+}
+
 /// A token bucket shared by every worker of the appliance, so that a
 /// configured rate means the whole box whatever the number of workers and
 /// queues (each worker with a bucket of its own would multiply it).
@@ -325,12 +339,7 @@ impl SharedBucket {
     /// stays spent: the tokens held are re-expressed at the new rate, capped
     /// at the new burst. Every worker may call it with the same values.
     pub fn set_rate(&self, rate_per_sec: u64, burst: u64, now: u64) {
-        let (interval, tolerance) = if rate_per_sec == 0 || burst == 0 {
-            (u64::MAX, 0)
-        } else {
-            let i = NANO.div_ceil(rate_per_sec);
-            (i, (burst - 1).saturating_mul(i))
-        };
+        let (interval, tolerance) = gcra(rate_per_sec, burst);
         // Tokens held under the old rate (everything when it was unlimited
         // or closed: start full), kept, capped at the new burst.
         let held = match self.interval.load(Ordering::Relaxed) {
