@@ -323,6 +323,9 @@ test_two_queues() {
 }
 
 ROUTE_MTU=1400 bash deploy/lab.sh up router >/dev/null 2>&1
+check "check-config accepts the router config and says who fragments (the kernel) and what happens without a worker" \
+  grep -q 'fragmented by the kernel (fragment = "kernel"); with no worker running, frames that need work are forwarded by the kernel, unclamped' \
+  <<<"$($D "$BIN" check-config "$CFG" 2>&1)"
 start_mtugate
 test_ping_both_ways
 test_tcp_clamped

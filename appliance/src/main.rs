@@ -9,7 +9,9 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use mtugate::config::{FileConfig, Mode, NapiPlacement, Validated, XskModeName, DEFAULT_RUN_DIR};
+use mtugate::config::{
+    FileConfig, Fragmenter, Mode, NapiPlacement, Validated, XskModeName, DEFAULT_RUN_DIR,
+};
 use mtugate::nic::NicBaseline;
 use mtugate::reload::FileReloader;
 use mtugate::{engine, idle, napi, privs, report, routes};
@@ -19,8 +21,8 @@ use mtugate_mgmt::client::{self, ClientError, Endpoint};
 use mtugate_mgmt::model::{PortStage, Stats};
 use mtugate_mgmt::{final_stats::FinalXdp, view, Mgmt, MgmtOptions, QueueInfo};
 use mtugate_xsk::{
-    open_queue, stop_flag_on_signals, AttachOptions, BindMode, BusyPoll, FastPath, PortProgram,
-    PortSpec, Takeover, XdpStats, XskConfig,
+    open_queue, stop_flag_on_signals, AttachOptions, BindMode, BusyPoll, FastPath, OnFailure,
+    PortProgram, PortSpec, Takeover, XdpStats, XskConfig,
 };
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -318,6 +320,18 @@ fn check_config(path: &Path) -> Result<()> {
             "  router: the kernel's routes decide; IPv4 SYNs clamped to {}, IPv6 to {}",
             clamp_word(v.settings.mss.ipv4, 40),
             clamp_word(v.settings.mss.ipv6, 60)
+        );
+        let r = &v.restart.router;
+        println!(
+            "  router: DF-clear IPv4 over the route MTU fragmented by {}; with no worker running, frames that need work are {}",
+            match r.fragment {
+                Fragmenter::Kernel => "the kernel (fragment = \"kernel\")",
+                Fragmenter::Workers => "the workers (fragment = \"workers\")",
+            },
+            match r.on_failure {
+                OnFailure::Bypass => "forwarded by the kernel, unclamped (on_failure = \"bypass\")",
+                OnFailure::Block => "dropped (on_failure = \"block\")",
+            }
         );
     }
     for (i, port) in v.restart.ports.iter().enumerate() {
