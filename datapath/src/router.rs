@@ -23,8 +23,9 @@
 //!   as every other error.
 //!
 //! Deliberately left out: route lookups (the kernel's, in the XDP stage),
-//! frames for this host, ARP and ND (never steered here), IPv6 extension
-//! headers (the XDP stage gives those to the kernel).
+//! frames for this host, ARP and ND (never steered here), IPv6 packets
+//! with extension headers other than SYNs (the XDP stage gives those to
+//! the kernel; a SYN behind them is clamped here like any other).
 
 use crate::ops::icmp::{self, IcmpRefusal};
 use crate::ops::mss::{ClampParams, DEFAULT_MSS_V4, DEFAULT_MSS_V6};

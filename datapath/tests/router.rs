@@ -378,3 +378,55 @@ fn a_frame_without_a_route_is_dropped_and_counted() {
     assert_eq!(st.counters[0].drops[DropReason::NoRoute as usize], 2);
     assert!(st.counters[0].balanced());
 }
+
+/// An IPv6 SYN behind a Hop-by-Hop and a Destination Options header (both
+/// PadN), as a host may send it.
+fn syn_v6_ext(mss: u16) -> Vec<u8> {
+    use etherparse::{IpHeaders, IpNumber, Ipv6Extensions, Ipv6Header, Ipv6RawExtHeader};
+    // PadN of 4 bytes: the 8-byte header's 6 option bytes minus its own 2.
+    let padn = [1u8, 4, 0, 0, 0, 0];
+    let ext = Ipv6Extensions {
+        hop_by_hop_options: Some(Ipv6RawExtHeader::new_raw(IpNumber::TCP, &padn).unwrap()),
+        destination_options: Some(Ipv6RawExtHeader::new_raw(IpNumber::TCP, &padn).unwrap()),
+        ..Default::default()
+    };
+    let ip = Ipv6Header {
+        hop_limit: 64,
+        source: SRC6,
+        destination: DST6,
+        ..Default::default()
+    };
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(HOST, IN)
+        .ip(IpHeaders::Ipv6(ip, ext))
+        .tcp(40000, 443, 1, 64240)
+        .syn()
+        .options(&[TcpOptionElement::MaximumSegmentSize(mss)])
+        .unwrap()
+        .write(&mut v, &[])
+        .unwrap();
+    v
+}
+
+#[test]
+fn clamps_an_ipv6_syn_behind_extension_headers() {
+    // The XDP stage steers such a SYN here (anything else with extension
+    // headers stays the kernel's): clamped like any other, one hop less,
+    // the extension headers kept.
+    let cfg = config(Clamp::Auto, Clamp::Auto);
+    let mut st = State::new(&cfg, 0, 1);
+    let input = syn_v6_ext(1440);
+    let (v, out, _) = run(&cfg, &mut st, &input, &route(1400, Some(1500)));
+    assert!(matches!(v, Verdict::Forward { .. }), "{v:?}");
+    assert_eq!(mss_of(&out), (1340, true));
+    let p = SlicedPacket::from_ethernet(&out).unwrap();
+    let Some(NetSlice::Ipv6(ip)) = &p.net else {
+        panic!("not IPv6")
+    };
+    assert_eq!(ip.header().hop_limit(), 63);
+    assert_eq!(
+        ip.extensions().first_header(),
+        Some(etherparse::IpNumber::IPV6_HEADER_HOP_BY_HOP)
+    );
+    assert_eq!(out.len(), input.len());
+}

@@ -594,7 +594,7 @@ static __always_inline int route(struct xdp_md *ctx, const struct mtg_cfg *cfg)
 	struct route_ctx r = {};
 	struct syn_info si = {};
 	__u32 tot, hops;
-	int syn = 0, granted = 0, no_neigh = 0, df = 0;
+	int syn = 0, granted = 0, no_neigh = 0, df = 0, ext = 0;
 	__u8 dst[16] = {}; /* the frame's destination (the lookup overwrites it) */
 	long rc;
 
@@ -664,15 +664,52 @@ static __always_inline int route(struct xdp_md *ctx, const struct mtg_cfg *cfg)
 		case IPPROTO_ESP:
 		case IPPROTO_GRE:
 			break;
-		default:
-			/* Extension headers: the kernel forwards them. */
-			return to_kernel();
+		default: {
+			/*
+			 * Extension headers: the kernel forwards them (Hop-by-Hop
+			 * options are a router's to examine), except a SYN behind
+			 * them, which the worker clamps as any other (its parser
+			 * walks the same headers): a host that adds a Destination
+			 * Options header must not get past the clamp, nor a flood
+			 * past the policer.
+			 */
+			void *l4 = ip6 + 1;
+			__u8 next = ip6->nexthdr;
+
+#pragma unroll
+			for (int i = 0; i < IP6_MAX_EXT; i++) {
+				if (next != IP6_HBH && next != IP6_ROUTING && next != IP6_DSTOPTS &&
+				    next != IP6_FRAGMENT)
+					break;
+				if (l4 + 8 > end)
+					return to_kernel();
+				if (next == IP6_FRAGMENT) {
+					/* Not a first fragment: no TCP header. */
+					if (*(__u16 *)(l4 + 2) & bpf_htons(0xfff8))
+						return to_kernel();
+					next = *(__u8 *)l4;
+					l4 += 8;
+				} else {
+					__u8 len = *(__u8 *)(l4 + 1);
+
+					next = *(__u8 *)l4;
+					l4 += ((__u32)len + 1) * 8;
+				}
+			}
+			if (next != IPPROTO_TCP || tcp_check(l4, end, &si) != SYN)
+				return to_kernel();
+			syn = 1;
+			ext = 1;
+			si.key.family = 6;
+			__builtin_memcpy(si.key.addr, si.ack ? &ip6->daddr : &ip6->saddr, 8);
+			break;
+		}
 		}
 		hops = ip6->hop_limit;
 		r.v6 = 1;
 		r.fib.family = AF_INET6_;
 		r.fib.flowinfo = *(__be32 *)ip6 & bpf_htonl(0x0fffffff);
-		r.fib.l4_protocol = ip6->nexthdr;
+		r.fib.l4_protocol = ext ? IPPROTO_TCP : ip6->nexthdr;
 		__builtin_memcpy(r.fib.ipv6_src, &ip6->saddr, 16);
 		__builtin_memcpy(r.fib.ipv6_dst, &ip6->daddr, 16);
 		__builtin_memcpy(dst, &ip6->daddr, 16);
@@ -761,8 +798,9 @@ static __always_inline int route(struct xdp_md *ctx, const struct mtg_cfg *cfg)
 			return route_slow(ctx, cfg, &r, granted);
 		}
 	}
-	/* No neighbour and nothing to clamp (over the SYN budget, "pass"). */
-	if (no_neigh)
+	/* No neighbour and nothing to clamp (over the SYN budget, "pass"),
+	 * or extension headers and nothing to clamp: the kernel's. */
+	if (no_neigh || ext)
 		return to_kernel();
 	if (tot > r.fib.mtu_result) {
 		/* IPv4 that may be fragmented: the kernel forwards it and
