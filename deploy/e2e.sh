@@ -380,6 +380,11 @@ test_neighbours
 test_byte_identical
 test_mss 4 192.0.2.2 5001 1360
 test_mss 6 2001:db8:1::2 5002 1340
+# An IPv6 SYN behind a Destination Options header (scapy, to the server's
+# MAC): the XDP stage steers it to a worker, which clamps it.
+ext_syn 2001:db8:1::1 2001:db8:1::2 "$($S cat /sys/class/net/eth0/address)" 5007
+check "IPv6 SYN behind a Destination Options header: clamped to 1340 at the server (got: ${SYN:-none}), header kept ($EXT of 2 SYNs carry it)" \
+  test "$SYN" = "1340 1" -a "$EXT" -eq 2
 test_bulk 4 192.0.2.2 5003
 test_bulk 6 2001:db8:1::2 5004
 test_pmtu_v4

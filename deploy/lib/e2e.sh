@@ -184,3 +184,27 @@ wait_listen() { # wait_listen NS-CMD PORT: until a TCP listener is up (at most 5
   done
   echo "no listener on port $port" >&2
 }
+
+# ext_syn SRC6 DST6 DST-MAC PORT: two IPv6 SYNs (MSS 1440) behind a
+# Destination Options header, sent by scapy (Debian's python3-scapy) from
+# the client's eth0 straight to DST-MAC. Sets SYN to the MSS of the first
+# one the server captured, with its checksum status ("1340 1"), and EXT to
+# how many captured SYNs still carry the header. A host or a flood that adds
+# one header must not get past the clamp.
+ext_syn() {
+  local src=$1 dst=$2 mac=$3 port=$4
+  # (libpcap's "tcp" does not look behind extension headers: the filter
+  # takes IPv6 with a Destination Options header first.)
+  capture "$S" "$WORK/ext.pcap" "ip6 and ip6[6] == 60"
+  $C timeout 10 /usr/bin/python3 - "$mac" "$src" "$dst" "$port" <<'PY' >/dev/null 2>&1 || true
+import sys
+from scapy.all import Ether, IPv6, IPv6ExtHdrDestOpt, TCP, sendp
+mac, src, dst, port = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+syn = (Ether(dst=mac) / IPv6(src=src, dst=dst, hlim=64) / IPv6ExtHdrDestOpt()
+       / TCP(sport=40000 + port % 20000, dport=port, flags="S", options=[("MSS", 1440)]))
+sendp(syn, iface="eth0", count=2, inter=0.2, verbose=0)
+PY
+  capture_stop
+  SYN=$(syn_mss "$WORK/ext.pcap" 0)
+  EXT=$(tshark -r "$WORK/ext.pcap" -Y "ipv6.nxt == 60 && tcp.flags.syn == 1" -T fields -e frame.number 2>/dev/null | wc -l)
+}

@@ -147,6 +147,45 @@ struct syn_info {
 #define IP6_MAX_EXT 4
 
 /*
+ * Walks the IPv6 extension headers that may stand before TCP (Hop-by-Hop,
+ * Routing, Destination Options, Fragment; at most IP6_MAX_EXT) from *l4p,
+ * a header of type *nextp, and leaves both at the first other header.
+ * Returns 1 when it walked any, 0 when there were none, -1 when a header
+ * runs past the frame or a later fragment has no upper-layer header.
+ */
+static __always_inline int ip6_walk_ext(void **l4p, void *end, __u8 *nextp)
+{
+	void *l4 = *l4p;
+	__u8 next = *nextp;
+	int ext = 0;
+
+#pragma unroll
+	for (int i = 0; i < IP6_MAX_EXT; i++) {
+		if (next != IP6_HBH && next != IP6_ROUTING && next != IP6_DSTOPTS &&
+		    next != IP6_FRAGMENT)
+			break;
+		if (l4 + 8 > end)
+			return -1;
+		ext = 1;
+		if (next == IP6_FRAGMENT) {
+			/* Not a first fragment: no TCP header to look at. */
+			if (*(__u16 *)(l4 + 2) & bpf_htons(0xfff8))
+				return -1;
+			next = *(__u8 *)l4;
+			l4 += 8;
+		} else {
+			__u8 len = *(__u8 *)(l4 + 1);
+
+			next = *(__u8 *)l4;
+			l4 += ((__u32)len + 1) * 8;
+		}
+	}
+	*l4p = l4;
+	*nextp = next;
+	return ext;
+}
+
+/*
  * A TCP header at l4: SYN if it is a SYN or SYN-ACK without RST (what the
  * pipeline clamps), FAST if it is any other segment, SLOW if it cannot be
  * read.
@@ -251,27 +290,9 @@ static __always_inline enum verdict classify(struct xdp_md *ctx, const struct mt
 		 * behind them must still be policed, or a flood would only need a
 		 * destination options header to get past the policer.
 		 */
-#pragma unroll
-		for (int i = 0; i < IP6_MAX_EXT; i++) {
-			if (next != IP6_HBH && next != IP6_ROUTING && next != IP6_DSTOPTS &&
-			    next != IP6_FRAGMENT)
-				break;
-			if (l4 + 8 > end)
-				return SLOW;
-			ext = 1;
-			if (next == IP6_FRAGMENT) {
-				/* Not a first fragment: no TCP header to look at. */
-				if (*(__u16 *)(l4 + 2) & bpf_htons(0xfff8))
-					return SLOW;
-				next = *(__u8 *)l4;
-				l4 += 8;
-			} else {
-				__u8 len = *(__u8 *)(l4 + 1);
-
-				next = *(__u8 *)l4;
-				l4 += ((__u32)len + 1) * 8;
-			}
-		}
+		ext = ip6_walk_ext(&l4, end, &next);
+		if (ext < 0)
+			return SLOW;
 		switch (next) {
 		case IPPROTO_TCP:
 			v = tcp_check(l4, end, info);
@@ -676,27 +697,8 @@ static __always_inline int route(struct xdp_md *ctx, const struct mtg_cfg *cfg)
 			void *l4 = ip6 + 1;
 			__u8 next = ip6->nexthdr;
 
-#pragma unroll
-			for (int i = 0; i < IP6_MAX_EXT; i++) {
-				if (next != IP6_HBH && next != IP6_ROUTING && next != IP6_DSTOPTS &&
-				    next != IP6_FRAGMENT)
-					break;
-				if (l4 + 8 > end)
-					return to_kernel();
-				if (next == IP6_FRAGMENT) {
-					/* Not a first fragment: no TCP header. */
-					if (*(__u16 *)(l4 + 2) & bpf_htons(0xfff8))
-						return to_kernel();
-					next = *(__u8 *)l4;
-					l4 += 8;
-				} else {
-					__u8 len = *(__u8 *)(l4 + 1);
-
-					next = *(__u8 *)l4;
-					l4 += ((__u32)len + 1) * 8;
-				}
-			}
-			if (next != IPPROTO_TCP || tcp_check(l4, end, &si) != SYN)
+			if (ip6_walk_ext(&l4, end, &next) < 0 || next != IPPROTO_TCP ||
+			    tcp_check(l4, end, &si) != SYN)
 				return to_kernel();
 			syn = 1;
 			ext = 1;
