@@ -211,14 +211,7 @@ start_service() { # start_service LOGFILE: mtugate run, as the unit runs it
     /usr/bin/mtugate run --config "$CONF" --final-stats "$WORK/out/final.json"
   "${SVC[@]}" >"$WORK/mtg.out" 2>"$log" &
   MTG_PID=$!
-  for _ in $(seq 100); do
-    grep -q "mtugate running" "$log" && return 0
-    kill -0 "$MTG_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "mtugate did not start:" >&2
-  cat "$log" >&2
-  return 1
+  wait_running "$log"
 }
 
 test_mss() { # test_mss 4|6 ADDR PORT EXPECTED: judged by tshark on both hosts

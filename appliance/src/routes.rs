@@ -334,10 +334,10 @@ impl MirrorCounters {
         }
     }
 
+    /// The tries were written (`stale` is the follower's to clear).
     fn installed(&self, entries: usize) {
         self.entries.store(entries as u64, Ordering::Relaxed);
         self.updates.fetch_add(1, Ordering::Relaxed);
-        self.stale.store(false, Ordering::Relaxed);
     }
 }
 

@@ -6,7 +6,8 @@
 mod common;
 use common::{Frames, FRAME};
 use etherparse::{
-    Icmpv4Type, Icmpv6Type, NetSlice, PacketBuilder, SlicedPacket, TcpOptionElement, TransportSlice,
+    Icmpv4Type, Icmpv6Type, IpHeaders, NetSlice, PacketBuilder, PacketBuilderStep, SlicedPacket,
+    TcpOptionElement, TransportSlice,
 };
 use mtugate_datapath::pipeline::{Clamp, Config, DropReason, PortId, Settings, State, Verdict};
 use mtugate_datapath::router::{self, Route};
@@ -72,11 +73,10 @@ fn run(cfg: &Config, st: &mut State, input: &[u8], r: &Route) -> (Verdict, Vec<u
     (v, buf, extra.out)
 }
 
-fn syn_v4(mss: u16, ttl: u8) -> Vec<u8> {
+/// A SYN carrying MSS `mss`, on top of the IP header(s) of `ip`.
+fn syn_on(ip: PacketBuilderStep<IpHeaders>, mss: u16) -> Vec<u8> {
     let mut v = Vec::new();
-    PacketBuilder::ethernet2(HOST, IN)
-        .ipv4(SRC4, DST4, ttl)
-        .tcp(40000, 443, 1, 64240)
+    ip.tcp(40000, 443, 1, 64240)
         .syn()
         .options(&[TcpOptionElement::MaximumSegmentSize(mss)])
         .unwrap()
@@ -85,17 +85,15 @@ fn syn_v4(mss: u16, ttl: u8) -> Vec<u8> {
     v
 }
 
+fn syn_v4(mss: u16, ttl: u8) -> Vec<u8> {
+    syn_on(
+        PacketBuilder::ethernet2(HOST, IN).ipv4(SRC4, DST4, ttl),
+        mss,
+    )
+}
+
 fn syn_v6(mss: u16) -> Vec<u8> {
-    let mut v = Vec::new();
-    PacketBuilder::ethernet2(HOST, IN)
-        .ipv6(SRC6, DST6, 64)
-        .tcp(40000, 443, 1, 64240)
-        .syn()
-        .options(&[TcpOptionElement::MaximumSegmentSize(mss)])
-        .unwrap()
-        .write(&mut v, &[])
-        .unwrap();
-    v
+    syn_on(PacketBuilder::ethernet2(HOST, IN).ipv6(SRC6, DST6, 64), mss)
 }
 
 fn udp_v4(len: usize, ttl: u8, df: bool) -> Vec<u8> {
@@ -104,7 +102,7 @@ fn udp_v4(len: usize, ttl: u8, df: bool) -> Vec<u8> {
         etherparse::Ipv4Header::new(0, ttl, etherparse::IpNumber::UDP, SRC4, DST4).unwrap();
     ip.dont_fragment = df;
     PacketBuilder::ethernet2(HOST, IN)
-        .ip(etherparse::IpHeaders::Ipv4(ip, Default::default()))
+        .ip(IpHeaders::Ipv4(ip, Default::default()))
         .udp(5000, 5001)
         .write(&mut v, &vec![0x5a; len])
         .unwrap();
@@ -382,7 +380,7 @@ fn a_frame_without_a_route_is_dropped_and_counted() {
 /// An IPv6 SYN behind a Hop-by-Hop and a Destination Options header (both
 /// PadN), as a host may send it.
 fn syn_v6_ext(mss: u16) -> Vec<u8> {
-    use etherparse::{IpHeaders, IpNumber, Ipv6Extensions, Ipv6Header, Ipv6RawExtHeader};
+    use etherparse::{IpNumber, Ipv6Extensions, Ipv6Header, Ipv6RawExtHeader};
     // PadN of 4 bytes: the 8-byte header's 6 option bytes minus its own 2.
     let padn = [1u8, 4, 0, 0, 0, 0];
     let ext = Ipv6Extensions {
@@ -396,16 +394,10 @@ fn syn_v6_ext(mss: u16) -> Vec<u8> {
         destination: DST6,
         ..Default::default()
     };
-    let mut v = Vec::new();
-    PacketBuilder::ethernet2(HOST, IN)
-        .ip(IpHeaders::Ipv6(ip, ext))
-        .tcp(40000, 443, 1, 64240)
-        .syn()
-        .options(&[TcpOptionElement::MaximumSegmentSize(mss)])
-        .unwrap()
-        .write(&mut v, &[])
-        .unwrap();
-    v
+    syn_on(
+        PacketBuilder::ethernet2(HOST, IN).ip(IpHeaders::Ipv6(ip, ext)),
+        mss,
+    )
 }
 
 #[test]

@@ -101,14 +101,20 @@ start_mtugate() { # start_mtugate [CONFIG]   (default: $CFG), in the DUT
   $D "$BIN" run --config "$cfg" "${final[@]}" >"$WORK/mtg.out" 2>"$WORK/mtg.err" &
   MTG_PID=$!
   disown "$MTG_PID" # no job-control notice when a test kills it
-  # Ready once it says so (at most 10 s), failed at once if it exited.
+  wait_running "$WORK/mtg.err"
+}
+
+# wait_running LOG: the mtugate of MTG_PID is ready once LOG says so (at
+# most 10 s); fails at once if it exited, showing LOG.
+wait_running() {
+  local log=$1
   for _ in $(seq 100); do
-    grep -q "mtugate running" "$WORK/mtg.err" && return 0
+    grep -q "mtugate running" "$log" && return 0
     kill -0 "$MTG_PID" 2>/dev/null || break
     sleep 0.1
   done
   echo "mtugate did not start:" >&2
-  cat "$WORK/mtg.err" >&2
+  cat "$log" >&2
   return 1
 }
 

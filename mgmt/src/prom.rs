@@ -259,29 +259,26 @@ pub fn render(stats: &Stats, latency: &[(u32, &LatencyHists)]) -> String {
                 );
             }
         }
-        o.family(
-            "mtugate_xdp_no_route_total",
-            "counter",
-            "Router mode: frames the XDP stage gave to the kernel because the kernel's FIB had no usable route (unreachable, blackhole, prohibit), by ingress port (part of the to_kernel outcome).",
-        );
-        for p in &stats.xdp {
-            o.sample(
+        // Router mode: why frames went to the kernel, one counter per
+        // ingress port each (parts of the to_kernel outcome).
+        type Count = fn(&mtugate_xsk::XdpStats) -> u64;
+        let to_kernel: [(&str, &str, Count); 2] = [
+            (
                 "mtugate_xdp_no_route_total",
-                &[("port", &p.port)],
-                p.stats.no_route,
-            );
-        }
-        o.family(
-            "mtugate_xdp_frag_to_kernel_total",
-            "counter",
-            "Router mode with [router] fragment = \"kernel\": IPv4 packets with DF clear over their route's MTU that the XDP stage gave to the kernel to fragment as it forwards them, by ingress port (part of the to_kernel outcome; the kernel counts the fragments as Ip FragCreates).",
-        );
-        for p in &stats.xdp {
-            o.sample(
+                "Router mode: frames the XDP stage gave to the kernel because the kernel's FIB had no usable route (unreachable, blackhole, prohibit), by ingress port (part of the to_kernel outcome).",
+                |s| s.no_route,
+            ),
+            (
                 "mtugate_xdp_frag_to_kernel_total",
-                &[("port", &p.port)],
-                p.stats.frag_to_kernel,
-            );
+                "Router mode with [router] fragment = \"kernel\": IPv4 packets with DF clear over their route's MTU that the XDP stage gave to the kernel to fragment as it forwards them, by ingress port (part of the to_kernel outcome; the kernel counts the fragments as Ip FragCreates).",
+                |s| s.frag_to_kernel,
+            ),
+        ];
+        for (name, help, count) in to_kernel {
+            o.family(name, "counter", help);
+            for p in &stats.xdp {
+                o.sample(name, &[("port", &p.port)], count(&p.stats));
+            }
         }
         o.family(
             "mtugate_xdp_syn_total",
