@@ -154,6 +154,20 @@ pub struct CompareArgs {
     /// queue per batch: about 0.75× of `napi` in the router lab).
     #[arg(long, default_value = "napi", value_parser = ["rps", "napi"])]
     kernel_confined: String,
+    /// The generator of the throughput scenarios (64, frag, ndr): `xsk` (the
+    /// AF_XDP `gen`, paced or flat out: on a veth every frame it sends is
+    /// an skb, which an XDP program on in0 must first copy) or `live`
+    /// (`livegen`: raw XDP frames redirected into the client's eth0, so
+    /// in0 receives buffers with no skb, as from a NIC's ring; paced by
+    /// its program in the no-drop rate search; latency and flood runs keep
+    /// the AF_XDP prober). The sink stays where the kernel runs it.
+    #[arg(long, default_value = "xsk", value_parser = ["xsk", "live"])]
+    generator: String,
+    /// `[xsk] napi` of every mtugate run, in place of the configuration's
+    /// (router.toml says `workers`). Matters in the natural placement
+    /// only: the confined one pins in0's NAPI thread itself.
+    #[arg(long, value_parser = ["kernel", "workers"])]
+    mtugate_napi: Option<String>,
 }
 
 /// A device under test.
@@ -578,6 +592,8 @@ struct Ctx {
     me: PathBuf,
     mtugate: PathBuf,
     sink_obj: PathBuf,
+    /// The compiled xdp_livegen.c (`--generator live`).
+    livegen_obj: Option<PathBuf>,
     base_config: String,
     /// Router mode's configuration (`router.toml` beside `base_config`).
     router_config: String,
@@ -630,6 +646,13 @@ impl Ctx {
             )
         };
         lab.sh("server", &sink)?;
+        if self.livegen_obj.is_some() {
+            // Frames redirected by XDP reach a veth only if it has NAPI,
+            // which XDP or GRO gives it: in0 for the kernel's systems (the
+            // others attach XDP there; the lab turns GRO on for the
+            // server's eth0).
+            lab.sh("dut", "ethtool -K in0 gro on >/dev/null")?;
+        }
         // Carrier changes reach the bridge (and operstate) through linkwatch,
         // up to a second later: a bridge port stays "disabled" until then.
         let end = Instant::now() + Duration::from_secs(5);
@@ -714,16 +737,22 @@ impl Ctx {
                 let run_dir = format!("/run/mtugate-{}", self.a.prefix);
                 std::fs::write(
                     &cfg,
-                    mtugate_config(base, self.a.dut_core, syn_limit, steer)
-                        .lines()
-                        .map(|l| {
-                            if l.trim_start().starts_with("run_dir") {
-                                format!("run_dir = \"{run_dir}\"\n")
-                            } else {
-                                format!("{l}\n")
-                            }
-                        })
-                        .collect::<String>(),
+                    mtugate_config(
+                        base,
+                        self.a.dut_core,
+                        syn_limit,
+                        steer,
+                        self.a.mtugate_napi.as_deref(),
+                    )
+                    .lines()
+                    .map(|l| {
+                        if l.trim_start().starts_with("run_dir") {
+                            format!("run_dir = \"{run_dir}\"\n")
+                        } else {
+                            format!("{l}\n")
+                        }
+                    })
+                    .collect::<String>(),
                 )?;
                 let stats = self.a.out.join(format!("mtugate-{tag}.final.json"));
                 let _ = std::fs::remove_file(&stats);
@@ -850,34 +879,14 @@ impl Ctx {
             }
             if napi {
                 // mtugate may have turned threaded NAPI on itself ([xsk]
-                // napi = "workers"): off and on, so the threads that appear
-                // are in0's of this lab.
-                lab.sh("dut", "echo 0 > /sys/class/net/in0/threaded")?;
-                let before = napi_threads("in0");
-                lab.sh("dut", "echo 1 > /sys/class/net/in0/threaded")?;
-                let mut pinned = 0;
-                for _ in 0..50 {
-                    let new: Vec<i32> = napi_threads("in0").difference(&before).copied().collect();
-                    if !new.is_empty() {
-                        let mut set = nix::sched::CpuSet::new();
-                        set.set(self.a.dut_core)?;
-                        for pid in new {
-                            nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(pid), &set)
-                                .context("pinning the NAPI thread")?;
-                            if self.a.nice != 0 {
-                                let _ = Command::new("renice")
-                                    .args(["-n", &self.a.nice.to_string(), "-p", &pid.to_string()])
-                                    .stdout(Stdio::null())
-                                    .status();
-                            }
-                            pinned += 1;
-                        }
-                        break;
+                // napi = "workers"): napi_thread turns it off and on.
+                for pid in self.napi_thread("dut", "in0", self.a.dut_core)? {
+                    if self.a.nice != 0 {
+                        let _ = Command::new("renice")
+                            .args(["-n", &self.a.nice.to_string(), "-p", &pid.to_string()])
+                            .stdout(Stdio::null())
+                            .status();
                     }
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                if pinned == 0 {
-                    bail!("no NAPI thread of in0 appeared after enabling threaded NAPI");
                 }
             } else {
                 lab.sh(
@@ -889,6 +898,31 @@ impl Ctx {
         // Let ARP/ND and the first batches settle.
         std::thread::sleep(Duration::from_millis(200));
         Ok(dut)
+    }
+
+    /// Makes the NAPI of `iface` in namespace `which` a kernel thread and
+    /// pins it to `core`; returns the threads' ids. Off and on, so that
+    /// the threads that appear are this interface's (another namespace may
+    /// have one of the same name).
+    fn napi_thread(&self, which: &str, iface: &str, core: usize) -> Result<Vec<i32>> {
+        let knob = format!("/sys/class/net/{iface}/threaded");
+        self.lab.sh(which, &format!("echo 0 > {knob}"))?;
+        let before = napi_threads(iface);
+        self.lab.sh(which, &format!("echo 1 > {knob}"))?;
+        for _ in 0..50 {
+            let new: Vec<i32> = napi_threads(iface).difference(&before).copied().collect();
+            if !new.is_empty() {
+                let mut set = nix::sched::CpuSet::new();
+                set.set(core)?;
+                for &pid in &new {
+                    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(pid), &set)
+                        .with_context(|| format!("pinning the NAPI thread of {iface}"))?;
+                }
+                return Ok(new);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        bail!("no NAPI thread of {which}'s {iface} appeared after enabling threaded NAPI")
     }
 
     /// The generator's command line in the client namespace.
@@ -906,8 +940,15 @@ impl Ctx {
             .arg(mode)
             .args(["-i", "eth0", "--dst-mac", &dst_mac])
             .args(["--src", s4, "--dst", d4, "--src6", s6, "--dst6", d6])
-            .args(["--interval", "0"])
             .stdin(Stdio::null());
+        match (mode, &self.livegen_obj) {
+            ("livegen", Some(obj)) => {
+                c.arg("--obj").arg(obj);
+            }
+            _ => {
+                c.args(["--interval", "0"]);
+            }
+        }
         Ok(c)
     }
 
@@ -947,7 +988,12 @@ impl Ctx {
         let c0 = lab.counters("client", "eth0", &["tx_packets", "tx_dropped"])?;
         let d0 = lab.counters("dut", "in0", &["rx_packets"])?;
         let s0 = lab.counters("server", "eth0", &["rx_packets"])?;
-        let mut gen = self.gen_cmd(system, "gen")?;
+        let mode = if self.livegen_obj.is_some() {
+            "livegen"
+        } else {
+            "gen"
+        };
+        let mut gen = self.gen_cmd(system, mode)?;
         gen.args(["-p", profile, "-d", &secs.to_string()]);
         if let Some(r) = rate {
             gen.args(["--rate", &format!("{r:.0}")]);
@@ -1332,6 +1378,24 @@ pub fn run(a: CompareArgs) -> Result<()> {
     if !st.success() {
         bail!("compiling {} failed", src.display());
     }
+    let livegen_obj = if a.generator == "live" {
+        let obj = a.out.join("xdp_livegen.o");
+        let src = a.assets.join("xdp_livegen.c");
+        // -g: libbpf needs the BTF of the program's global data.
+        let st = Command::new("clang")
+            .args(["-O2", "-g", "-target", "bpf", "-I", &arch_inc, "-c"])
+            .arg(&src)
+            .arg("-o")
+            .arg(&obj)
+            .status()
+            .context("running clang for the live generator")?;
+        if !st.success() {
+            bail!("compiling {} failed", src.display());
+        }
+        Some(obj)
+    } else {
+        None
+    };
     let lab = Lab {
         script: a.lab.clone(),
         prefix: a.prefix.clone(),
@@ -1354,6 +1418,14 @@ pub fn run(a: CompareArgs) -> Result<()> {
     meta.insert("cpus".into(), sh_out("nproc"));
     meta.insert("sink".into(), a.sink.clone());
     meta.insert("kernel_confined".into(), a.kernel_confined.clone());
+    meta.insert(
+        "generator".into(),
+        if a.generator == "live" {
+            "live: livegen, raw XDP frames into the client's eth0 (no skb reaches in0)".into()
+        } else {
+            "xsk: the AF_XDP gen (skbs on the veth)".into()
+        },
+    );
     meta.insert("iptables".into(), sh_out("iptables -V"));
     meta.insert(
         "command".into(),
@@ -1379,6 +1451,7 @@ pub fn run(a: CompareArgs) -> Result<()> {
         me,
         mtugate,
         sink_obj,
+        livegen_obj,
         base_config,
         router_config,
         stop,
@@ -1598,13 +1671,26 @@ pub fn run(a: CompareArgs) -> Result<()> {
 /// mtugate's configuration for a run: `base` with the worker on `core`,
 /// `[xsk] steer` set to `steer` and, without `syn_limit`, the SYN limits
 /// set to 0 (unlimited).
-pub fn mtugate_config(base: &str, core: usize, syn_limit: bool, steer: &str) -> String {
+pub fn mtugate_config(
+    base: &str,
+    core: usize,
+    syn_limit: bool,
+    steer: &str,
+    napi: Option<&str>,
+) -> String {
     let mut out = String::new();
     let mut section = String::new();
     for line in base.lines() {
         let t = line.trim();
         if t.starts_with('[') {
             section = t.to_owned();
+            if let (Some(n), "[xsk]") = (napi, t) {
+                let _ = writeln!(out, "{line}\nnapi = \"{n}\"   # compare --mtugate-napi");
+                continue;
+            }
+        }
+        if section == "[xsk]" && napi.is_some() && t.starts_with("napi") {
+            continue;
         }
         if section == "[workers]" && t.starts_with("cores") {
             let _ = writeln!(out, "cores = [{core}]");
@@ -2072,12 +2158,23 @@ mod tests {
         let base = "[syn_limit]\nrate_pps = 100000\nburst = 10\nper_source_pps = 1000\n[workers]\nqueues = [0]\ncores = [3]\n";
         let base = format!("{base}[xsk]\nsteer = \"exceptions\"\n");
         let base = base.as_str();
-        let on = mtugate_config(base, 1, true, "all");
+        let on = mtugate_config(base, 1, true, "all", None);
         assert!(on.contains("rate_pps = 100000") && on.contains("cores = [1]"));
         assert!(on.contains("steer = \"all\"") && !on.contains("exceptions"));
-        let off = mtugate_config(base, 1, false, "exceptions");
+        let off = mtugate_config(base, 1, false, "exceptions", Some("kernel"));
         assert!(off.contains("rate_pps = 0") && off.contains("per_source_pps = 0"));
         assert!(off.contains("burst = 10") && !off.contains("cores = [3]"));
+        // --mtugate-napi: one napi line in [xsk], replacing the base's.
+        assert!(!on.contains("napi"));
+        assert_eq!(off.matches("napi = \"kernel\"").count(), 1);
+        let with = format!("{base}napi = \"workers\"\n");
+        let k = mtugate_config(&with, 1, true, "all", Some("kernel"));
+        assert!(
+            k.contains("napi = \"kernel\"") && !k.contains("napi = \"workers\""),
+            "{k}"
+        );
+        let parsed: toml::Value = toml::from_str(&k).expect("valid TOML");
+        assert_eq!(parsed["xsk"]["napi"].as_str(), Some("kernel"));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! - [`latency`]: stamped probes through a device under test, one-way
 //!   latency into an HDR histogram, `.hgrm` output.
 //! - [`plot`]: latency-by-percentile plots as SVG.
+//! - [`livegen`]: the XDP-fed generator (live-frames test runs).
 //! - [`compare`]: the lab comparison against the kernel.
 //!
 //! Left out on purpose: multi-queue generation (one queue per process; run
@@ -14,6 +15,7 @@
 
 pub mod compare;
 pub mod latency;
+pub mod livegen;
 pub mod pkt;
 pub mod plot;
 pub mod xio;

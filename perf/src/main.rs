@@ -22,7 +22,7 @@ use clap::{Parser, Subcommand};
 use mtugate_xsk::stop_flag_on_signals;
 
 use mtugate_perf::{
-    compare, latency, pkt,
+    compare, latency, livegen, pkt,
     xio::{self, AddrOpts, FwdOpts, RunOpts, XskOpts},
 };
 
@@ -98,6 +98,9 @@ enum Mode {
     L2fwd(FwdArgs),
     /// One-way latency of stamped probes through a device under test.
     Latency(latency::LatencyArgs),
+    /// Transmit one frame flat out as raw XDP frames (BPF_PROG_TEST_RUN
+    /// live frames): the peer of a veth receives no socket buffers.
+    Livegen(livegen::LivegenArgs),
     /// The lab comparison: mtugate vs kernel router vs kernel bridge vs raw
     /// AF_XDP, two CPU placements, Markdown + JSON + SVG.
     Compare(compare::CompareArgs),
@@ -149,6 +152,7 @@ fn run(mode: Mode) -> Result<()> {
             s.emit(a.run.json.as_deref())
         }
         Mode::Latency(a) => latency::run(a),
+        Mode::Livegen(a) => livegen::run(a, stop_flag_on_signals()?).map(|_| ()),
         Mode::Compare(a) => compare::run(a),
         Mode::Generate { dir } => generate(&dir),
     }

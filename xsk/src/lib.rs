@@ -79,9 +79,9 @@ pub use mem::{MemBackend, MemConfig, MemDrop};
 pub use napi::napi_threads;
 #[cfg(feature = "afxdp")]
 pub use prog::{
-    smallest_route_mtus, AttachOptions, FastPath, OnFailure, PortProgram, ReplacedProgram,
-    RouteMetrics, RouteMtuTable, RoutePrefix, Steer, SynPolice, Takeover, XdpMode, MAX_PORTS,
-    MAX_QUEUES, ROUTE_ENTRIES, SRC_ENTRIES,
+    smallest_route_mtus, xdp_test_run_live, AttachOptions, FastPath, OnFailure, PortProgram,
+    ReplacedProgram, RouteMetrics, RouteMtuTable, RoutePrefix, Steer, SynPolice, Takeover, XdpMode,
+    MAX_PORTS, MAX_QUEUES, ROUTE_ENTRIES, SRC_ENTRIES,
 };
 pub use queue::{ConservationError, Frame, FrameCounts, PortCounters, Queue, RefillError};
 pub use sys::{stop_flag_on_signals, XskStats};
