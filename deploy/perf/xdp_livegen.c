@@ -20,6 +20,12 @@
 // profile's frame is at least that long: Ethernet, IP and UDP headers and
 // the start of the stamp).
 //
+// Stamps (cfg.stamp_off, latency probes): the sequence number (the frame
+// count) and the transmit time, CLOCK_REALTIME as the receiver's socket
+// timestamps are (TAI less cfg.tai_offset_ns, which livegen measured), big
+// endian after the magic, as pkt.rs writes them. IPv4 only: livegen
+// clears the UDP checksum of the template (optional in IPv4).
+//
 // Build: clang -O2 -g -target bpf -c xdp_livegen.c -o xdp_livegen.o
 #include <linux/bpf.h>
 
@@ -29,13 +35,16 @@
 
 static long (*bpf_redirect)(__u32 ifindex, __u64 flags) = (void *)23;
 static __u64 (*bpf_ktime_get_ns)(void) = (void *)5;
+static __u64 (*bpf_ktime_get_tai_ns)(void) = (void *)208; // Linux 6.1+
 
 // Set by livegen before loading (.rodata): one struct, so that its layout
-// is the one livegen writes (out_ifindex at 0, gap_ns at 8, head at 16).
+// is the one livegen writes (out_ifindex at 0, stamp_off at 4, gap_ns at
+// 8, tai_offset_ns at 16, head at 24).
 struct livegen_cfg {
     __u32 out_ifindex;
-    __u32 pad;
-    __u64 gap_ns; // 0: flat out
+    __u32 stamp_off; // 0: no stamps
+    __u64 gap_ns;    // 0: flat out
+    __u64 tai_offset_ns;
     __u64 head[HEAD / 8];
 };
 const volatile struct livegen_cfg cfg = {0};
@@ -70,6 +79,16 @@ int xdp_livegen(struct xdp_md *ctx)
 #pragma unroll
     for (int i = 0; i < HEAD / 8; i++)
         p[i] = cfg.head[i];
+    if (cfg.stamp_off) {
+        unsigned char *s = (unsigned char *)p + (cfg.stamp_off & (HEAD - 1));
+        __u64 seq = __builtin_bswap64(st.frames);
+        __u64 ts = __builtin_bswap64(bpf_ktime_get_tai_ns() - cfg.tai_offset_ns);
+
+        if ((void *)(s + 20) > end)
+            return XDP_ABORTED;
+        __builtin_memcpy(s + 4, &seq, 8);
+        __builtin_memcpy(s + 12, &ts, 8);
+    }
     st.frames++;
     return bpf_redirect(cfg.out_ifindex, 0);
 }

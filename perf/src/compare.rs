@@ -159,8 +159,9 @@ pub struct CompareArgs {
     /// an skb, which an XDP program on in0 must first copy) or `live`
     /// (`livegen`: raw XDP frames redirected into the client's eth0, so
     /// in0 receives buffers with no skb, as from a NIC's ring; paced by
-    /// its program in the no-drop rate search; latency and flood runs keep
-    /// the AF_XDP prober). The sink stays where the kernel runs it.
+    /// its program in the no-drop rate search and the latency runs, whose
+    /// probes it stamps; the flood runs keep the AF_XDP generator). The
+    /// sink stays where the kernel runs it.
     #[arg(long, default_value = "xsk", value_parser = ["xsk", "live"])]
     generator: String,
     /// `[xsk] napi` of every mtugate run, in place of the configuration's
@@ -1124,8 +1125,15 @@ impl Ctx {
             .arg(&hgrm)
             .arg("--json")
             .arg(&json);
-        if let Some(e) = extra {
-            c.args(["--extra", e]);
+        match (extra, &self.livegen_obj) {
+            (Some(e), _) => {
+                c.args(["--extra", e]);
+            }
+            // Probes as raw XDP frames, like the throughput runs' traffic.
+            (None, Some(obj)) => {
+                c.arg("--livegen-obj").arg(obj);
+            }
+            (None, None) => {}
         }
         let out = c.output().context("running the latency prober")?;
         if !out.status.success() {

@@ -29,6 +29,7 @@ use nix::sys::socket::{self, sockopt, ControlMessageOwned, MsgFlags, SockaddrSto
 use serde::Serialize;
 
 use crate::{
+    livegen,
     pkt::{self, Kind},
     plot,
     xio::{self, AddrOpts, RunOpts, SeqTrack, XskOpts},
@@ -73,6 +74,12 @@ pub struct LatencyArgs {
     /// the ordinary destination port (--dport), e.g. `syn-flood`.
     #[arg(long)]
     extra: Option<String>,
+    /// Send the probes with `livegen` (raw XDP frames, paced and stamped
+    /// by this compiled `xdp_livegen.c`) instead of AF_XDP: the device
+    /// under test then receives them as from a NIC's ring. IPv4 UDP
+    /// probes, no --extra; needs --duration.
+    #[arg(long)]
+    livegen_obj: Option<std::path::PathBuf>,
 }
 
 /// What a latency run measured.
@@ -309,6 +316,33 @@ pub fn run(a: LatencyArgs) -> Result<()> {
     let mut addr = a.addr.clone();
     addr.dport = a.rx_port;
     let ep = addr.endpoints(&a.xsk.iface)?;
+    if let Some(obj) = &a.livegen_obj {
+        if a.extra.is_some() {
+            bail!("--livegen-obj sends probes only: no --extra");
+        }
+        let Some(secs) = a.run.duration else {
+            bail!("--livegen-obj needs --duration");
+        };
+        let frame = livegen::frame(&a.profile, &ep, addr.seed)?;
+        let live = livegen::Live {
+            obj,
+            iface: &a.xsk.iface,
+            frame: &frame,
+            rate: Some(a.rate),
+            stamp: true,
+            batch: 64,
+            duration: secs,
+        };
+        let probe = |stop: &AtomicBool| -> Result<(u64, u64)> {
+            let r = livegen::send(&live, stop)?;
+            eprintln!(
+                "latency: livegen sent {} probes in {:.2} s ({} held back by the pacing)",
+                r.sent, r.seconds, r.held
+            );
+            Ok((r.sent, 0))
+        };
+        return measure(&a, false, probe);
+    }
     let spec = format!("{}@{}", a.profile, a.rate);
     let mut mix = xio::parse_mix(&spec, a.size, &ep, a.xsk.batch as usize, addr.seed)?;
     if mix[0].profile.kind != Kind::Udp {
@@ -325,6 +359,24 @@ pub fn run(a: LatencyArgs) -> Result<()> {
         )?);
     }
     let v6 = mix[0].profile.family == pkt::Family::V6;
+    let probe = |stop: &AtomicBool| -> Result<(u64, u64)> {
+        let mut qp = a.xsk.open(None, false)?;
+        xio::log_setup("latency", &qp);
+        let tx = xio::transmit("latency", &mut qp, &mut mix, None, &a.run, stop)?;
+        tx.emit(None)?;
+        // Loss counts probes only: what the first component sent.
+        Ok((mix[0].sent, mix[1..].iter().map(|c| c.sent).sum()))
+    };
+    measure(&a, v6, probe)
+}
+
+/// The receiver in its namespace, `probe` sending (returns the probes and
+/// the other frames it sent), then the summary and its outputs.
+fn measure(
+    a: &LatencyArgs,
+    v6: bool,
+    probe: impl FnOnce(&AtomicBool) -> Result<(u64, u64)>,
+) -> Result<()> {
     let stop = stop_flag_on_signals()?;
     let done = Arc::new(AtomicBool::new(false));
     let (tx_ready, rx_ready) = mpsc::channel();
@@ -344,21 +396,15 @@ pub fn run(a: LatencyArgs) -> Result<()> {
         }
         Err(_) => bail!("receiver thread died"),
     }
-    let tx = (|| -> Result<xio::Summary> {
-        let mut qp = a.xsk.open(None, false)?;
-        xio::log_setup("latency", &qp);
-        xio::transmit("latency", &mut qp, &mut mix, None, &a.run, stop)
-    })();
+    let sent = probe(stop);
     done.store(true, Ordering::Relaxed);
     let rx = rx_thread
         .join()
         .map_err(|_| anyhow::anyhow!("receiver thread panicked"))??;
-    let tx = tx?;
-    tx.emit(None)?;
-    // Loss counts probes only: what the first component sent.
-    let mut s = summarize(&a.label, a.rate, mix[0].sent, &rx.hist);
+    let (sent, extra_sent) = sent?;
+    let mut s = summarize(&a.label, a.rate, sent, &rx.hist);
     s.reordered = rx.track.reordered;
-    s.extra_sent = mix[1..].iter().map(|c| c.sent).sum();
+    s.extra_sent = extra_sent;
     eprintln!(
         "latency {}: {} probes at {:.0}/s, {} received (loss {:.3} %, {} reordered); \
          µs p50 {:.1} p90 {:.1} p99 {:.1} p99.9 {:.1} max {:.1}",
