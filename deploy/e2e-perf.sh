@@ -153,16 +153,16 @@ check "JSON: 10 latency runs with probes received" \
   python3 -c "import json,sys; d=json.load(open(sys.argv[1])); l=d['latency']; assert len(l)==10 and all(x[2]['received']>0 for x in l)" "$OUT/cmp/compare.json"
 start=$(date +%s)
 if timeout 180 "$PERF" compare --short --generator live --prefix "$LAB_PREFIX" --out "$OUT/cmp-live" --mtugate "$MTG" \
-  --systems router,xdp-redirect --scenarios 64,latency >"$OUT/compare-live.out" 2>"$OUT/compare-live.err"; then
+  --systems router,xdp-redirect,xdp-fwd --scenarios 64,latency >"$OUT/compare-live.out" 2>"$OUT/compare-live.err"; then
   ok "compare --short --generator live ran ($(($(date +%s) - start)) s)"
 else
   bad "compare --short --generator live failed:"
   tail -20 "$OUT/compare-live.err" | sed 's/^/    /'
 fi
-check "JSON (live): 4 throughput runs fed by livegen, each received traffic" \
-  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); t=d['throughput']; assert d['meta']['generator'].startswith('live') and len(t)==4 and all(x['sink_pps']>0 and x['dut_rx_pps']>0 for x in t), t" "$OUT/cmp-live/compare.json"
-check "JSON (live): 4 latency runs, livegen's stamped probes received" \
-  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); l=d['latency']; assert len(l)==4 and all(x[2]['received']>0 and x[2]['received']<=x[2]['sent'] and x[2]['p50_us']>0 for x in l), l" "$OUT/cmp-live/compare.json"
+check "JSON (live): 6 throughput runs fed by livegen (kernel, bare redirect, bare FIB forward), each received traffic" \
+  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); t=d['throughput']; assert d['meta']['generator'].startswith('live') and len(t)==6 and all(x['sink_pps']>0 and x['dut_rx_pps']>0 for x in t), t" "$OUT/cmp-live/compare.json"
+check "JSON (live): 6 latency runs, livegen's stamped probes received" \
+  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); l=d['latency']; assert len(l)==6 and all(x[2]['received']>0 and x[2]['received']<=x[2]['sent'] and x[2]['p50_us']>0 for x in l), l" "$OUT/cmp-live/compare.json"
 n_curves=$(grep -c "<polyline" "$OUT/cmp/latency.svg" 2>/dev/null || true)
 check "latency.svg has a curve per system and placement ($n_curves)" test "${n_curves:-0}" -eq 10
 n_hgrm=$(ls "$OUT"/cmp/latency-*-*.hgrm 2>/dev/null | wc -l)

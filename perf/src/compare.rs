@@ -191,6 +191,10 @@ pub enum System {
     /// A bare XDP redirect in the router lab (MACs written, no lookup):
     /// the ceiling of any XDP fast path here (deploy/perf/xdp_redirect.c).
     XdpRedirect,
+    /// A bare XDP forwarder that asks the kernel's FIB (bpf_fib_lookup,
+    /// TTL, MACs, redirect; deploy/perf/xdp_fwd.c): the ceiling of a fast
+    /// path built as router mode's is.
+    XdpFwd,
 }
 
 impl System {
@@ -203,8 +207,9 @@ impl System {
             "bridge" => System::Bridge,
             "raw" => System::Raw,
             "xdp-redirect" => System::XdpRedirect,
+            "xdp-fwd" => System::XdpFwd,
             _ => bail!(
-                "unknown system {s:?} (mtugate, mtugate-all, router, mtugate-router, bridge, raw, xdp-redirect)"
+                "unknown system {s:?} (mtugate, mtugate-all, router, mtugate-router, bridge, raw, xdp-redirect, xdp-fwd)"
             ),
         })
     }
@@ -219,12 +224,15 @@ impl System {
             System::Bridge => "kernel bridge + br_netfilter + TCPMSS",
             System::Raw => "raw AF_XDP l2fwd (ceiling)",
             System::XdpRedirect => "bare XDP redirect (fast-path ceiling)",
+            System::XdpFwd => "bare XDP FIB forward (lookup ceiling)",
         }
     }
 
     fn lab_mode(self) -> &'static str {
         match self {
-            System::Router | System::MtugateRouter | System::XdpRedirect => "router",
+            System::Router | System::MtugateRouter | System::XdpRedirect | System::XdpFwd => {
+                "router"
+            }
             System::Bridge => "bridge",
             System::Mtugate | System::MtugateAll | System::Raw => "wire",
         }
@@ -238,6 +246,7 @@ impl System {
                 | System::MtugateRouter
                 | System::Raw
                 | System::XdpRedirect
+                | System::XdpFwd
         )
     }
 
@@ -253,7 +262,7 @@ impl System {
     fn routed(self) -> bool {
         matches!(
             self,
-            System::Router | System::MtugateRouter | System::XdpRedirect
+            System::Router | System::MtugateRouter | System::XdpRedirect | System::XdpFwd
         )
     }
 }
@@ -689,7 +698,7 @@ impl Ctx {
             }
             // The same lab and neighbour, no netfilter: the route MTU is
             // out0's (the lab's OUT_MTU), which bpf_fib_lookup reports.
-            System::MtugateRouter => {
+            System::MtugateRouter | System::XdpFwd => {
                 lab.sh(
                     "dut",
                     &format!("ip neigh replace 203.0.113.1 lladdr {smac} dev out0 nud permanent"),
@@ -795,41 +804,38 @@ impl Ctx {
                     final_stats: None,
                 })
             }
-            System::XdpRedirect => {
-                // Compiled for this lab: out0's index, the server's and
-                // out0's MAC addresses.
-                let obj = self.a.out.join(format!("xdp_redirect-{tag}.o"));
-                let bytes = |mac: String| -> String {
-                    mac.split(':')
-                        .map(|b| format!("0x{b}"))
-                        .collect::<Vec<_>>()
-                        .join(",")
+            System::XdpRedirect | System::XdpFwd => {
+                let (name, defines) = if system == System::XdpRedirect {
+                    // Compiled for this lab: out0's index, the server's and
+                    // out0's MAC addresses.
+                    let bytes = |mac: String| -> String {
+                        mac.split(':')
+                            .map(|b| format!("0x{b}"))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    };
+                    let dmac = bytes(lab.mac("server", "eth0")?);
+                    let smac = bytes(lab.mac("dut", "out0")?);
+                    let ifindex = lab.sh("dut", "cat /sys/class/net/out0/ifindex")?;
+                    let defines = vec![
+                        format!("-DOUT_IFINDEX={}", ifindex.trim()),
+                        format!("-DDMAC={dmac}"),
+                        format!("-DSMAC={smac}"),
+                    ];
+                    ("xdp_redirect", defines)
+                } else {
+                    // The kernel's FIB and neighbours name everything.
+                    ("xdp_fwd", Vec::new())
                 };
-                let dmac = bytes(lab.mac("server", "eth0")?);
-                let smac = bytes(lab.mac("dut", "out0")?);
-                let ifindex = lab.sh("dut", "cat /sys/class/net/out0/ifindex")?;
-                let arch_inc = format!("/usr/include/{}-linux-gnu", std::env::consts::ARCH);
-                let st = Command::new("clang")
-                    .args(["-O2", "-g0", "-target", "bpf", "-I", &arch_inc])
-                    .arg(format!("-DOUT_IFINDEX={}", ifindex.trim()))
-                    .arg(format!("-DDMAC={dmac}"))
-                    .arg(format!("-DSMAC={smac}"))
-                    .arg("-c")
-                    .arg(self.a.assets.join("xdp_redirect.c"))
-                    .arg("-o")
-                    .arg(&obj)
-                    .status()
-                    .context("running clang for the bare XDP redirect")?;
-                if !st.success() {
-                    bail!("compiling xdp_redirect.c failed");
-                }
-                let err = self.a.out.join(format!("xdp_redirect-{tag}.log"));
+                let obj = self.a.out.join(format!("{name}-{tag}.o"));
+                bpf_compile(&self.a.assets.join(format!("{name}.c")), &obj, &defines)?;
+                let err = self.a.out.join(format!("{name}-{tag}.log"));
                 // Attached while this shell lives; detached when it is
                 // stopped (TERM), bounded by the same 600 s as l2fwd.
                 let script = format!(
                     "ip link set dev in0 xdpdrv obj {} sec xdp || exit 1; \
                      trap 'ip link set dev in0 xdp off; exit 0' TERM INT; \
-                     echo 'xdp-redirect: in0 -> out0 attached' >&2; \
+                     echo '{name}: attached to in0' >&2; \
                      i=0; while [ $i -lt 6000 ]; do sleep 0.1; i=$((i+1)); done; \
                      ip link set dev in0 xdp off",
                     obj.display()
@@ -841,7 +847,7 @@ impl Ctx {
                     .stdout(Stdio::null())
                     .stderr(std::fs::File::create(&err)?)
                     .spawn()
-                    .context("attaching the bare XDP redirect")?;
+                    .with_context(|| format!("attaching {name}"))?;
                 Some(Dut {
                     child,
                     stderr: err,
@@ -853,8 +859,8 @@ impl Ctx {
         if let Some(d) = &dut {
             let want = if system.is_mtugate() {
                 "mtugate running"
-            } else if system == System::XdpRedirect {
-                "xdp-redirect: in0 -> out0 attached"
+            } else if matches!(system, System::XdpRedirect | System::XdpFwd) {
+                "attached to in0"
             } else {
                 "l2fwd: in0+out0"
             };
@@ -1374,32 +1380,11 @@ pub fn run(a: CompareArgs) -> Result<()> {
     };
     // The sink program, compiled for this kernel's headers.
     let sink_obj = a.out.join("sink_drop.o");
-    let src = a.assets.join("sink_drop.c");
-    let arch_inc = format!("/usr/include/{}-linux-gnu", std::env::consts::ARCH);
-    let st = Command::new("clang")
-        .args(["-O2", "-g0", "-target", "bpf", "-I", &arch_inc, "-c"])
-        .arg(&src)
-        .arg("-o")
-        .arg(&sink_obj)
-        .status()
-        .context("running clang for the sink program")?;
-    if !st.success() {
-        bail!("compiling {} failed", src.display());
-    }
+    bpf_compile(&a.assets.join("sink_drop.c"), &sink_obj, &[])?;
     let livegen_obj = if a.generator == "live" {
         let obj = a.out.join("xdp_livegen.o");
-        let src = a.assets.join("xdp_livegen.c");
         // -g: libbpf needs the BTF of the program's global data.
-        let st = Command::new("clang")
-            .args(["-O2", "-g", "-target", "bpf", "-I", &arch_inc, "-c"])
-            .arg(&src)
-            .arg("-o")
-            .arg(&obj)
-            .status()
-            .context("running clang for the live generator")?;
-        if !st.success() {
-            bail!("compiling {} failed", src.display());
-        }
+        bpf_compile(&a.assets.join("xdp_livegen.c"), &obj, &["-g".into()])?;
         Some(obj)
     } else {
         None
@@ -1490,7 +1475,7 @@ pub fn run(a: CompareArgs) -> Result<()> {
                     let dut = ctx.start(system, placement, &tag, true)?;
                     for &sc in &tput {
                         // The bare redirect does not fragment: 64 B only.
-                        if system == System::XdpRedirect && sc != "64" {
+                        if matches!(system, System::XdpRedirect | System::XdpFwd) && sc != "64" {
                             continue;
                         }
                         let r = ctx.throughput(sc, placement, system, rep)?;
@@ -1722,6 +1707,26 @@ pub fn mtugate_config(
     out
 }
 
+/// Compiles one of the lab's BPF programs (`deploy/perf/*.c`) for this
+/// kernel's headers: `clang -O2 -target bpf` (no debug info unless
+/// `extra` asks for it) with `extra` flags.
+fn bpf_compile(src: &std::path::Path, obj: &std::path::Path, extra: &[String]) -> Result<()> {
+    let arch_inc = format!("/usr/include/{}-linux-gnu", std::env::consts::ARCH);
+    let st = Command::new("clang")
+        .args(["-O2", "-g0", "-target", "bpf", "-I", &arch_inc])
+        .args(extra)
+        .arg("-c")
+        .arg(src)
+        .arg("-o")
+        .arg(obj)
+        .status()
+        .with_context(|| format!("running clang for {}", src.display()))?;
+    if !st.success() {
+        bail!("compiling {} failed", src.display());
+    }
+    Ok(())
+}
+
 fn short_label(s: System) -> &'static str {
     match s {
         System::Mtugate => "mtugate",
@@ -1731,6 +1736,7 @@ fn short_label(s: System) -> &'static str {
         System::Bridge => "kernel bridge",
         System::Raw => "raw AF_XDP",
         System::XdpRedirect => "bare XDP redirect",
+        System::XdpFwd => "bare XDP FIB forward",
     }
 }
 
@@ -1949,6 +1955,14 @@ pub fn markdown(r: &Report, systems: &[System], placements: &[Placement], reps: 
             (
                 "mtugate router / bare XDP redirect (share of the ceiling), 64 B",
                 m("64", System::MtugateRouter) / m("64", System::XdpRedirect),
+            ),
+            (
+                "lab ceiling with the kernel's FIB: bare XDP FIB forward / kernel router, 64 B",
+                m("64", System::XdpFwd) / m("64", System::Router),
+            ),
+            (
+                "mtugate router / bare XDP FIB forward (share of that ceiling), 64 B",
+                m("64", System::MtugateRouter) / m("64", System::XdpFwd),
             ),
             // No device can forward more than the generator offers: its
             // highest median offered rate of the run (any system, any
