@@ -16,11 +16,9 @@
 # on exit, whatever happens.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
-if [[ $(id -u) -ne 0 ]]; then
-  echo "e2e-perf: needs root (network namespaces, XDP, iptables)" >&2
-  exit 1
-fi
+# shellcheck source-path=SCRIPTDIR/..
+source deploy/lib/e2e.sh
+e2e_require_root e2e-perf "network namespaces, XDP, iptables"
 
 PERF=${1:-}
 MTG=${2:-}
@@ -33,13 +31,13 @@ PERF=$(readlink -f "$PERF")
 MTG=$(readlink -f "${MTG:-$(dirname "$PERF")/mtugate}")
 export LAB_PREFIX=${LAB_PREFIX:-mtgp}
 OUT=$(mktemp -d /tmp/mtgp-e2e.XXXXXX)
-C="ip netns exec $LAB_PREFIX-client"
-D="ip netns exec $LAB_PREFIX-dut"
-PASS=0
-FAIL=0
+e2e_hosts
+# The captures' safety bound (capture_stop ends them sooner).
+CAP_TIMEOUT=20
 
 cleanup() {
   set +e
+  capture_stop
   bash deploy/lab.sh down >/dev/null 2>&1
   rm -rf "$OUT"
 }
@@ -49,22 +47,16 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-ok() { PASS=$((PASS + 1)); echo "ok     - $*"; }
-bad() { FAIL=$((FAIL + 1)); echo "FAILED - $*"; }
-check() { local name=$1; shift; if "$@"; then ok "$name"; else bad "$name"; fi; }
+# check, ok, bad, capture, capture_stop, e2e_summary: deploy/lib/e2e.sh.
 
 # --- the generator's packets, judged by tshark -------------------------------
 bash deploy/lab.sh up wire >/dev/null 2>&1
-$D timeout 20 tcpdump -i in0 -nn -U --immediate-mode -B 32768 -w "$OUT/gen.pcap" >"$OUT/tcpdump.log" 2>&1 &
-CAP=$!
-for _ in $(seq 100); do grep -q "listening on" "$OUT/tcpdump.log" 2>/dev/null && break; sleep 0.05; done
-DMAC=$(ip netns exec $LAB_PREFIX-server cat /sys/class/net/eth0/address)
+CAP_IFACE=in0 capture "$D" "$OUT/gen.pcap" -B 32768
+DMAC=$($S cat /sys/class/net/eth0/address)
 PROFILES=udp64,udp64-v6,udp1500,udp1500-df,udp1500-v6,imix,imix-v6,tcp1500,tcp1500-df,tcp1500-v6,syn-flood,syn-flood-v6,syn-legit,syn-legit-v6
 $C timeout 20 "$PERF" gen -i eth0 --dst-mac "$DMAC" -p "$PROFILES" --rate 5000 -n 1400 \
   --interval 0 --json "$OUT/gen.json" 2>"$OUT/gen.log" || true
-sleep 0.5 # --immediate-mode: every frame is already with tcpdump
-kill -INT $CAP 2>/dev/null || true
-wait $CAP 2>/dev/null || true
+capture_stop
 check "gen sent 1400 packets of 14 profiles" \
   python3 -c "import json,sys; d=json.load(open(sys.argv[1])); assert d['tx_completed']==1400 and len(d['profiles'])==14 and all(n==100 for _,n in d['profiles']), d" "$OUT/gen.json"
 n_cap=$(tshark -r "$OUT/gen.pcap" 2>/dev/null | wc -l)
@@ -86,7 +78,6 @@ bash deploy/lab.sh down >/dev/null 2>&1
 # captures must decode, verify, and carry TTL 63 (64 from the generator,
 # one hop): the program restores the header the kernel rewrote in place.
 bash deploy/lab.sh up router >/dev/null 2>&1
-S="ip netns exec $LAB_PREFIX-server"
 $D ethtool -K in0 gro on >/dev/null
 clang -O2 -g -target bpf -I "/usr/include/$(uname -m)-linux-gnu" -c deploy/perf/xdp_livegen.c -o "$OUT/livegen.o"
 IN0MAC=$($D cat /sys/class/net/in0/address)
@@ -94,14 +85,10 @@ xdp_in() { $D ethtool -S in0 | awk '/rx_queue_0_xdp_packets:/ {print $2}'; }
 srv_in() { $S cat /sys/class/net/eth0/statistics/rx_packets; }
 x0=$(xdp_in)
 s0=$(srv_in)
-$S timeout 20 tcpdump -i eth0 -nn -U --immediate-mode -c 300 -w "$OUT/live.pcap" 'udp and dst host 203.0.113.1' >"$OUT/tcpdump-live.log" 2>&1 &
-CAP=$!
-for _ in $(seq 100); do grep -q "listening on" "$OUT/tcpdump-live.log" 2>/dev/null && break; sleep 0.05; done
+capture "$S" "$OUT/live.pcap" -c 300 udp and dst host 203.0.113.1
 $C timeout 20 taskset -c 0 "$PERF" livegen -i eth0 --obj "$OUT/livegen.o" --dst-mac "$IN0MAC" \
   --src 198.51.100.1 --dst 203.0.113.1 -p udp64 -d 1 --json "$OUT/live.json" 2>"$OUT/live.log" || true
-sleep 0.5
-kill -INT $CAP 2>/dev/null || true
-wait $CAP 2>/dev/null || true
+capture_stop
 x1=$(xdp_in)
 s1=$(srv_in)
 check "livegen ran 1 s and counted its frames" \
@@ -169,5 +156,4 @@ n_hgrm=$(ls "$OUT"/cmp/latency-*-*.hgrm 2>/dev/null | wc -l)
 check ".hgrm percentile distributions written ($n_hgrm)" test "$n_hgrm" -ge 8
 check "no lab namespace left behind" sh -c "! ip netns list | grep -q '^$LAB_PREFIX-'"
 
-echo "$PASS passed, $FAIL failed"
-[[ $FAIL -eq 0 ]]
+e2e_summary

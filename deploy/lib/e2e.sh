@@ -33,6 +33,9 @@ MTG_STOP_WAIT=50
 MTG_FINAL_STATS=""
 # The safety bound of a capture, in seconds: capture_stop normally ends it.
 CAP_TIMEOUT=30
+# The interface a capture listens on (a host's eth0; e2e-perf also watches
+# the DUT's in0).
+CAP_IFACE=eth0
 
 # --- setup -----------------------------------------------------------------------
 
@@ -134,14 +137,15 @@ no_program_left() { # no XDP program on the DUT's in0 or out0
 
 # --- captures ----------------------------------------------------------------------
 
-# capture NS-CMD FILE FILTER...: tcpdump on the host's eth0, started and
+# capture NS-CMD FILE [OPTION...] [FILTER...]: tcpdump on the host's
+# $CAP_IFACE (eth0), started and
 # confirmed listening (bounded) before any traffic, so a slow start under
 # load cannot empty it. --immediate-mode: hand each packet over at once;
 # otherwise a capture stopped soon after the traffic can end with packets
 # still in the ring.
 capture() {
   local ns=$1 file=$2; shift 2
-  $ns timeout "$CAP_TIMEOUT" tcpdump --immediate-mode -i eth0 -nn -U -w "$file" "$@" 2>"$file.log" &
+  $ns timeout "$CAP_TIMEOUT" tcpdump --immediate-mode -i "$CAP_IFACE" -nn -U -w "$file" "$@" 2>"$file.log" &
   CAPS+=($!)
   for _ in $(seq 100); do
     grep -q "listening on" "$file.log" 2>/dev/null && return 0

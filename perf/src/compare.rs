@@ -1474,7 +1474,7 @@ pub fn run(a: CompareArgs) -> Result<()> {
                     let tag = format!("{}-{:?}-{rep}", placement.name(), system);
                     let dut = ctx.start(system, placement, &tag, true)?;
                     for &sc in &tput {
-                        // The bare redirect does not fragment: 64 B only.
+                        // The bare XDP programs do not fragment: 64 B only.
                         if matches!(system, System::XdpRedirect | System::XdpFwd) && sc != "64" {
                             continue;
                         }

@@ -330,7 +330,7 @@ pub fn run(a: LatencyArgs) -> Result<()> {
             frame: &frame,
             rate: Some(a.rate),
             stamp: true,
-            batch: 64,
+            batch: livegen::DEFAULT_BATCH,
             duration: secs,
         };
         let probe = |stop: &AtomicBool| -> Result<(u64, u64)> {

@@ -47,6 +47,10 @@ const CFG_GAP_NS: usize = 8;
 const CFG_TAI_OFFSET: usize = 16;
 const CFG_HEAD: usize = 24;
 
+/// Frames per round of the kernel's loop unless told otherwise: the
+/// kernel's own default.
+pub const DEFAULT_BATCH: u32 = 64;
+
 /// Repetitions asked of the kernel per call: more than any run sends
 /// (about 90 s at 12 Mpps); the timer's signal ends the call.
 const REPEAT: u32 = 1 << 30;
@@ -75,7 +79,7 @@ pub struct LivegenArgs {
     pub duration: f64,
     /// Frames per round of the kernel's loop (1..=256; 64 is the
     /// kernel's default), which is also the size of the run's page pool.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=256))]
+    #[arg(long, default_value_t = DEFAULT_BATCH, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub batch: u32,
     /// Write the summary as JSON to this file.
     #[arg(long)]
@@ -193,12 +197,11 @@ fn stamp_at(frame: &mut [u8]) -> Result<usize> {
     if !v4_udp {
         bail!("livegen stamps IPv4 UDP frames only");
     }
-    let l4 = 14 + usize::from(frame[14] & 0x0f) * 4;
-    let at = l4 + 8;
-    if at + pkt::STAMP_LEN > HEAD || frame.get(at..at + 4) != Some(&pkt::MAGIC[..]) {
-        bail!("livegen: no stamp within the first {HEAD} bytes of the frame");
-    }
-    frame[l4 + 6..l4 + 8].fill(0);
+    let at = pkt::stamp_offset(frame)
+        .filter(|&at| at + pkt::STAMP_LEN <= HEAD && frame.get(at..at + 4) == Some(&pkt::MAGIC[..]))
+        .with_context(|| format!("livegen: no stamp within the first {HEAD} bytes of the frame"))?;
+    // The UDP checksum: the last 2 bytes of the 8-byte header before it.
+    frame[at - 2..at].fill(0);
     Ok(at)
 }
 

@@ -559,6 +559,13 @@ fn template(p: &Profile, ep: &Endpoints, len: usize) -> Template {
 /// `(sequence number, transmit time in ns)`. A non-first IPv4 fragment has
 /// no stamp.
 pub fn read_stamp(frame: &[u8]) -> Option<(u64, u64)> {
+    stamp_of(frame.get(stamp_offset(frame)?..)?)
+}
+
+/// Where the L4 payload of an Ethernet + IPv4/IPv6 UDP or TCP frame
+/// starts: the place of a [`Builder`] frame's stamp (whether one is there
+/// or not). `None` for other frames and non-first IPv4 fragments.
+pub fn stamp_offset(frame: &[u8]) -> Option<usize> {
     let et = u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]);
     let (proto, l4) = match et {
         0x0800 => {
@@ -573,12 +580,11 @@ pub fn read_stamp(frame: &[u8]) -> Option<(u64, u64)> {
         0x86dd => (*frame.get(ETH + 6)?, ETH + IP6),
         _ => return None,
     };
-    let data = match proto {
-        17 => l4 + UDP,
-        6 => l4 + usize::from(*frame.get(l4 + 12)? >> 4) * 4,
-        _ => return None,
-    };
-    stamp_of(frame.get(data..)?)
+    match proto {
+        17 => Some(l4 + UDP),
+        6 => Some(l4 + usize::from(*frame.get(l4 + 12)? >> 4) * 4),
+        _ => None,
+    }
 }
 
 /// The stamp at the start of an L4 payload, if it has one.

@@ -1217,10 +1217,9 @@ fn remove_unlinked(
 /// live-frames mode (`BPF_PROG_TEST_RUN` with `BPF_F_TEST_XDP_LIVE_FRAMES`,
 /// Linux 5.18+): the kernel acts on the program's verdict (a redirect
 /// transmits the frame), as on a frame a driver received. `batch` frames
-/// per round (1..=256; the kernel's page pool for the run holds as many,
-/// so pages another CPU frees come back to it instead of to the page
-/// allocator when it is large). The mtugate-perf generator `livegen`;
-/// libbpf-rs's `test_run` cannot set the batch size.
+/// per round (1..=256), which is also the size of the run's page pool.
+/// The mtugate-perf generator `livegen`; libbpf-rs's `test_run` cannot set
+/// the batch size.
 ///
 /// A pending signal ends the run early with `ErrorKind::Interrupted`.
 pub fn xdp_test_run_live(
